@@ -1,0 +1,2 @@
+//! The `ocirender` command.
+fn main() {}

@@ -1,0 +1,422 @@
+//! The one error type of the library.
+//!
+//! Every variant says what failed and carries the context a user needs to find it: the layer index
+//! and digest, the path inside the image, the file on disk. Variants are structs, never a `String`
+//! catch-all, so callers can match on them; `Display` is the message the CLI prints.
+//!
+//! Context is added by wrapping: a problem found while reading layer 2 is an
+//! [`Error::Layer`] whose `source` is the precise failure (for example [`Error::Tar`]).
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::digest::Digest;
+
+/// A `Result` whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An error from a caller-supplied source (a failed download, for example), carried unchanged.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything that can go wrong while reading an image and writing an output.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An I/O operation on a named file failed.
+    #[error("cannot {op} {}: {source}", path.display())]
+    Io {
+        /// What was being done ("open", "read", "create", …).
+        op: &'static str,
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// Writing the output failed (a full disk, a closed pipe, a vanished directory).
+    #[error("cannot write output {}: {source}", path.display())]
+    Output {
+        /// The output being written.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The output path already exists where it must not (a non-empty directory).
+    #[error("output {} already exists and is not an empty directory", path.display())]
+    OutputExists {
+        /// The output path.
+        path: PathBuf,
+    },
+
+    /// The path is neither an OCI image layout nor a docker-save layout.
+    #[error("{} is not an image: no oci-layout/index.json or manifest.json found", path.display())]
+    NotAnImage {
+        /// The path given as the image.
+        path: PathBuf,
+    },
+
+    /// A JSON document of the image (index, manifest, config) could not be parsed.
+    #[error("invalid JSON in {what}: {source}")]
+    Json {
+        /// Which document: a file name or a blob digest.
+        what: String,
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// A JSON document parsed but lacks something the format requires.
+    #[error("invalid {what}: {problem}")]
+    InvalidDocument {
+        /// Which document.
+        what: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+
+    /// A media type that ocirender does not know how to read.
+    #[error("unsupported media type {media_type:?} for {what}")]
+    UnsupportedMediaType {
+        /// The media type as written in the image.
+        media_type: String,
+        /// What it was the media type of.
+        what: String,
+    },
+
+    /// A digest string is malformed (wrong algorithm, length or characters).
+    #[error("invalid digest {digest:?}: {problem}")]
+    InvalidDigest {
+        /// The digest as written in the image.
+        digest: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+
+    /// A blob named by a descriptor is not in the image.
+    #[error("blob {digest} is missing (looked for {})", path.display())]
+    BlobMissing {
+        /// The blob's digest.
+        digest: Digest,
+        /// Where it was expected.
+        path: PathBuf,
+    },
+
+    /// A blob's content does not hash to its descriptor's digest.
+    #[error("digest mismatch: expected {expected}, content hashes to {found}")]
+    DigestMismatch {
+        /// The digest the descriptor promises.
+        expected: Digest,
+        /// The digest of the bytes actually read.
+        found: Digest,
+    },
+
+    /// A blob is shorter or longer than its descriptor says.
+    #[error("blob {digest} has {found} bytes, descriptor says {expected}")]
+    SizeMismatch {
+        /// The blob's digest.
+        digest: Digest,
+        /// The size in the descriptor.
+        expected: u64,
+        /// The number of bytes actually read.
+        found: u64,
+    },
+
+    /// `DIR:REF` named a reference that the index does not have.
+    #[error("no manifest with ref {reference:?}; available refs: {}", list(available))]
+    RefNotFound {
+        /// The reference asked for.
+        reference: String,
+        /// The refs the index has.
+        available: Vec<String>,
+    },
+
+    /// The index holds several manifests and nothing says which one to use.
+    #[error("the image holds {} manifests; choose one with DIR:REF or --platform: {}", choices.len(), list(choices))]
+    AmbiguousManifest {
+        /// A description of each candidate (ref and platform).
+        choices: Vec<String>,
+    },
+
+    /// No manifest matches the requested platform.
+    #[error("no manifest for platform {platform}; available: {}", list(available))]
+    PlatformNotFound {
+        /// The platform asked for.
+        platform: String,
+        /// The platforms the index offers.
+        available: Vec<String>,
+    },
+
+    /// A problem inside one layer; `source` says which.
+    #[error("layer {index} ({digest}): {source}")]
+    Layer {
+        /// Position of the layer in the manifest, 0 = oldest.
+        index: usize,
+        /// The layer's digest.
+        digest: Digest,
+        /// The underlying error.
+        #[source]
+        source: Box<Error>,
+    },
+
+    /// A problem with one entry of a layer; `source` says which.
+    #[error("entry {path}: {source}")]
+    Entry {
+        /// The entry's path as written in the layer (lossy UTF-8).
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: Box<Error>,
+    },
+
+    /// The layer's bytes could not be decompressed.
+    #[error("cannot decompress {codec} data: {source}")]
+    Decompress {
+        /// The codec in use.
+        codec: &'static str,
+        /// The decoder's error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The layer's tar stream is malformed or truncated.
+    #[error("malformed tar stream: {source}")]
+    Tar {
+        /// The tar reader's error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// A tar header holds a value ocirender cannot accept.
+    #[error("malformed tar header: {problem}")]
+    TarHeader {
+        /// What is wrong with the header.
+        problem: String,
+    },
+
+    /// A path that would leave the root, or is otherwise unusable.
+    #[error("refusing path {path:?}: {reason}")]
+    HostilePath {
+        /// The path as written (lossy UTF-8).
+        path: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+
+    /// A whiteout whose name cannot be a whiteout (`.wh.`, `.wh..`, `.wh...`).
+    #[error("invalid whiteout name {path:?}")]
+    InvalidWhiteout {
+        /// The whiteout's path.
+        path: String,
+    },
+
+    /// A hard link whose target does not exist when the link's layer is applied.
+    #[error("hard link {link:?} points to {target:?}, which does not exist")]
+    HardlinkTargetMissing {
+        /// The link's path.
+        link: String,
+        /// The missing target's path.
+        target: String,
+    },
+
+    /// A hard link to a directory (not allowed on any file system).
+    #[error("hard link {link:?} points to directory {target:?}")]
+    HardlinkToDirectory {
+        /// The link's path.
+        link: String,
+        /// The directory's path.
+        target: String,
+    },
+
+    /// A hard link whose target is replaced later in the same layer, before the link could be
+    /// bound to it.
+    #[error("hard link {link:?} points to {target:?}, which the same layer replaces afterwards")]
+    HardlinkTargetReplaced {
+        /// The link's path.
+        link: String,
+        /// The target's path.
+        target: String,
+    },
+
+    /// An entry would be written beneath a symbolic link that a lower layer planted.
+    #[error("entry {path:?} lies beneath symlink {symlink:?} from a lower layer")]
+    BeneathSymlink {
+        /// The entry's path.
+        path: String,
+        /// The symlink's path.
+        symlink: String,
+    },
+
+    /// An input-controlled size exceeds what ocirender accepts.
+    #[error("{what} is {size} bytes, more than the limit of {limit}")]
+    TooLarge {
+        /// What is too large.
+        what: &'static str,
+        /// The size found.
+        size: u64,
+        /// The largest size accepted.
+        limit: u64,
+    },
+
+    /// An option value outside its valid range.
+    #[error("invalid {name} {value:?}: {reason}")]
+    InvalidOption {
+        /// The option.
+        name: &'static str,
+        /// The value given.
+        value: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+
+    /// More distinct uids and gids than a squashfs id table holds.
+    #[error("the image uses {count} distinct uids/gids; squashfs holds at most 65536")]
+    TooManyIds {
+        /// How many distinct ids were seen.
+        count: usize,
+    },
+
+    /// An entry that the squashfs format cannot represent.
+    #[error("cannot store {path:?} in squashfs: {problem}")]
+    Unrepresentable {
+        /// The entry's path.
+        path: String,
+        /// Why it cannot be stored.
+        problem: &'static str,
+    },
+
+    /// A layer index outside the image's layers.
+    #[error("layer index {index} is out of range: the image has {count} layers")]
+    LayerIndexOutOfRange {
+        /// The index given.
+        index: usize,
+        /// The number of layers.
+        count: usize,
+    },
+
+    /// The same layer was delivered twice.
+    #[error("layer {index} was delivered twice")]
+    DuplicateLayer {
+        /// The index delivered twice.
+        index: usize,
+    },
+
+    /// The layer stream ended before every layer arrived.
+    #[error("the layer stream ended with {missing} of {total} layers never delivered (first missing: {first})")]
+    MissingLayers {
+        /// How many layers never arrived.
+        missing: usize,
+        /// How many layers the image has.
+        total: usize,
+        /// The newest layer that never arrived.
+        first: usize,
+    },
+
+    /// The caller reported that it could not supply a layer.
+    #[error("layer source failed: {source}")]
+    LayerSource {
+        /// The caller's error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// The conversion stopped (after an error, or because the packer was dropped).
+    #[error("the conversion has stopped")]
+    Stopped,
+
+    /// The squashfs image being read is malformed.
+    #[error("malformed squashfs image {}: {problem}", path.display())]
+    BadSquashfs {
+        /// The image read.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+impl Error {
+    /// Wraps an [`io::Error`] that happened while doing `op` on `path`.
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Adds the layer's index and digest to this error, once.
+    pub fn in_layer(self, index: usize, digest: &Digest) -> Self {
+        match self {
+            e @ Error::Layer { .. } => e,
+            e => Error::Layer {
+                index,
+                digest: digest.clone(),
+                source: Box::new(e),
+            },
+        }
+    }
+
+    /// Adds the entry's path to this error, once.
+    pub fn in_entry(self, path: &[u8]) -> Self {
+        match self {
+            e @ (Error::Entry { .. } | Error::Layer { .. }) => e,
+            e => Error::Entry {
+                path: String::from_utf8_lossy(path).into_owned(),
+                source: Box::new(e),
+            },
+        }
+    }
+
+    /// The innermost error, past the [`Error::Layer`] and [`Error::Entry`] context wrappers.
+    pub fn root_cause(&self) -> &Error {
+        match self {
+            Error::Layer { source, .. } | Error::Entry { source, .. } => source.root_cause(),
+            e => e,
+        }
+    }
+
+    /// Turns an [`io::Error`] that may carry an [`Error`] (put there by a reader inside the
+    /// pipeline) back into that [`Error`]; other I/O errors become `otherwise(e)`.
+    pub(crate) fn from_io(e: io::Error, otherwise: impl FnOnce(io::Error) -> Error) -> Error {
+        if e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+            match e.into_inner().map(|inner| inner.downcast::<Error>()) {
+                Some(Ok(inner)) => *inner,
+                Some(Err(other)) => otherwise(io::Error::other(other)),
+                None => otherwise(io::Error::other("unknown error")),
+            }
+        } else {
+            otherwise(e)
+        }
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(e: Error) -> io::Error {
+        let kind = match e.root_cause() {
+            Error::Io { source, .. } | Error::Output { source, .. } => source.kind(),
+            Error::NotAnImage { .. } | Error::BlobMissing { .. } | Error::RefNotFound { .. } => {
+                io::ErrorKind::NotFound
+            }
+            Error::OutputExists { .. } => io::ErrorKind::AlreadyExists,
+            Error::Tar { .. }
+            | Error::Decompress { .. }
+            | Error::DigestMismatch { .. }
+            | Error::SizeMismatch { .. }
+            | Error::Json { .. }
+            | Error::BadSquashfs { .. } => io::ErrorKind::InvalidData,
+            Error::InvalidOption { .. } => io::ErrorKind::InvalidInput,
+            _ => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, e)
+    }
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        "(none)".to_owned()
+    } else {
+        items.join(", ")
+    }
+}

@@ -1,0 +1,56 @@
+//! Convert OCI container images into squashfs images, tar archives or directories in one
+//! streaming pass, with a pure-Rust parallel squashfs writer.
+//!
+//! ```text
+//! image source ──► layer blobs ──► decode ──► tar entries ──► overlay merge ──► Entry stream ──► Sink
+//! (OCI layout,      (newest first,  (gzip,      (PAX/GNU       (whiteouts,        (normalized     ├─ squashfs
+//!  docker save,      any arrival     zstd, xz,   long names,    opaque dirs,       path, kind,     ├─ tar
+//!  StreamingPacker)  order)          bzip2)      sparse)        hard links)        metadata)       └─ directory
+//! ```
+//!
+//! Every source feeds the same merge and the merge feeds every [`Sink`] the same entries, so the
+//! three outputs of one image hold the same tree. File data streams through once; what is held
+//! in memory is per path (the overlay state, the squashfs directory tree), never per byte.
+//!
+//! ```no_run
+//! use ocirender::{convert, ConvertOptions, Image, ImageLocation, ImageSpec, Selector};
+//!
+//! let image = Image::open(&ImageLocation::parse("./my-image:latest"), &Selector::default())?;
+//! let summary = convert(
+//!     &image,
+//!     &ImageSpec::Squashfs { path: "rootfs.sqfs".into() },
+//!     &ConvertOptions::default(),
+//! )?;
+//! println!("{} entries", summary.entries);
+//! # Ok::<(), ocirender::Error>(())
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+mod convert;
+mod digest;
+mod entry;
+mod error;
+pub mod image;
+pub mod layer;
+mod merge;
+mod options;
+mod path;
+pub mod progress;
+pub mod sink;
+pub mod squashfs;
+
+pub use convert::{convert, open_sink};
+pub use digest::{Algorithm as DigestAlgorithm, Digest, DigestReader};
+pub use entry::{Entry, EntryKind, Metadata, Xattr};
+pub use error::{BoxError, Error, Result};
+pub use image::{Image, ImageLocation, LayerDescriptor, Platform, Selector};
+pub use merge::Merger;
+pub use options::{
+    Algorithm, BlockSize, Compression, ConvertOptions, Format, ImageSpec, Jobs, Ownership,
+    ProgressFn, SquashfsOptions, XzFilter,
+};
+pub use path::EntryPath;
+pub use progress::Progress;
+pub use sink::{Sink, Summary, Warning, WarningKind};

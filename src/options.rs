@@ -1,0 +1,552 @@
+//! What to write and how: [`ImageSpec`] names the output, [`ConvertOptions`] and
+//! [`SquashfsOptions`] tune it.
+//!
+//! Values that have a valid range are newtypes checked once, here ([`BlockSize`], [`Jobs`],
+//! [`Compression`]); the components that receive them never check again and cannot panic on a
+//! bad value.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+
+/// The three output formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// A squashfs 4.0 file system image.
+    Squashfs,
+    /// A plain (uncompressed) tar archive.
+    Tar,
+    /// An extracted directory tree.
+    Dir,
+}
+
+impl Format {
+    /// Every format, for tests and loops.
+    pub const ALL: [Format; 3] = [Format::Squashfs, Format::Tar, Format::Dir];
+
+    /// The format an output path implies: `.sqfs`/`.squashfs` → squashfs, `.tar` → tar.
+    pub fn from_extension(path: &Path) -> Option<Format> {
+        match path.extension()?.to_str()? {
+            "sqfs" | "squashfs" => Some(Format::Squashfs),
+            "tar" => Some(Format::Tar),
+            _ => None,
+        }
+    }
+
+    /// The lower-case name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Squashfs => "squashfs",
+            Format::Tar => "tar",
+            Format::Dir => "dir",
+        }
+    }
+}
+
+impl FromStr for Format {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Format> {
+        match s {
+            "squashfs" | "sqfs" => Ok(Format::Squashfs),
+            "tar" => Ok(Format::Tar),
+            "dir" | "directory" => Ok(Format::Dir),
+            _ => Err(Error::InvalidOption {
+                name: "format",
+                value: s.to_owned(),
+                reason: "expected squashfs, tar or dir",
+            }),
+        }
+    }
+}
+
+/// Format and location of an output (or, for verification, of an input).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImageSpec {
+    /// A squashfs image file.
+    Squashfs {
+        /// The image file.
+        path: PathBuf,
+    },
+    /// A tar archive; the path `-` means standard output.
+    Tar {
+        /// The archive file.
+        path: PathBuf,
+    },
+    /// A directory, created if missing; an existing one must be empty.
+    Dir {
+        /// The directory.
+        path: PathBuf,
+    },
+}
+
+impl ImageSpec {
+    /// An output of `format` at `path`.
+    pub fn new(format: Format, path: impl Into<PathBuf>) -> ImageSpec {
+        let path = path.into();
+        match format {
+            Format::Squashfs => ImageSpec::Squashfs { path },
+            Format::Tar => ImageSpec::Tar { path },
+            Format::Dir => ImageSpec::Dir { path },
+        }
+    }
+
+    /// An output at `path` whose format is `format`, or else implied by the extension.
+    pub fn infer(path: impl Into<PathBuf>, format: Option<Format>) -> Result<ImageSpec> {
+        let path = path.into();
+        let format = match format.or_else(|| Format::from_extension(&path)) {
+            Some(f) => f,
+            None if path.is_dir() => Format::Dir,
+            None => {
+                return Err(Error::InvalidOption {
+                    name: "format",
+                    value: path.display().to_string(),
+                    reason: "cannot tell the format from the extension; give --format",
+                })
+            }
+        };
+        Ok(ImageSpec::new(format, path))
+    }
+
+    /// The path, whatever the format.
+    pub fn path(&self) -> &Path {
+        match self {
+            ImageSpec::Squashfs { path } | ImageSpec::Tar { path } | ImageSpec::Dir { path } => {
+                path
+            }
+        }
+    }
+
+    /// The format.
+    pub fn format(&self) -> Format {
+        match self {
+            ImageSpec::Squashfs { .. } => Format::Squashfs,
+            ImageSpec::Tar { .. } => Format::Tar,
+            ImageSpec::Dir { .. } => Format::Dir,
+        }
+    }
+}
+
+/// Squashfs data block size: a power of two from 4 KiB to 1 MiB.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BlockSize(u32);
+
+impl BlockSize {
+    /// 128 KiB, the squashfs-tools default.
+    pub const DEFAULT: BlockSize = BlockSize(128 * 1024);
+    /// The smallest size the format allows.
+    pub const MIN: u32 = 4096;
+    /// The largest size the format allows.
+    pub const MAX: u32 = 1024 * 1024;
+
+    /// Checks `bytes`.
+    pub fn new(bytes: u32) -> Result<BlockSize> {
+        if !(Self::MIN..=Self::MAX).contains(&bytes) || !bytes.is_power_of_two() {
+            return Err(Error::InvalidOption {
+                name: "block size",
+                value: bytes.to_string(),
+                reason: "must be a power of two from 4K to 1M",
+            });
+        }
+        Ok(BlockSize(bytes))
+    }
+
+    /// The size in bytes.
+    pub fn get(self) -> u32 {
+        self.0
+    }
+
+    /// log2 of the size, as the superblock stores it.
+    pub fn log2(self) -> u16 {
+        self.0.trailing_zeros() as u16
+    }
+}
+
+impl Default for BlockSize {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+impl FromStr for BlockSize {
+    type Err = Error;
+    /// Parses `131072`, `128K`, `128k`, `128KiB`, `1M`.
+    fn from_str(s: &str) -> Result<BlockSize> {
+        let bad = || Error::InvalidOption {
+            name: "block size",
+            value: s.to_owned(),
+            reason: "expected a number of bytes, optionally with K or M",
+        };
+        let t = s.trim();
+        let (num, mult) = match t.find(|c: char| !c.is_ascii_digit()) {
+            None => (t, 1u64),
+            Some(i) => {
+                let mult = match t[i..].to_ascii_lowercase().as_str() {
+                    "k" | "kb" | "kib" => 1024,
+                    "m" | "mb" | "mib" => 1024 * 1024,
+                    _ => return Err(bad()),
+                };
+                (&t[..i], mult)
+            }
+        };
+        let n: u64 = num.parse().map_err(|_| bad())?;
+        let bytes = n.checked_mul(mult).filter(|&b| b <= u32::MAX as u64).ok_or_else(bad)?;
+        BlockSize::new(bytes as u32)
+    }
+}
+
+/// Number of compression worker threads, at least 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Jobs(usize);
+
+impl Jobs {
+    /// The most threads accepted.
+    pub const MAX: usize = 1024;
+
+    /// Checks `n`.
+    pub fn new(n: usize) -> Result<Jobs> {
+        if n == 0 || n > Self::MAX {
+            return Err(Error::InvalidOption {
+                name: "jobs",
+                value: n.to_string(),
+                reason: "must be between 1 and 1024",
+            });
+        }
+        Ok(Jobs(n))
+    }
+
+    /// One thread per available core.
+    pub fn available() -> Jobs {
+        Jobs(std::thread::available_parallelism().map_or(1, |n| n.get()).min(Self::MAX))
+    }
+
+    /// The number of threads.
+    pub fn get(self) -> usize {
+        self.0
+    }
+}
+
+impl Default for Jobs {
+    fn default() -> Self {
+        Jobs::available()
+    }
+}
+
+/// A squashfs compressor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    /// zlib streams (squashfs calls it gzip), levels 1–9.
+    Gzip,
+    /// Zstandard, levels 1–22.
+    Zstd,
+    /// xz (LZMA2), presets 0–9.
+    Xz,
+    /// LZ4 block format; level 0 is the fast compressor, 1–12 high compression.
+    Lz4,
+    /// No compression: every block and table is stored raw (the superblock names gzip, as
+    /// mksquashfs does with `-noI -noD -noF -noX`).
+    None,
+}
+
+impl Algorithm {
+    /// The level used when none is given: zstd 3 (zstd's own default), gzip 9, xz 6, lz4 0.
+    pub fn default_level(self) -> u32 {
+        match self {
+            Algorithm::Gzip => 9,
+            Algorithm::Zstd => 3,
+            Algorithm::Xz => 6,
+            Algorithm::Lz4 | Algorithm::None => 0,
+        }
+    }
+
+    fn levels(self) -> std::ops::RangeInclusive<u32> {
+        match self {
+            Algorithm::Gzip => 1..=9,
+            Algorithm::Zstd => 1..=22,
+            Algorithm::Xz => 0..=9,
+            Algorithm::Lz4 => 0..=12,
+            Algorithm::None => 0..=0,
+        }
+    }
+
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Gzip => "gzip",
+            Algorithm::Zstd => "zstd",
+            Algorithm::Xz => "xz",
+            Algorithm::Lz4 => "lz4",
+            Algorithm::None => "none",
+        }
+    }
+}
+
+/// A compressor with its level, checked against the compressor's range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Compression {
+    algorithm: Algorithm,
+    level: u32,
+}
+
+impl Compression {
+    /// `algorithm` at `level` (`None`: the algorithm's default level).
+    pub fn new(algorithm: Algorithm, level: Option<u32>) -> Result<Compression> {
+        let level = level.unwrap_or(algorithm.default_level());
+        if !algorithm.levels().contains(&level) {
+            return Err(Error::InvalidOption {
+                name: "compression level",
+                value: format!("{}:{level}", algorithm.name()),
+                reason: match algorithm {
+                    Algorithm::Gzip => "gzip levels are 1-9",
+                    Algorithm::Zstd => "zstd levels are 1-22",
+                    Algorithm::Xz => "xz presets are 0-9",
+                    Algorithm::Lz4 => "lz4 levels are 0 (fast) and 1-12 (high compression)",
+                    Algorithm::None => "none takes no level",
+                },
+            });
+        }
+        Ok(Compression { algorithm, level })
+    }
+
+    /// The compressor.
+    pub fn algorithm(self) -> Algorithm {
+        self.algorithm
+    }
+
+    /// The level.
+    pub fn level(self) -> u32 {
+        self.level
+    }
+}
+
+impl Default for Compression {
+    fn default() -> Self {
+        Compression {
+            algorithm: Algorithm::Zstd,
+            level: Algorithm::Zstd.default_level(),
+        }
+    }
+}
+
+impl FromStr for Compression {
+    type Err = Error;
+    /// Parses `ALGO` or `ALGO:LEVEL`, e.g. `zstd`, `zstd:19`, `xz:9`, `gzip:6`, `lz4:9`, `none`.
+    fn from_str(s: &str) -> Result<Compression> {
+        let (alg, level) = match s.split_once(':') {
+            Some((a, l)) => (a, Some(l)),
+            None => (s, None),
+        };
+        let algorithm = match alg {
+            "gzip" | "zlib" => Algorithm::Gzip,
+            "zstd" => Algorithm::Zstd,
+            "xz" | "lzma" => Algorithm::Xz,
+            "lz4" => Algorithm::Lz4,
+            "none" => Algorithm::None,
+            _ => {
+                return Err(Error::InvalidOption {
+                    name: "compression",
+                    value: s.to_owned(),
+                    reason: "expected gzip, zstd, xz, lz4 or none, optionally :LEVEL",
+                })
+            }
+        };
+        let level = match level {
+            None => None,
+            Some(l) => Some(l.parse::<u32>().map_err(|_| Error::InvalidOption {
+                name: "compression level",
+                value: s.to_owned(),
+                reason: "the level must be a number",
+            })?),
+        };
+        Compression::new(algorithm, level)
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.algorithm.name(), self.level)
+    }
+}
+
+/// Branch/call/jump filters that xz can run before LZMA2 to shrink machine code. Each block is
+/// compressed once plain and once per filter, and the smallest result is kept (as mksquashfs
+/// `-Xbcj` does); the kernel must have been built with the filter's decoder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum XzFilter {
+    /// x86 and x86-64.
+    X86,
+    /// 32-bit ARM.
+    Arm,
+    /// ARM Thumb.
+    ArmThumb,
+    /// PowerPC.
+    PowerPc,
+    /// SPARC.
+    Sparc,
+    /// Itanium.
+    Ia64,
+}
+
+impl FromStr for XzFilter {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<XzFilter> {
+        Ok(match s {
+            "x86" => XzFilter::X86,
+            "arm" => XzFilter::Arm,
+            "armthumb" => XzFilter::ArmThumb,
+            "powerpc" => XzFilter::PowerPc,
+            "sparc" => XzFilter::Sparc,
+            "ia64" => XzFilter::Ia64,
+            _ => {
+                return Err(Error::InvalidOption {
+                    name: "xz filter",
+                    value: s.to_owned(),
+                    reason: "expected x86, arm, armthumb, powerpc, sparc or ia64",
+                })
+            }
+        })
+    }
+}
+
+/// How the squashfs image is built.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SquashfsOptions {
+    /// Compressor and level. By default, zstd at level 3.
+    pub compression: Compression,
+    /// Data block size. By default, 128 KiB.
+    pub block_size: BlockSize,
+    /// Pack the tail ends of files into shared fragment blocks. By default, on.
+    pub fragments: bool,
+    /// Store files with identical content once. By default, on.
+    pub dedup: bool,
+    /// The superblock's modification time. By default, the newest mtime of any entry, so that the
+    /// same input gives the same bytes; set it (e.g. from `SOURCE_DATE_EPOCH`) to pin it.
+    pub mtime: Option<u32>,
+    /// xz branch filters to try on each block. By default, none.
+    pub xz_filters: Vec<XzFilter>,
+    /// Write the export table (needed to export the file system over NFS). By default, on.
+    pub exportable: bool,
+}
+
+impl Default for SquashfsOptions {
+    fn default() -> Self {
+        SquashfsOptions {
+            compression: Compression::default(),
+            block_size: BlockSize::DEFAULT,
+            fragments: true,
+            dedup: true,
+            mtime: None,
+            xz_filters: Vec::new(),
+            exportable: true,
+        }
+    }
+}
+
+/// Whether the directory sink sets file ownership.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Ownership {
+    /// Set it when running as root, skip it otherwise. The default.
+    #[default]
+    Auto,
+    /// Always try; a failure is a warning.
+    Preserve,
+    /// Never set it (files belong to the user running the conversion).
+    Ignore,
+}
+
+/// A callback that receives [`Progress`] events. It runs on the conversion's threads, so it
+/// should be quick (send to a channel, bump a counter).
+pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
+
+/// Options for [`convert`](crate::convert) that apply to every format.
+#[derive(Clone, Default)]
+pub struct ConvertOptions {
+    /// Threads for squashfs compression. By default, one per available core.
+    pub jobs: Jobs,
+    /// Squashfs settings (ignored by the other formats). By default, [`SquashfsOptions::default`].
+    pub squashfs: SquashfsOptions,
+    /// Ownership handling for directory output. By default, [`Ownership::Auto`].
+    pub ownership: Ownership,
+    /// Receives progress events. By default, none.
+    pub progress: Option<ProgressFn>,
+}
+
+impl ConvertOptions {
+    /// Sets [`ConvertOptions::jobs`].
+    pub fn jobs(mut self, jobs: Jobs) -> Self {
+        self.jobs = jobs;
+        self
+    }
+
+    /// Sets [`ConvertOptions::squashfs`].
+    pub fn squashfs(mut self, squashfs: SquashfsOptions) -> Self {
+        self.squashfs = squashfs;
+        self
+    }
+
+    /// Sets [`ConvertOptions::ownership`].
+    pub fn ownership(mut self, ownership: Ownership) -> Self {
+        self.ownership = ownership;
+        self
+    }
+
+    /// Sets [`ConvertOptions::progress`].
+    pub fn progress(mut self, f: impl Fn(&Progress) + Send + Sync + 'static) -> Self {
+        self.progress = Some(Arc::new(f));
+        self
+    }
+
+    pub(crate) fn report(&self, event: Progress) {
+        if let Some(f) = &self.progress {
+            f(&event);
+        }
+    }
+}
+
+impl fmt::Debug for ConvertOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConvertOptions")
+            .field("jobs", &self.jobs)
+            .field("squashfs", &self.squashfs)
+            .field("ownership", &self.ownership)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_sizes() {
+        assert_eq!("128K".parse::<BlockSize>().unwrap().get(), 131072);
+        assert_eq!("1M".parse::<BlockSize>().unwrap().log2(), 20);
+        assert_eq!("4096".parse::<BlockSize>().unwrap().get(), 4096);
+        for bad in ["2K", "2M", "100000", "x", "", "99999999999999999999"] {
+            assert!(bad.parse::<BlockSize>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn compression_specs() {
+        let c: Compression = "zstd:19".parse().unwrap();
+        assert_eq!((c.algorithm(), c.level()), (Algorithm::Zstd, 19));
+        assert_eq!("xz".parse::<Compression>().unwrap().level(), 6);
+        for bad in ["zstd:0", "gzip:10", "brotli", "lz4:13", "none:1", "zstd:x"] {
+            assert!(bad.parse::<Compression>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn format_from_extension() {
+        let spec = ImageSpec::infer("a/b.sqfs", None).unwrap();
+        assert_eq!(spec.format(), Format::Squashfs);
+        assert_eq!(ImageSpec::infer("x.tar", None).unwrap().format(), Format::Tar);
+        assert!(ImageSpec::infer("x.bin", None).is_err());
+        assert_eq!(ImageSpec::infer("x.bin", Some(Format::Tar)).unwrap().format(), Format::Tar);
+    }
+}
