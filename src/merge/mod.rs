@@ -1,29 +1,734 @@
-//! The overlay merge.
+//! The overlay merge: layers newest-first in, one normalized entry stream out.
+//!
+//! Reading the newest layer first means the first entry that survives at a path is the one the
+//! image shows, so it can go to the sink at once with its data streaming straight through: no
+//! entry and no byte of content is held back, except
+//! - hard links, which wait until the end (their target must be delivered first, and a target
+//!   in an older layer has not been read yet: [`hardlink`]);
+//! - content that a hard link still needs after its target's name was deleted or replaced,
+//!   which goes to a disk spool ([`spool`]);
+//! - directories that entries need but no layer describes, delivered at the end with default
+//!   metadata (0755 root:root, time 0).
+//!
+//! What is held in memory is per path ([`paths`]): the interned path tree with each path's
+//! status and the hiding records of whiteouts, opaque markers and non-directories
+//! ([`whiteout`], where every overlay rule about deletion lives).
+//!
+//! Within one layer, a later entry for a path replaces an earlier one (as extraction would):
+//! the sink receives the path again (see [`Sink`]).
 
-use std::io::Read;
+mod hardlink;
+mod paths;
+mod spool;
+#[cfg(test)]
+mod tests;
+mod whiteout;
 
-use crate::error::Result;
-use crate::options::ConvertOptions;
+use std::collections::HashMap;
+use std::io::{self, Read};
+
+use crate::entry::{Entry, EntryKind, Metadata};
+use crate::error::{Error, Result};
+use crate::options::{ConvertOptions, ProgressFn};
+use crate::path::EntryPath;
+use crate::progress::Progress;
 use crate::sink::{Sink, Summary};
 
-/// Merges layers newest-first into a sink.
+use hardlink::{Links, SlotId, Source};
+use paths::{NodeId, PathTree, Status, ROOT};
+use spool::{Spool, SpoolRef};
+use whiteout::{Barriers, Hides, Name};
+
+/// Opens a layer's decoded tar stream again, for the rare case where a hard link needs the
+/// content of a file its own layer hid and that content already went by.
+pub type Reopen<'a> = &'a mut dyn FnMut() -> Result<Box<dyn Read + Send>>;
+
+/// A version of a path in the current layer that the output does not show, kept until the
+/// layer ends in case a later entry of the same layer links to it.
+enum Hidden {
+    Dir,
+    /// Bound to an inode slot (spooled, copied, or a link).
+    Slot(SlotId),
+    /// A regular file whose content was spooled in case a link wants it.
+    Spooled(Entry, SpoolRef),
+    /// A regular file whose content can be fetched again by re-reading the layer.
+    Refetchable(Entry, u64),
+    /// A symlink, device, fifo or socket.
+    Other(Entry),
+}
+
+/// The version of a path in the current layer that links of newer layers waiting for the path
+/// bind to when the layer ends (the last version wins, as extraction would leave it).
+enum Version {
+    Dir,
+    Slot(SlotId),
+}
+
+#[derive(Default)]
+struct Waiting {
+    links: Vec<(u32, SlotId)>,
+    version: Option<Version>,
+}
+
+/// Merges layers newest-first into a [`Sink`].
+///
+/// ```no_run
+/// # use ocirender::{Merger, ConvertOptions, sink::tar::TarSink};
+/// # fn layers() -> Vec<(usize, Box<dyn std::io::Read>)> { vec![] }
+/// let sink = TarSink::create("out.tar".as_ref())?;
+/// let mut merger = Merger::new(Box::new(sink), 2, &ConvertOptions::default());
+/// for (index, mut tar_stream) in layers() { // index 1, then 0: newest first
+///     merger.layer(index, &mut tar_stream)?;
+/// }
+/// let summary = merger.finish()?;
+/// # Ok::<(), ocirender::Error>(())
+/// ```
 pub struct Merger {
-    _todo: (),
+    sink: Box<dyn Sink>,
+    tree: PathTree,
+    barriers: Barriers,
+    links: Links,
+    spool: Spool,
+    layers: usize,
+    last_layer: Option<u32>,
+    /// Hidden versions of the current layer, by path.
+    layer_hidden: HashMap<NodeId, Hidden>,
+    /// Links of newer layers waiting for paths the current layer has.
+    layer_waiting: HashMap<NodeId, Waiting>,
+    /// Slots of the current layer whose content must be fetched by re-reading the layer.
+    refetch: Vec<(u64, SlotId)>,
+    /// Spool position at the start of the current layer, and the end of what it must keep.
+    spool_start: u64,
+    spool_keep: u64,
+    progress: Option<ProgressFn>,
+    entries: u64,
+    bytes: u64,
+    reported: u64,
 }
 
 impl Merger {
     /// A merger for an image of `layers` layers writing into `sink`.
     pub fn new(sink: Box<dyn Sink>, layers: usize, options: &ConvertOptions) -> Merger {
-        todo!()
+        Merger {
+            sink,
+            tree: PathTree::new(),
+            barriers: Barriers::default(),
+            links: Links::default(),
+            spool: Spool::default(),
+            layers,
+            last_layer: None,
+            layer_hidden: HashMap::new(),
+            layer_waiting: HashMap::new(),
+            refetch: Vec::new(),
+            spool_start: 0,
+            spool_keep: 0,
+            progress: options.progress.clone(),
+            entries: 0,
+            bytes: 0,
+            reported: 0,
+        }
     }
 
-    /// Merges layer `index`'s tar stream. Layers must come newest first.
+    /// Merges layer `index`'s decoded tar stream. Layers must come newest first (strictly
+    /// decreasing indexes).
+    ///
+    /// Files that the layer hides but a hard link of the same layer may still need are kept in a
+    /// disk spool; use [`Merger::layer_reopenable`] when the stream can be read again, which
+    /// avoids that.
     pub fn layer(&mut self, index: usize, stream: &mut dyn Read) -> Result<()> {
-        todo!()
+        self.run_layer(index, stream, None)
     }
 
-    /// Emits what was held for the end and finishes the sink.
-    pub fn finish(self) -> Result<Summary> {
-        todo!()
+    /// Like [`Merger::layer`], for a layer that `reopen` can read again from the start: hidden
+    /// files are not spooled on the chance that a link wants them; in the rare case one does,
+    /// the layer is read a second time to fetch its content.
+    pub fn layer_reopenable(
+        &mut self,
+        index: usize,
+        stream: &mut dyn Read,
+        reopen: Reopen<'_>,
+    ) -> Result<()> {
+        self.run_layer(index, stream, Some(reopen))
+    }
+
+    /// Merges layer `index` given as entries already parsed, each regular file's content in its
+    /// reader (for callers with their own entry source; hidden files a link may need are
+    /// spooled as with [`Merger::layer`]).
+    pub fn layer_entries<'r, I>(&mut self, index: usize, entries: I) -> Result<()>
+    where
+        I: IntoIterator<Item = (Entry, Box<dyn Read + 'r>)>,
+    {
+        let layer = self.begin_layer(index)?;
+        for (ordinal, (entry, mut data)) in entries.into_iter().enumerate() {
+            let path = entry.path.clone();
+            self.entry(layer, ordinal as u64, false, entry, &mut data)
+                .map_err(|e| e.in_entry(path.as_bytes()))?;
+        }
+        self.end_layer(None)
+    }
+
+    fn run_layer(
+        &mut self,
+        index: usize,
+        stream: &mut dyn Read,
+        reopen: Option<Reopen<'_>>,
+    ) -> Result<()> {
+        let layer = self.begin_layer(index)?;
+        let refetchable = reopen.is_some();
+        let mut ordinal = 0u64;
+        crate::layer::tar::for_each_entry(stream, &mut |entry, data| {
+            let path = entry.path.clone();
+            let r = self.entry(layer, ordinal, refetchable, entry, data);
+            ordinal += 1;
+            r.map_err(|e| e.in_entry(path.as_bytes()))
+        })?;
+        self.end_layer(reopen)
+    }
+
+    fn begin_layer(&mut self, index: usize) -> Result<u32> {
+        let layer = u32::try_from(index)
+            .ok()
+            .filter(|_| index < self.layers)
+            .ok_or(Error::LayerIndexOutOfRange {
+                index,
+                count: self.layers,
+            })?;
+        if let Some(last) = self.last_layer {
+            if layer >= last {
+                return Err(Error::InvalidOption {
+                    name: "layer order",
+                    value: format!("{layer} after {last}"),
+                    reason: "layers must be merged newest first",
+                });
+            }
+        }
+        self.last_layer = Some(layer);
+        self.spool_start = self.spool.mark();
+        self.spool_keep = self.spool_start;
+        Ok(layer)
+    }
+
+    fn end_layer(&mut self, reopen: Option<Reopen<'_>>) -> Result<()> {
+        if !self.refetch.is_empty() {
+            let Some(reopen) = reopen else {
+                return Err(Error::Stopped);
+            };
+            self.fetch_again(reopen)?;
+        }
+        self.layer_hidden.clear();
+        let layer = self.last_layer.unwrap_or(0);
+        let mut waiting: Vec<(NodeId, Waiting)> = self.layer_waiting.drain().collect();
+        waiting.sort_by_key(|(n, _)| *n);
+        for (node, w) in waiting {
+            match w.version {
+                Some(Version::Slot(slot)) => self.bind_waiting(node, layer, w.links, slot)?,
+                Some(Version::Dir) => return Err(self.link_to_dir(&w.links, node)),
+                None => {}
+            }
+        }
+        // Content spooled on the chance that a link of this layer wants it, which none did.
+        self.spool.truncate(self.spool_keep.max(self.spool_start))?;
+        Ok(())
+    }
+
+    /// Reads the current layer again and spools the files that links turned out to need.
+    fn fetch_again(&mut self, reopen: Reopen<'_>) -> Result<()> {
+        let mut wanted: HashMap<u64, SlotId> = self.refetch.drain(..).collect();
+        let mut stream = reopen()?;
+        let mut ordinal = 0u64;
+        let links = &mut self.links;
+        let spool = &mut self.spool;
+        let mut keep = self.spool_keep;
+        crate::layer::tar::for_each_entry(&mut stream, &mut |entry, data| {
+            if let Some(slot) = wanted.remove(&ordinal) {
+                if let EntryKind::File { size, .. } = entry.kind {
+                    let r = spool.append(data, size)?;
+                    keep = spool.mark();
+                    if let Some(src) = links.source_mut(slot) {
+                        if let Source::Refetch { entry, .. } = src {
+                            let entry = entry.clone();
+                            *src = Source::Spooled { entry, spool: r };
+                        }
+                    }
+                }
+            }
+            ordinal += 1;
+            Ok(())
+        })?;
+        self.spool_keep = keep;
+        if let Some((_, &slot)) = wanted.iter().next() {
+            // The second reading did not reach an entry the first one saw.
+            if let Some(Source::Refetch { ordinal, .. }) = self.links.source(slot) {
+                return Err(Error::Tar {
+                    source: io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("layer changed between two readings (entry #{ordinal} missing)"),
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// One entry of layer `layer`.
+    fn entry(
+        &mut self,
+        layer: u32,
+        ordinal: u64,
+        refetchable: bool,
+        e: Entry,
+        data: &mut dyn Read,
+    ) -> Result<()> {
+        match whiteout::classify(&e.path)? {
+            Name::Whiteout(target) => {
+                let n = self.tree.intern(&target);
+                self.barriers
+                    .record(&mut self.tree, n, layer, Hides::SelfAndChildren);
+                return Ok(());
+            }
+            Name::Opaque(dir) => {
+                let n = self.tree.intern(&dir);
+                self.barriers.record(&mut self.tree, n, layer, Hides::Children);
+                return Ok(());
+            }
+            Name::Aufs => {
+                let n = self.tree.intern(&e.path);
+                return self.hidden(layer, ordinal, refetchable, n, e, data);
+            }
+            Name::Plain => {}
+        }
+        if e.path.is_root() && !e.kind.is_dir() {
+            return Err(Error::HostilePath {
+                path: ".".into(),
+                reason: "the root must be a directory",
+            });
+        }
+        if let EntryKind::Hardlink { target } = &e.kind {
+            if *target == e.path {
+                // A link to itself: extraction keeps what was there; so do we.
+                return Ok(());
+            }
+        }
+        let node = self.tree.intern(&e.path);
+        if !e.kind.is_dir() {
+            // A non-directory replaced whatever older layers had beneath this path, whether or
+            // not it survives itself.
+            self.barriers.record(&mut self.tree, node, layer, Hides::Children);
+        }
+        if self.tree.hidden(node, layer) {
+            return self.hidden(layer, ordinal, refetchable, node, e, data);
+        }
+        let (status, at) = self.tree.status(node);
+        match status {
+            Status::Unseen => self.deliver(layer, node, e, data),
+            Status::Implicit if at > layer => {
+                // Newer layers put entries beneath this path, so it is a directory there.
+                match e.kind {
+                    EntryKind::Dir => self.deliver(layer, node, e, data),
+                    EntryKind::Symlink { .. } => Err(self.beneath_symlink(node)),
+                    _ => {
+                        // This non-directory was replaced by the directory newer entries need;
+                        // no older directory entry may describe that directory now.
+                        self.deliver_implicit(node, at)?;
+                        self.hidden(layer, ordinal, refetchable, node, e, data)
+                    }
+                }
+            }
+            Status::Implicit => {
+                if !e.kind.is_dir() {
+                    self.drop_subtree(node)?;
+                }
+                self.deliver(layer, node, e, data)
+            }
+            _ if at > layer => self.hidden(layer, ordinal, refetchable, node, e, data),
+            Status::Dir => {
+                if !e.kind.is_dir() {
+                    self.drop_subtree(node)?;
+                }
+                self.deliver(layer, node, e, data)
+            }
+            Status::Symlink | Status::Other | Status::Link => {
+                self.replace_nondir(node)?;
+                self.deliver(layer, node, e, data)
+            }
+        }
+    }
+
+    /// Delivers a winning entry (or, for a hard link, records it for the end).
+    fn deliver(&mut self, layer: u32, node: NodeId, e: Entry, data: &mut dyn Read) -> Result<()> {
+        self.require_parents(node, layer)?;
+        let waits = self.take_waiting(node, layer);
+        let status = match &e.kind {
+            EntryKind::Hardlink { target } => {
+                let slot = self.link_slot(layer, node, target)?;
+                self.links.add_member(node, slot);
+                self.links.set_link_meta(node, e.meta.clone());
+                self.tree.set_status(node, Status::Link, layer);
+                if waits {
+                    self.set_version(node, Version::Slot(slot));
+                }
+                return Ok(());
+            }
+            EntryKind::Dir => Status::Dir,
+            EntryKind::Symlink { .. } => Status::Symlink,
+            _ => Status::Other,
+        };
+        self.send(&e, data)?;
+        self.tree.set_status(node, status, layer);
+        if waits {
+            let v = if status == Status::Dir {
+                Version::Dir
+            } else {
+                Version::Slot(self.delivered_slot(node))
+            };
+            self.set_version(node, v);
+        }
+        Ok(())
+    }
+
+    /// Handles an entry of `layer` that the output does not show: it is hidden by a newer
+    /// layer, shadowed by a newer entry, or AUFS metadata. Only hard links care about it.
+    fn hidden(
+        &mut self,
+        layer: u32,
+        ordinal: u64,
+        refetchable: bool,
+        node: NodeId,
+        mut e: Entry,
+        data: &mut dyn Read,
+    ) -> Result<()> {
+        let waits = self.take_waiting(node, layer);
+        e.path = EntryPath::root();
+        let version = match e.kind {
+            EntryKind::Dir => {
+                if waits {
+                    self.set_version(node, Version::Dir);
+                }
+                Hidden::Dir
+            }
+            EntryKind::Hardlink { ref target } => {
+                let target = target.clone();
+                Hidden::Slot(self.link_slot(layer, node, &target)?)
+            }
+            EntryKind::File { size, .. } if waits => {
+                let spool = self.spool.append(data, size)?;
+                self.spool_keep = self.spool_keep.max(spool.end());
+                Hidden::Slot(self.links.slot(Source::Spooled { entry: e, spool }))
+            }
+            EntryKind::File { .. } if refetchable => Hidden::Refetchable(e, ordinal),
+            EntryKind::File { size, .. } => {
+                let spool = self.spool.append(data, size)?;
+                Hidden::Spooled(e, spool)
+            }
+            _ if waits => Hidden::Slot(self.links.slot(Source::Copy { entry: e })),
+            _ => Hidden::Other(e),
+        };
+        if let Hidden::Slot(slot) = version {
+            if waits {
+                self.set_version(node, Version::Slot(slot));
+            }
+        }
+        self.layer_hidden.insert(node, version);
+        Ok(())
+    }
+
+    /// Moves the links of newer layers that wait for `node` to this layer's list; whether any
+    /// wait (then each version of `node` in this layer must be recorded).
+    fn take_waiting(&mut self, node: NodeId, layer: u32) -> bool {
+        let newly = self.links.take_waiting(node, layer);
+        if !newly.is_empty() {
+            self.layer_waiting.entry(node).or_default().links.extend(newly);
+        }
+        self.layer_waiting.contains_key(&node)
+    }
+
+    fn set_version(&mut self, node: NodeId, version: Version) {
+        if let Some(w) = self.layer_waiting.get_mut(&node) {
+            w.version = Some(version);
+        }
+    }
+
+    /// The inode slot a hard link of `layer` at `link` to `target` belongs to: the target's
+    /// version earlier in the same layer, or a pending slot that an older layer will resolve.
+    fn link_slot(&mut self, layer: u32, link: NodeId, target: &EntryPath) -> Result<SlotId> {
+        let t = self.tree.intern(target);
+        if let Some(h) = self.layer_hidden.remove(&t) {
+            let slot = match h {
+                Hidden::Dir => {
+                    self.layer_hidden.insert(t, Hidden::Dir);
+                    return Err(Error::HardlinkToDirectory {
+                        link: self.tree.path(link).lossy(),
+                        target: target.lossy(),
+                    });
+                }
+                Hidden::Slot(s) => s,
+                Hidden::Spooled(entry, spool) => {
+                    self.spool_keep = self.spool_keep.max(spool.end());
+                    self.links.slot(Source::Spooled { entry, spool })
+                }
+                Hidden::Refetchable(entry, ordinal) => {
+                    let s = self.links.slot(Source::Refetch {
+                        entry,
+                        ordinal,
+                    });
+                    self.refetch.push((ordinal, s));
+                    s
+                }
+                Hidden::Other(entry) => self.links.slot(Source::Copy { entry }),
+            };
+            self.layer_hidden.insert(t, Hidden::Slot(slot));
+            return Ok(slot);
+        }
+        let (status, at) = self.tree.status(t);
+        if at == layer {
+            match status {
+                Status::Dir | Status::Implicit => {
+                    return Err(Error::HardlinkToDirectory {
+                        link: self.tree.path(link).lossy(),
+                        target: target.lossy(),
+                    })
+                }
+                Status::Symlink | Status::Other => return Ok(self.delivered_slot(t)),
+                Status::Link => {
+                    if let Some(s) = self.links.member(t) {
+                        return Ok(s);
+                    }
+                }
+                Status::Unseen => {}
+            }
+        }
+        let slot = self.links.slot(Source::Pending {
+            target: t,
+            layer,
+            link,
+        });
+        self.links.wait(t, layer, slot);
+        Ok(slot)
+    }
+
+    /// The slot of the delivered entry at `node`, created on first use.
+    fn delivered_slot(&mut self, node: NodeId) -> SlotId {
+        if let Some(s) = self.links.member(node) {
+            return s;
+        }
+        let s = self.links.slot(Source::Delivered { node });
+        self.links.add_member(node, s);
+        s
+    }
+
+    /// Binds links of newer layers to the version of `node` found in `layer`, unless something
+    /// between that layer and the link's hid it (then the link's target did not exist).
+    fn bind_waiting(
+        &mut self,
+        node: NodeId,
+        layer: u32,
+        waiting: Vec<(u32, SlotId)>,
+        target: SlotId,
+    ) -> Result<()> {
+        for (link_layer, link_slot) in waiting {
+            if self.barriers.hides_between(&self.tree, node, layer, link_layer) {
+                let link = match self.links.source(link_slot) {
+                    Some(Source::Pending { link, .. }) => self.tree.path(*link).lossy(),
+                    _ => String::new(),
+                };
+                return Err(Error::HardlinkTargetMissing {
+                    link,
+                    target: self.tree.path(node).lossy(),
+                });
+            }
+            self.links.bind(link_slot, target);
+        }
+        Ok(())
+    }
+
+    fn link_to_dir(&self, waiting: &[(u32, SlotId)], node: NodeId) -> Error {
+        let link = waiting
+            .first()
+            .and_then(|&(_, s)| match self.links.source(s) {
+                Some(Source::Pending { link, .. }) => Some(self.tree.path(*link).lossy()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        Error::HardlinkToDirectory {
+            link,
+            target: self.tree.path(node).lossy(),
+        }
+    }
+
+    fn beneath_symlink(&self, node: NodeId) -> Error {
+        let below = self
+            .tree
+            .descendants(node)
+            .into_iter()
+            .find(|&d| self.tree.status(d).0 != Status::Unseen)
+            .map(|d| self.tree.path(d).lossy())
+            .unwrap_or_default();
+        Error::BeneathSymlink {
+            path: below,
+            symlink: self.tree.path(node).lossy(),
+        }
+    }
+
+    /// Makes sure every ancestor of `node` is a directory in the output.
+    fn require_parents(&mut self, node: NodeId, layer: u32) -> Result<()> {
+        let mut cur = node;
+        while let Some(p) = self.tree.parent(cur) {
+            let (status, _) = self.tree.status(p);
+            match status {
+                // An ancestor that is (or will be) a directory had its own ancestors required.
+                Status::Dir | Status::Implicit => return Ok(()),
+                Status::Unseen => self.tree.set_status(p, Status::Implicit, layer),
+                Status::Symlink => {
+                    return Err(Error::BeneathSymlink {
+                        path: self.tree.path(node).lossy(),
+                        symlink: self.tree.path(p).lossy(),
+                    })
+                }
+                Status::Other | Status::Link => {
+                    // Earlier in this layer the path was a non-directory; this entry makes it a
+                    // directory again, as extraction would.
+                    self.replace_nondir(p)?;
+                    self.deliver_implicit(p, layer)?;
+                }
+            }
+            cur = p;
+        }
+        Ok(())
+    }
+
+    /// Delivers the default directory at `node` now.
+    fn deliver_implicit(&mut self, node: NodeId, layer: u32) -> Result<()> {
+        let e = Entry {
+            path: self.tree.path(node),
+            kind: EntryKind::Dir,
+            meta: Metadata::implicit_dir(),
+        };
+        self.send(&e, &mut io::empty())?;
+        self.tree.set_status(node, Status::Dir, layer);
+        Ok(())
+    }
+
+    /// The non-directory at `node`, delivered earlier in this layer, is being replaced.
+    fn replace_nondir(&mut self, node: NodeId) -> Result<()> {
+        if self.links.is_bound(node) {
+            return Err(self.replaced_target(node));
+        }
+        self.links.remove_member(node);
+        Ok(())
+    }
+
+    /// The directory at `node`, delivered or required earlier in this layer, is being replaced
+    /// by a non-directory: its subtree goes (the sink drops it too).
+    fn drop_subtree(&mut self, node: NodeId) -> Result<()> {
+        for d in self.tree.descendants(node) {
+            if self.tree.status(d).0 == Status::Unseen {
+                continue;
+            }
+            if self.links.is_bound(d) {
+                return Err(self.replaced_target(d));
+            }
+            self.links.remove_member(d);
+            self.tree.set_status(d, Status::Unseen, 0);
+        }
+        Ok(())
+    }
+
+    fn replaced_target(&self, node: NodeId) -> Error {
+        Error::HardlinkTargetReplaced {
+            link: String::new(),
+            target: self.tree.path(node).lossy(),
+        }
+    }
+
+    fn send(&mut self, e: &Entry, data: &mut dyn Read) -> Result<()> {
+        self.sink.entry(e, data)?;
+        self.entries += 1;
+        if let EntryKind::File { size, .. } = e.kind {
+            self.bytes += size;
+        }
+        if let Some(p) = &self.progress {
+            if self.bytes >= self.reported + (1 << 20) || self.entries % 1024 == 0 {
+                self.reported = self.bytes;
+                p(&Progress::Written {
+                    entries: self.entries,
+                    bytes: self.bytes,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Delivers what waited for the end (directories no layer described, then hard-link groups)
+    /// and finishes the sink.
+    pub fn finish(mut self) -> Result<Summary> {
+        if let Some(e) = self.links.unresolved(&self.tree) {
+            return Err(e);
+        }
+        let implicit: Vec<NodeId> = self
+            .tree
+            .ids()
+            .filter(|&id| match self.tree.status(id).0 {
+                Status::Implicit => true,
+                Status::Unseen => id == ROOT,
+                _ => false,
+            })
+            .collect();
+        for id in implicit {
+            self.deliver_implicit(id, 0)?;
+        }
+        for (root, members) in self.links.groups(&self.tree)? {
+            self.deliver_group(root, &members)?;
+        }
+        if let Some(p) = &self.progress {
+            p(&Progress::Written {
+                entries: self.entries,
+                bytes: self.bytes,
+            });
+        }
+        self.sink.finish()
+    }
+
+    fn deliver_group(&mut self, root: SlotId, members: &[NodeId]) -> Result<()> {
+        let (first, rest) = match self.links.source(root) {
+            Some(Source::Delivered { node }) => {
+                let node = *node;
+                (node, members.iter().copied().filter(|&m| m != node).collect())
+            }
+            _ => {
+                let Some((&first, rest)) = members.split_first() else {
+                    return Ok(());
+                };
+                let mut e = match self.links.source(root) {
+                    Some(Source::Spooled { entry, .. } | Source::Copy { entry }) => entry.clone(),
+                    _ => return Err(Error::Stopped),
+                };
+                e.path = self.tree.path(first);
+                match self.links.source(root) {
+                    Some(Source::Spooled { spool, .. }) => {
+                        let r = *spool;
+                        let mut reader = self.spool.reader(r);
+                        self.sink.entry(&e, &mut reader)?;
+                        self.entries += 1;
+                        if let EntryKind::File { size, .. } = e.kind {
+                            self.bytes += size;
+                        }
+                    }
+                    _ => self.send(&e, &mut io::empty())?,
+                }
+                (first, rest.to_vec())
+            }
+        };
+        let target = self.tree.path(first);
+        for m in rest {
+            let e = Entry {
+                path: self.tree.path(m),
+                kind: EntryKind::Hardlink {
+                    target: target.clone(),
+                },
+                meta: self.links.link_meta(m),
+            };
+            self.send(&e, &mut io::empty())?;
+        }
+        Ok(())
     }
 }

@@ -5,7 +5,7 @@
 //! a sink. What the merge guarantees to every sink:
 //!
 //! - each surviving path arrives once, except that a path repeated inside one layer arrives
-//!   again and replaces the earlier delivery (extractors let the later entry win);
+//!   again and replaces what the path holds (extractors let the later entry win);
 //! - a [`EntryKind::Hardlink`](crate::EntryKind::Hardlink) arrives after its target;
 //! - directories may arrive after their children (layers are read newest-first), so a sink
 //!   creates missing parents itself and applies a directory's metadata when its entry comes;
@@ -28,9 +28,10 @@ pub trait Sink: Send {
     /// Receives one entry. For a regular file `data` yields exactly the file's `size` bytes and
     /// the sink reads all of them; for other kinds it yields nothing.
     ///
-    /// If the path was delivered before (a path repeated inside one layer), this entry replaces
-    /// the earlier one, and if the earlier one was a directory and this is not, the directory's
-    /// subtree goes with it.
+    /// If the path already holds something (delivered before, when a layer repeats a path, or
+    /// created as a missing parent), this entry replaces it: a non-directory replacing a
+    /// directory removes the directory's subtree; a directory replacing a directory only
+    /// updates its metadata.
     fn entry(&mut self, entry: &Entry, data: &mut dyn Read) -> Result<()>;
 
     /// Writes whatever the format keeps for the end and commits the output. Until this returns

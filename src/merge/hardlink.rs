@@ -1,0 +1,200 @@
+//! Hard links across the newest-first merge: which output paths share an inode, and where the
+//! inode's content comes from.
+//!
+//! A link names its target by path, and means the target *as it was when the link's layer was
+//! applied*. Reading newest-first, that version is either earlier in the link's own layer (bound
+//! at once) or the first version met in an older layer (the link waits in `pending` until
+//! then). Each version a link binds to gets a [`Slot`]; binding unions the link's slot into the
+//! target's (a union-find, since links can chain), so at the end every output path that belongs
+//! to a group finds its inode's root:
+//! - [`Source::Delivered`]: the target's own name survived and the sink already has the file;
+//!   the other names are written as hard links to it.
+//! - [`Source::Spooled`] / [`Source::Copy`]: the target's name is gone (deleted, replaced,
+//!   AUFS-hidden). The first name of the group in byte order becomes the file, with the kept
+//!   content (spooled) or the kept non-regular entry (copied); the rest link to it.
+//! - [`Source::Pending`] left at the end: the target never existed, an error.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::entry::{Entry, Metadata};
+use crate::error::{Error, Result};
+use crate::merge::paths::{NodeId, PathTree};
+use crate::merge::spool::SpoolRef;
+
+pub(crate) type SlotId = u32;
+
+/// Where an inode's content comes from.
+#[derive(Debug)]
+pub(crate) enum Source {
+    /// A link still looking for its target, which is `target` in a layer older than `layer`.
+    Pending { target: NodeId, layer: u32, link: NodeId },
+    /// The winning entry at `node`, already delivered to the sink.
+    Delivered { node: NodeId },
+    /// A hidden regular file whose content is in the spool.
+    Spooled { entry: Entry, spool: SpoolRef },
+    /// A hidden regular file whose content must be fetched by reading its layer again
+    /// (entry `ordinal` of the layer's stream).
+    Refetch { entry: Entry, ordinal: u64 },
+    /// A hidden symlink, device, fifo or socket.
+    Copy { entry: Entry },
+}
+
+struct Slot {
+    parent: SlotId,
+    source: Option<Source>,
+}
+
+/// The link bookkeeping of one merge.
+#[derive(Default)]
+pub(crate) struct Links {
+    slots: Vec<Slot>,
+    /// Links waiting for a version of the target path in an older layer.
+    pending: HashMap<NodeId, Vec<(u32, SlotId)>>,
+    /// Output paths that belong to a group, with their slot.
+    members: HashMap<NodeId, SlotId>,
+    /// Header metadata of each winning link, for the hard-link entry written at the end.
+    link_meta: HashMap<NodeId, Metadata>,
+}
+
+impl Links {
+    /// A new inode root.
+    pub(crate) fn slot(&mut self, source: Source) -> SlotId {
+        let id = self.slots.len() as SlotId;
+        self.slots.push(Slot {
+            parent: id,
+            source: Some(source),
+        });
+        id
+    }
+
+    pub(crate) fn root(&self, mut s: SlotId) -> SlotId {
+        while self.slots[s as usize].parent != s {
+            s = self.slots[s as usize].parent;
+        }
+        s
+    }
+
+    /// Makes `link`'s inode the same as `target`'s.
+    pub(crate) fn bind(&mut self, link: SlotId, target: SlotId) {
+        let (l, t) = (self.root(link), self.root(target));
+        if l != t {
+            self.slots[l as usize].parent = t;
+            self.slots[l as usize].source = None;
+        }
+    }
+
+    /// The content source of `s`'s inode.
+    pub(crate) fn source(&self, s: SlotId) -> Option<&Source> {
+        self.slots[self.root(s) as usize].source.as_ref()
+    }
+
+    pub(crate) fn source_mut(&mut self, s: SlotId) -> Option<&mut Source> {
+        let r = self.root(s);
+        self.slots[r as usize].source.as_mut()
+    }
+
+    /// A link of `layer` waits for `target` in an older layer.
+    pub(crate) fn wait(&mut self, target: NodeId, layer: u32, link_slot: SlotId) {
+        self.pending.entry(target).or_default().push((layer, link_slot));
+    }
+
+    /// Takes the links waiting for `target` that are newer than `layer`.
+    pub(crate) fn take_waiting(&mut self, target: NodeId, layer: u32) -> Vec<(u32, SlotId)> {
+        if self.pending.is_empty() {
+            return Vec::new();
+        }
+        let Some(list) = self.pending.get_mut(&target) else {
+            return Vec::new();
+        };
+        let (newer, same): (Vec<_>, Vec<_>) = list.drain(..).partition(|&(l, _)| l > layer);
+        if same.is_empty() {
+            self.pending.remove(&target);
+        } else {
+            *list = same;
+        }
+        newer
+    }
+
+    /// `node` is an output path in the group of `slot`.
+    pub(crate) fn add_member(&mut self, node: NodeId, slot: SlotId) {
+        self.members.insert(node, slot);
+    }
+
+    pub(crate) fn member(&self, node: NodeId) -> Option<SlotId> {
+        self.members.get(&node).copied()
+    }
+
+    /// `node` no longer belongs to a group (its path was replaced).
+    pub(crate) fn remove_member(&mut self, node: NodeId) {
+        self.members.remove(&node);
+        self.link_meta.remove(&node);
+    }
+
+    pub(crate) fn set_link_meta(&mut self, node: NodeId, meta: Metadata) {
+        self.link_meta.insert(node, meta);
+    }
+
+    pub(crate) fn link_meta(&self, node: NodeId) -> Metadata {
+        self.link_meta.get(&node).cloned().unwrap_or_default()
+    }
+
+    /// Whether another output path shares the inode of the delivered entry at `node`, so that
+    /// replacing the entry would lose content a link needs. (Only same-layer replacements ask,
+    /// which are rare, so a scan is fine.)
+    pub(crate) fn is_bound(&self, node: NodeId) -> bool {
+        let Some(&slot) = self.members.get(&node) else {
+            return false;
+        };
+        if !matches!(self.source(slot), Some(Source::Delivered { node: n }) if *n == node) {
+            return false;
+        }
+        let root = self.root(slot);
+        self.members
+            .iter()
+            .any(|(&m, &s)| m != node && self.root(s) == root)
+    }
+
+    /// The groups of output paths by inode root, in a deterministic order, each group's members
+    /// sorted by path bytes. Errors if a link never found its target.
+    pub(crate) fn groups(&self, tree: &PathTree) -> Result<Vec<(SlotId, Vec<NodeId>)>> {
+        let mut groups: BTreeMap<SlotId, Vec<(Vec<u8>, NodeId)>> = BTreeMap::new();
+        for (&node, &slot) in &self.members {
+            let root = self.root(slot);
+            if let Some(Source::Pending { target, link, .. }) = self.source(root) {
+                return Err(Error::HardlinkTargetMissing {
+                    link: tree.path(*link).lossy(),
+                    target: tree.path(*target).lossy(),
+                });
+            }
+            groups
+                .entry(root)
+                .or_default()
+                .push((tree.path(node).as_bytes().to_vec(), node));
+        }
+        Ok(groups
+            .into_iter()
+            .map(|(root, mut members)| {
+                members.sort();
+                (root, members.into_iter().map(|(_, n)| n).collect())
+            })
+            .collect())
+    }
+
+    /// Links still waiting when no older layer is left (the one with the smallest target id,
+    /// so the message does not depend on hash order).
+    pub(crate) fn unresolved(&self, tree: &PathTree) -> Option<Error> {
+        let target = self.pending.iter().filter(|(_, l)| !l.is_empty()).map(|(&t, _)| t).min()?;
+        self.pending.get(&target).and_then(|list| {
+            list.first().map(|&(_, slot)| {
+                let link = match self.slots[slot as usize].source.as_ref() {
+                    Some(Source::Pending { link, .. }) => tree.path(*link).lossy(),
+                    _ => String::new(),
+                };
+                Error::HardlinkTargetMissing {
+                    link,
+                    target: tree.path(target).lossy(),
+                }
+            })
+        })
+    }
+}

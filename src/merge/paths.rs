@@ -1,0 +1,308 @@
+//! [`PathTree`]: every path the merge has met, interned once, with its per-path state.
+//!
+//! The merge's memory is per path, so this is where it goes: one 36-byte node per path plus the
+//! name bytes in one shared arena, found through a hash table keyed by (parent, name). A path is
+//! never stored whole. Nodes also link to their children so a subtree can be visited when a
+//! directory is replaced inside one layer.
+
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
+
+use crate::path::EntryPath;
+
+/// Index of a node; the root is node 0.
+pub(crate) type NodeId = u32;
+
+/// The root directory's node.
+pub(crate) const ROOT: NodeId = 0;
+const NONE: u32 = u32::MAX;
+
+/// What the output holds at a path, as far as the merge has decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Status {
+    /// Nothing delivered and nothing required.
+    Unseen,
+    /// Required as a directory by delivered descendants; no directory entry delivered yet.
+    Implicit,
+    /// A directory was delivered.
+    Dir,
+    /// A symlink was delivered.
+    Symlink,
+    /// A regular file, device, fifo or socket was delivered.
+    Other,
+    /// A hard link won this path; it is delivered at the end.
+    Link,
+}
+
+impl Status {
+    /// Whether the path holds (or will hold) a non-directory.
+    pub(crate) fn is_nondir(self) -> bool {
+        matches!(self, Status::Symlink | Status::Other | Status::Link)
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Node {
+    parent: NodeId,
+    first_child: NodeId,
+    next_sibling: NodeId,
+    name_off: u32,
+    name_len: u8,
+    status: Status,
+    /// The layer whose entry set `status`.
+    status_layer: u32,
+    /// 1 + the newest layer whose whiteout hides this path and its subtree (0: none).
+    hide_self: u32,
+    /// 1 + the newest layer that hides this path's descendants (opaque marker, or the path
+    /// being a non-directory there) (0: none).
+    hide_children: u32,
+}
+
+/// The interned paths and their state.
+pub(crate) struct PathTree {
+    nodes: Vec<Node>,
+    names: Vec<u8>,
+    table: HashTable<NodeId>,
+    hasher: hashbrown::DefaultHashBuilder,
+}
+
+impl PathTree {
+    pub(crate) fn new() -> PathTree {
+        PathTree {
+            nodes: vec![Node {
+                parent: NONE,
+                first_child: NONE,
+                next_sibling: NONE,
+                name_off: 0,
+                name_len: 0,
+                status: Status::Unseen,
+                status_layer: 0,
+                hide_self: 0,
+                hide_children: 0,
+            }],
+            names: Vec::new(),
+            table: HashTable::new(),
+            hasher: hashbrown::DefaultHashBuilder::default(),
+        }
+    }
+
+    fn hash(&self, parent: NodeId, name: &[u8]) -> u64 {
+        self.hasher.hash_one((parent, name))
+    }
+
+    fn name_of(&self, id: NodeId) -> &[u8] {
+        let n = &self.nodes[id as usize];
+        &self.names[n.name_off as usize..n.name_off as usize + n.name_len as usize]
+    }
+
+    /// The child `name` of `parent`, if it was ever interned.
+    pub(crate) fn child(&self, parent: NodeId, name: &[u8]) -> Option<NodeId> {
+        let h = self.hash(parent, name);
+        self.table
+            .find(h, |&id| {
+                self.nodes[id as usize].parent == parent && self.name_of(id) == name
+            })
+            .copied()
+    }
+
+    /// The node of `path`, creating it and its ancestors as needed.
+    pub(crate) fn intern(&mut self, path: &EntryPath) -> NodeId {
+        let mut cur = ROOT;
+        for comp in path.components() {
+            cur = match self.child(cur, comp) {
+                Some(id) => id,
+                None => self.add(cur, comp),
+            };
+        }
+        cur
+    }
+
+    /// The node of `path` if it exists.
+    pub(crate) fn find(&self, path: &EntryPath) -> Option<NodeId> {
+        let mut cur = ROOT;
+        for comp in path.components() {
+            cur = self.child(cur, comp)?;
+        }
+        Some(cur)
+    }
+
+    fn add(&mut self, parent: NodeId, name: &[u8]) -> NodeId {
+        let id = self.nodes.len() as NodeId;
+        // EntryPath guarantees components of at most NAME_MAX (255) bytes.
+        let name_len = name.len().min(u8::MAX as usize) as u8;
+        let name_off = self.names.len() as u32;
+        self.names.extend_from_slice(&name[..name_len as usize]);
+        let next_sibling = self.nodes[parent as usize].first_child;
+        self.nodes.push(Node {
+            parent,
+            first_child: NONE,
+            next_sibling,
+            name_off,
+            name_len,
+            status: Status::Unseen,
+            status_layer: 0,
+            hide_self: 0,
+            hide_children: 0,
+        });
+        self.nodes[parent as usize].first_child = id;
+        let h = self.hash(parent, name);
+        let nodes = &self.nodes;
+        let hasher = &self.hasher;
+        let names = &self.names;
+        self.table.insert_unique(h, id, |&other| {
+            let n = &nodes[other as usize];
+            let nm = &names[n.name_off as usize..n.name_off as usize + n.name_len as usize];
+            hasher.hash_one((n.parent, nm))
+        });
+        id
+    }
+
+    /// The parent of `id` (`None` for the root).
+    pub(crate) fn parent(&self, id: NodeId) -> Option<NodeId> {
+        let p = self.nodes[id as usize].parent;
+        (p != NONE).then_some(p)
+    }
+
+    /// Rebuilds the full path of `id`.
+    pub(crate) fn path(&self, id: NodeId) -> EntryPath {
+        let mut comps = Vec::new();
+        let mut cur = id;
+        while let Some(p) = self.parent(cur) {
+            comps.push(cur);
+            cur = p;
+        }
+        let mut bytes = Vec::new();
+        for &c in comps.iter().rev() {
+            if !bytes.is_empty() {
+                bytes.push(b'/');
+            }
+            bytes.extend_from_slice(self.name_of(c));
+        }
+        // Components were validated when first interned, so this cannot fail; fall back to the
+        // root rather than panic if it ever did.
+        EntryPath::new(&bytes).unwrap_or_default()
+    }
+
+    /// The status of `id` and the layer that set it.
+    pub(crate) fn status(&self, id: NodeId) -> (Status, u32) {
+        let n = &self.nodes[id as usize];
+        (n.status, n.status_layer)
+    }
+
+    pub(crate) fn set_status(&mut self, id: NodeId, status: Status, layer: u32) {
+        let n = &mut self.nodes[id as usize];
+        n.status = status;
+        n.status_layer = layer;
+    }
+
+    /// Records that layer `layer` hides `id` and everything beneath it from older layers.
+    pub(crate) fn hide_self(&mut self, id: NodeId, layer: u32) {
+        let n = &mut self.nodes[id as usize];
+        n.hide_self = n.hide_self.max(layer + 1);
+    }
+
+    /// Records that layer `layer` hides everything beneath `id` from older layers.
+    pub(crate) fn hide_children(&mut self, id: NodeId, layer: u32) {
+        let n = &mut self.nodes[id as usize];
+        n.hide_children = n.hide_children.max(layer + 1);
+    }
+
+    /// Whether an entry of layer `layer` at `id` is hidden by a newer layer: a whiteout of the
+    /// path or an ancestor, an opaque ancestor, or an ancestor that a newer layer made a
+    /// non-directory.
+    pub(crate) fn hidden(&self, id: NodeId, layer: u32) -> bool {
+        let n = &self.nodes[id as usize];
+        if n.hide_self > layer + 1 {
+            return true;
+        }
+        let mut cur = n.parent;
+        while cur != NONE {
+            let a = &self.nodes[cur as usize];
+            if a.hide_self > layer + 1 || a.hide_children > layer + 1 {
+                return true;
+            }
+            cur = a.parent;
+        }
+        false
+    }
+
+    /// Whether `id` or an ancestor carries any hiding record (the fast pre-check before asking
+    /// the barrier log for a layer range).
+    pub(crate) fn any_hiding(&self, id: NodeId) -> bool {
+        let mut cur = id;
+        loop {
+            let n = &self.nodes[cur as usize];
+            if n.hide_self != 0 || (cur != id && n.hide_children != 0) {
+                return true;
+            }
+            match self.parent(cur) {
+                Some(p) => cur = p,
+                None => return false,
+            }
+        }
+    }
+
+    /// The descendants of `id` (not `id` itself), depth first.
+    pub(crate) fn descendants(&self, id: NodeId) -> Vec<NodeId> {
+        let mut out = Vec::new();
+        let mut stack = vec![self.nodes[id as usize].first_child];
+        while let Some(mut c) = stack.pop() {
+            while c != NONE {
+                out.push(c);
+                stack.push(self.nodes[c as usize].first_child);
+                c = self.nodes[c as usize].next_sibling;
+            }
+        }
+        out
+    }
+
+    /// Every node id, in creation order.
+    pub(crate) fn ids(&self) -> impl Iterator<Item = NodeId> {
+        0..self.nodes.len() as NodeId
+    }
+
+    /// Number of interned paths.
+    pub(crate) fn len(&self) -> usize {
+        self.nodes.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> EntryPath {
+        EntryPath::new(s.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn interns_once_and_rebuilds_paths() {
+        let mut t = PathTree::new();
+        let a = t.intern(&p("a/b/c"));
+        assert_eq!(t.intern(&p("./a/b/c/")), a);
+        assert_eq!(t.path(a), p("a/b/c"));
+        assert_eq!(t.find(&p("a/b")).map(|id| t.path(id)), Some(p("a/b")));
+        assert_eq!(t.find(&p("a/x")), None);
+        assert_eq!(t.len(), 4);
+        let b = t.find(&p("a")).unwrap();
+        let mut d: Vec<_> = t.descendants(b).into_iter().map(|id| t.path(id)).collect();
+        d.sort();
+        assert_eq!(d, vec![p("a/b"), p("a/b/c")]);
+    }
+
+    #[test]
+    fn hiding_is_by_newer_layers_only() {
+        let mut t = PathTree::new();
+        let d = t.intern(&p("d"));
+        let x = t.intern(&p("d/x"));
+        t.hide_children(d, 3);
+        assert!(t.hidden(x, 2));
+        assert!(!t.hidden(x, 3), "same layer is not hidden");
+        assert!(!t.hidden(d, 1), "opaque hides children only");
+        t.hide_self(d, 5);
+        assert!(t.hidden(d, 4));
+        assert!(t.hidden(x, 4));
+        assert!(!t.hidden(x, 5));
+    }
+}
