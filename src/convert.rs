@@ -36,9 +36,8 @@ pub fn convert(image: &Image, spec: &ImageSpec, options: &ConvertOptions) -> Res
             index: desc.index,
             size: desc.size,
         });
-        let mut reopen = || -> Result<Box<dyn Read + Send>> {
-            Ok(Box::new(LayerReader::open(desc, None)?))
-        };
+        let mut reopen =
+            || -> Result<Box<dyn Read + Send>> { Ok(Box::new(LayerReader::open(desc, None)?)) };
         merger
             .layer_reopenable(desc.index, &mut reader, &mut reopen)
             .and_then(|()| reader.finish())

@@ -26,8 +26,8 @@ pub(crate) type SlotId = u32;
 /// Where an inode's content comes from.
 #[derive(Debug)]
 pub(crate) enum Source {
-    /// A link still looking for its target, which is `target` in a layer older than `layer`.
-    Pending { target: NodeId, layer: u32, link: NodeId },
+    /// A link (at `link`) still looking for a version of `target` in an older layer.
+    Pending { target: NodeId, link: NodeId },
     /// The winning entry at `node`, already delivered to the sink.
     Delivered { node: NodeId },
     /// A hidden regular file whose content is in the spool.
@@ -95,7 +95,10 @@ impl Links {
 
     /// A link of `layer` waits for `target` in an older layer.
     pub(crate) fn wait(&mut self, target: NodeId, layer: u32, link_slot: SlotId) {
-        self.pending.entry(target).or_default().push((layer, link_slot));
+        self.pending
+            .entry(target)
+            .or_default()
+            .push((layer, link_slot));
     }
 
     /// Takes the links waiting for `target` that are newer than `layer`.
@@ -183,7 +186,12 @@ impl Links {
     /// Links still waiting when no older layer is left (the one with the smallest target id,
     /// so the message does not depend on hash order).
     pub(crate) fn unresolved(&self, tree: &PathTree) -> Option<Error> {
-        let target = self.pending.iter().filter(|(_, l)| !l.is_empty()).map(|(&t, _)| t).min()?;
+        let target = self
+            .pending
+            .iter()
+            .filter(|(_, l)| !l.is_empty())
+            .map(|(&t, _)| t)
+            .min()?;
         self.pending.get(&target).and_then(|list| {
             list.first().map(|&(_, slot)| {
                 let link = match self.slots[slot as usize].source.as_ref() {

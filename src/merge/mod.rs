@@ -288,7 +288,8 @@ impl Merger {
             }
             Name::Opaque(dir) => {
                 let n = self.tree.intern(&dir);
-                self.barriers.record(&mut self.tree, n, layer, Hides::Children);
+                self.barriers
+                    .record(&mut self.tree, n, layer, Hides::Children);
                 return Ok(());
             }
             Name::Aufs => {
@@ -313,7 +314,8 @@ impl Merger {
         if !e.kind.is_dir() {
             // A non-directory replaced whatever older layers had beneath this path, whether or
             // not it survives itself.
-            self.barriers.record(&mut self.tree, node, layer, Hides::Children);
+            self.barriers
+                .record(&mut self.tree, node, layer, Hides::Children);
         }
         if self.tree.hidden(node, layer) {
             return self.hidden(layer, ordinal, refetchable, node, e, data);
@@ -437,7 +439,11 @@ impl Merger {
     fn take_waiting(&mut self, node: NodeId, layer: u32) -> bool {
         let newly = self.links.take_waiting(node, layer);
         if !newly.is_empty() {
-            self.layer_waiting.entry(node).or_default().links.extend(newly);
+            self.layer_waiting
+                .entry(node)
+                .or_default()
+                .links
+                .extend(newly);
         }
         self.layer_waiting.contains_key(&node)
     }
@@ -467,10 +473,7 @@ impl Merger {
                     self.links.slot(Source::Spooled { entry, spool })
                 }
                 Hidden::Refetchable(entry, ordinal) => {
-                    let s = self.links.slot(Source::Refetch {
-                        entry,
-                        ordinal,
-                    });
+                    let s = self.links.slot(Source::Refetch { entry, ordinal });
                     self.refetch.push((ordinal, s));
                     s
                 }
@@ -497,11 +500,7 @@ impl Merger {
                 Status::Unseen => {}
             }
         }
-        let slot = self.links.slot(Source::Pending {
-            target: t,
-            layer,
-            link,
-        });
+        let slot = self.links.slot(Source::Pending { target: t, link });
         self.links.wait(t, layer, slot);
         Ok(slot)
     }
@@ -526,7 +525,10 @@ impl Merger {
         target: SlotId,
     ) -> Result<()> {
         for (link_layer, link_slot) in waiting {
-            if self.barriers.hides_between(&self.tree, node, layer, link_layer) {
+            if self
+                .barriers
+                .hides_between(&self.tree, node, layer, link_layer)
+            {
                 let link = match self.links.source(link_slot) {
                     Some(Source::Pending { link, .. }) => self.tree.path(*link).lossy(),
                     _ => String::new(),
@@ -692,7 +694,10 @@ impl Merger {
         let (first, rest) = match self.links.source(root) {
             Some(Source::Delivered { node }) => {
                 let node = *node;
-                (node, members.iter().copied().filter(|&m| m != node).collect())
+                (
+                    node,
+                    members.iter().copied().filter(|&m| m != node).collect(),
+                )
             }
             _ => {
                 let Some((&first, rest)) = members.split_first() else {

@@ -35,13 +35,6 @@ pub(crate) enum Status {
     Link,
 }
 
-impl Status {
-    /// Whether the path holds (or will hold) a non-directory.
-    pub(crate) fn is_nondir(self) -> bool {
-        matches!(self, Status::Symlink | Status::Other | Status::Link)
-    }
-}
-
 #[derive(Clone, Debug)]
 struct Node {
     parent: NodeId,
@@ -119,6 +112,7 @@ impl PathTree {
     }
 
     /// The node of `path` if it exists.
+    #[cfg(test)]
     pub(crate) fn find(&self, path: &EntryPath) -> Option<NodeId> {
         let mut cur = ROOT;
         for comp in path.components() {
@@ -263,6 +257,7 @@ impl PathTree {
     }
 
     /// Number of interned paths.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.nodes.len()
     }

@@ -60,7 +60,8 @@ impl Spool {
             data.read_exact(&mut buf[..want])
                 .map_err(|e| Error::from_io(e, |e| Error::Tar { source: e }))?;
             if buf[..want].iter().all(|&b| b == 0) {
-                file.seek(SeekFrom::Current(want as i64)).map_err(spool_err)?;
+                file.seek(SeekFrom::Current(want as i64))
+                    .map_err(spool_err)?;
             } else {
                 file.write_all(&buf[..want]).map_err(spool_err)?;
             }
@@ -80,8 +81,9 @@ impl Spool {
     pub(crate) fn truncate(&mut self, mark: u64) -> Result<()> {
         if mark < self.end {
             if let Some(f) = &self.file {
-                f.set_len(mark)
-                    .map_err(|e| Error::io("truncate hard-link spool in", std::env::temp_dir(), e))?;
+                f.set_len(mark).map_err(|e| {
+                    Error::io("truncate hard-link spool in", std::env::temp_dir(), e)
+                })?;
             }
             self.end = mark;
         }

@@ -184,7 +184,11 @@ fn merge_with(layers: &[Vec<Item>], show_modes: bool) -> Result<String> {
 }
 
 fn lines(s: &str) -> String {
-    s.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("\n")
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 macro_rules! check {
@@ -197,7 +201,13 @@ macro_rules! check {
 fn simple_and_nested_whiteouts() {
     check!(
         [
-            vec![d("a"), f("a/x", "1"), d("a/b"), f("a/b/y", "2"), f("c", "3")],
+            vec![
+                d("a"),
+                f("a/x", "1"),
+                d("a/b"),
+                f("a/b/y", "2"),
+                f("c", "3")
+            ],
             vec![wh("a/b"), wh("c"), wh("nothing")],
         ],
         "/ dir
@@ -229,10 +239,7 @@ fn opaque_without_dir_entry_keeps_lower_metadata() {
 
 #[test]
 fn whiteout_and_recreate_in_one_layer_both_orders() {
-    for layer1 in [
-        vec![wh("a"), f("a", "new")],
-        vec![f("a", "new"), wh("a")],
-    ] {
+    for layer1 in [vec![wh("a"), f("a", "new")], vec![f("a", "new"), wh("a")]] {
         check!([vec![f("a", "old")], layer1], "/ dir\n/a file new");
     }
 }
@@ -263,7 +270,10 @@ fn duplicate_path_in_one_layer_later_wins() {
 
 #[test]
 fn file_under_same_layer_file_turns_it_into_a_dir() {
-    check!([vec![f("a", "file"), f("a/x", "1")]], "/ dir\n/a dir\n/a/x file 1");
+    check!(
+        [vec![f("a", "file"), f("a/x", "1")]],
+        "/ dir\n/a dir\n/a/x file 1"
+    );
 }
 
 #[test]
@@ -277,7 +287,11 @@ fn replacements_without_whiteouts() {
         "/ dir\n/a file file\n/b symlink a\n/c dir"
     );
     let out = merge_with(&[vec![f("c", "3")], vec![d("c")]], true).unwrap();
-    assert_eq!(out, lines("/ dir 755\n/c dir 700"), "the dir keeps its own attributes");
+    assert_eq!(
+        out,
+        lines("/ dir 755\n/c dir 700"),
+        "the dir keeps its own attributes"
+    );
 }
 
 #[test]
@@ -325,10 +339,7 @@ fn opaque_in_older_layer_below_newer_deletion() {
 #[test]
 fn hard_links_in_one_layer_and_across_layers() {
     check!(
-        [
-            vec![f("a", "A"), ln("b", "a")],
-            vec![ln("c", "a")],
-        ],
+        [vec![f("a", "A"), ln("b", "a")], vec![ln("c", "a")],],
         "/ dir\n/a file A #1\n/b file A #1\n/c file A #1"
     );
 }
@@ -361,7 +372,10 @@ fn hard_link_target_turned_into_dir_or_symlink() {
         "/ dir\n/a dir\n/b file A"
     );
     check!(
-        [vec![f("a", "A"), ln("b", "a"), ln("c", "a")], vec![sl("a", "x")]],
+        [
+            vec![f("a", "A"), ln("b", "a"), ln("c", "a")],
+            vec![sl("a", "x")]
+        ],
         "/ dir\n/a symlink x\n/b file A #1\n/c file A #1"
     );
 }
@@ -392,7 +406,11 @@ fn hard_link_to_symlink_and_chains() {
         "/ dir\n/s symlink t #1\n/s2 symlink t #1"
     );
     check!(
-        [vec![f("a", "A"), ln("b", "a")], vec![ln("c", "b")], vec![wh("a"), wh("b")]],
+        [
+            vec![f("a", "A"), ln("b", "a")],
+            vec![ln("c", "b")],
+            vec![wh("a"), wh("b")]
+        ],
         "/ dir\n/c file A"
     );
 }
@@ -400,37 +418,61 @@ fn hard_link_to_symlink_and_chains() {
 #[test]
 fn hard_link_errors() {
     let err = merge(&[vec![ln("b", "missing")]]).unwrap_err();
-    assert!(matches!(err.root_cause(), Error::HardlinkTargetMissing { .. }), "{err}");
+    assert!(
+        matches!(err.root_cause(), Error::HardlinkTargetMissing { .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("missing"), "{err}");
     let err = merge(&[vec![d("a"), ln("b", "a")]]).unwrap_err();
-    assert!(matches!(err.root_cause(), Error::HardlinkToDirectory { .. }), "{err}");
+    assert!(
+        matches!(err.root_cause(), Error::HardlinkToDirectory { .. }),
+        "{err}"
+    );
     // The target existed once, but a layer between it and the link deleted it.
     let err = merge(&[vec![f("a", "A")], vec![wh("a")], vec![ln("b", "a")]]).unwrap_err();
-    assert!(matches!(err.root_cause(), Error::HardlinkTargetMissing { .. }), "{err}");
+    assert!(
+        matches!(err.root_cause(), Error::HardlinkTargetMissing { .. }),
+        "{err}"
+    );
 }
 
 #[test]
 fn entries_beneath_a_lower_symlink_are_refused() {
     let err = merge(&[vec![sl("a", "/etc")], vec![f("a/passwd", "x")]]).unwrap_err();
-    assert!(matches!(err.root_cause(), Error::BeneathSymlink { .. }), "{err}");
+    assert!(
+        matches!(err.root_cause(), Error::BeneathSymlink { .. }),
+        "{err}"
+    );
     let err = merge(&[vec![sl("a", "/etc"), f("a/passwd", "x")]]).unwrap_err();
-    assert!(matches!(err.root_cause(), Error::BeneathSymlink { .. }), "{err}");
+    assert!(
+        matches!(err.root_cause(), Error::BeneathSymlink { .. }),
+        "{err}"
+    );
     // A newer symlink replacing a lower directory simply hides the lower children.
-    check!([vec![d("a"), f("a/x", "1")], vec![sl("a", "b")]], "/ dir\n/a symlink b");
+    check!(
+        [vec![d("a"), f("a/x", "1")], vec![sl("a", "b")]],
+        "/ dir\n/a symlink b"
+    );
 }
 
 #[test]
 fn invalid_whiteouts_are_errors() {
     for bad in ["a/.wh.", "a/.wh..", "a/.wh..."] {
         let err = merge(&[vec![f(bad, "")]]).unwrap_err();
-        assert!(matches!(err.root_cause(), Error::InvalidWhiteout { .. }), "{bad}: {err}");
+        assert!(
+            matches!(err.root_cause(), Error::InvalidWhiteout { .. }),
+            "{bad}: {err}"
+        );
     }
 }
 
 #[test]
 fn whiteout_as_hardlink_or_with_content_is_a_whiteout() {
     check!(
-        [vec![f("a", "A"), f("b", "B")], vec![ln(".wh.a", "b"), f(".wh.b", "junk")]],
+        [
+            vec![f("a", "A"), f("b", "B")],
+            vec![ln(".wh.a", "b"), f(".wh.b", "junk")]
+        ],
         "/ dir"
     );
 }
@@ -454,7 +496,10 @@ fn root_entry_and_implicit_parents() {
     let mut root = d(".");
     root.0.meta.mode = 0o750;
     let out = merge_with(&[vec![root, f("x/y/z", "1")]], true).unwrap();
-    assert_eq!(out, lines("/ dir 750\n/x dir 755\n/x/y dir 755\n/x/y/z file 644 1"));
+    assert_eq!(
+        out,
+        lines("/ dir 750\n/x dir 755\n/x/y dir 755\n/x/y/z file 644 1")
+    );
     // The newest explicit directory entry sets the metadata.
     let mut newer = d("x");
     newer.0.meta.mode = 0o711;
@@ -467,7 +512,11 @@ fn implicit_dir_over_lower_file() {
     // A newer entry beneath a path that an older layer has as a file: the directory wins with
     // default metadata, and an even older directory entry does not describe it.
     let out = merge_with(
-        &[vec![d("a"), f("a/old", "o")], vec![f("a", "file")], vec![f("a/new", "n")]],
+        &[
+            vec![d("a"), f("a/old", "o")],
+            vec![f("a", "file")],
+            vec![f("a/new", "n")],
+        ],
         true,
     )
     .unwrap();
@@ -491,8 +540,15 @@ fn many_layers() {
 fn layers_must_come_newest_first() {
     let sink = RecordingSink(Arc::default());
     let mut m = Merger::new(Box::new(sink), 3, &ConvertOptions::default());
-    m.layer_entries(1, Vec::<(Entry, Box<dyn Read>)>::new()).unwrap();
-    assert!(m.layer_entries(2, Vec::<(Entry, Box<dyn Read>)>::new()).is_err());
-    assert!(m.layer_entries(1, Vec::<(Entry, Box<dyn Read>)>::new()).is_err());
-    assert!(m.layer_entries(7, Vec::<(Entry, Box<dyn Read>)>::new()).is_err());
+    m.layer_entries(1, Vec::<(Entry, Box<dyn Read>)>::new())
+        .unwrap();
+    assert!(m
+        .layer_entries(2, Vec::<(Entry, Box<dyn Read>)>::new())
+        .is_err());
+    assert!(m
+        .layer_entries(1, Vec::<(Entry, Box<dyn Read>)>::new())
+        .is_err());
+    assert!(m
+        .layer_entries(7, Vec::<(Entry, Box<dyn Read>)>::new())
+        .is_err());
 }

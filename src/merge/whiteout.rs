@@ -59,9 +59,7 @@ pub(crate) fn classify(path: &EntryPath) -> Result<Name> {
     }
     if let Some(target) = last.strip_prefix(PREFIX) {
         return match target {
-            b"" | b"." | b".." => Err(Error::InvalidWhiteout {
-                path: path.lossy(),
-            }),
+            b"" | b"." | b".." => Err(Error::InvalidWhiteout { path: path.lossy() }),
             t => Ok(Name::Whiteout(dir.join(t)?)),
         };
     }
@@ -99,7 +97,13 @@ impl Barriers {
     /// Whether a record from a layer in `(older, newer]` hides an entry of layer `older` at
     /// `node`: the question a hard link of layer `newer` asks about the version of its target
     /// found in layer `older`.
-    pub(crate) fn hides_between(&self, tree: &PathTree, node: NodeId, older: u32, newer: u32) -> bool {
+    pub(crate) fn hides_between(
+        &self,
+        tree: &PathTree,
+        node: NodeId,
+        older: u32,
+        newer: u32,
+    ) -> bool {
         if !tree.any_hiding(node) {
             return false;
         }
@@ -107,9 +111,9 @@ impl Barriers {
         let mut cur = node;
         loop {
             if let Some(log) = self.log.get(&cur) {
-                let hit = log.iter().any(|&(l, h)| {
-                    in_range(l) && (cur != node || h == Hides::SelfAndChildren)
-                });
+                let hit = log
+                    .iter()
+                    .any(|&(l, h)| in_range(l) && (cur != node || h == Hides::SelfAndChildren));
                 if hit {
                     return true;
                 }
@@ -135,17 +139,29 @@ mod tests {
         assert_eq!(classify(&p("a/b")).unwrap(), Name::Plain);
         assert_eq!(classify(&p("a/.wh.b")).unwrap(), Name::Whiteout(p("a/b")));
         assert_eq!(classify(&p(".wh.b")).unwrap(), Name::Whiteout(p("b")));
-        assert_eq!(classify(&p("a/.wh..wh..opq")).unwrap(), Name::Opaque(p("a")));
+        assert_eq!(
+            classify(&p("a/.wh..wh..opq")).unwrap(),
+            Name::Opaque(p("a"))
+        );
         assert_eq!(classify(&p(".wh..wh..opq")).unwrap(), Name::Opaque(p("")));
         assert_eq!(classify(&p(".wh..wh.plnk/123.4")).unwrap(), Name::Aufs);
         assert_eq!(classify(&p(".wh..wh.plnk")).unwrap(), Name::Aufs);
         assert_eq!(classify(&p("x/.wh..wh.aufs")).unwrap(), Name::Aufs);
         assert_eq!(classify(&p(".wh..wh.orph/x")).unwrap(), Name::Aufs);
-        assert_eq!(classify(&p("a/.wh.x.wh.y")).unwrap(), Name::Whiteout(p("a/x.wh.y")));
+        assert_eq!(
+            classify(&p("a/.wh.x.wh.y")).unwrap(),
+            Name::Whiteout(p("a/x.wh.y"))
+        );
         for bad in ["a/.wh.", "a/.wh..", "a/.wh..."] {
-            assert!(matches!(classify(&p(bad)), Err(Error::InvalidWhiteout { .. })), "{bad}");
+            assert!(
+                matches!(classify(&p(bad)), Err(Error::InvalidWhiteout { .. })),
+                "{bad}"
+            );
         }
-        assert_eq!(classify(&p("a/.wh....")).unwrap(), Name::Whiteout(p("a/...")));
+        assert_eq!(
+            classify(&p("a/.wh....")).unwrap(),
+            Name::Whiteout(p("a/..."))
+        );
     }
 
     #[test]
@@ -156,9 +172,15 @@ mod tests {
         let x = t.intern(&p("d/x"));
         b.record(&mut t, x, 4, Hides::SelfAndChildren);
         b.record(&mut t, d, 2, Hides::Children);
-        assert!(b.hides_between(&t, x, 1, 2), "opaque at 2 hides x@1 from a link at 2");
+        assert!(
+            b.hides_between(&t, x, 1, 2),
+            "opaque at 2 hides x@1 from a link at 2"
+        );
         assert!(!b.hides_between(&t, x, 2, 3));
         assert!(b.hides_between(&t, x, 3, 4));
-        assert!(!b.hides_between(&t, d, 1, 3), "opaque does not hide the directory itself");
+        assert!(
+            !b.hides_between(&t, d, 1, 3),
+            "opaque does not hide the directory itself"
+        );
     }
 }

@@ -1,2 +1,207 @@
-//! The `ocirender` command.
-fn main() {}
+//! The `ocirender` command: a thin shell over the library. Errors are printed once, with their
+//! causes, as `ocirender: …`; the exit status is 0 on success, 1 on failure (2 for usage
+//! errors, from clap), and a closed standard output (`ocirender convert img - | head`) is not a
+//! failure.
+
+mod args;
+mod report;
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Parser;
+use indicatif::HumanBytes;
+use ocirender::{convert, Image, ImageLocation, ImageSpec};
+
+use args::{Cli, Command, ConvertArgs, InspectArgs};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ocirender: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+            || matches!(
+                c.downcast_ref::<ocirender::Error>(),
+                Some(ocirender::Error::Output { source, .. }) if source.kind() == io::ErrorKind::BrokenPipe
+            )
+    })
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Convert(a) => run_convert(a),
+        Command::Inspect(a) => run_inspect(a),
+    }
+}
+
+fn open_image(image: &str, selector: &ocirender::Selector) -> anyhow::Result<Image> {
+    let location = ImageLocation::parse(image);
+    Image::open(&location, selector).with_context(|| format!("cannot open image {image}"))
+}
+
+fn run_convert(a: ConvertArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let spec = ImageSpec::infer(&a.output, a.format.map(Into::into))?;
+    let quiet = a.output_opts.quiet;
+    let mut options = a.options()?;
+    options.progress = Some(report::reporter(a.output_opts.progress, quiet));
+    let image = open_image(&a.image, &a.selector())?;
+    let summary = convert(&image, &spec, &options).with_context(|| {
+        format!(
+            "cannot convert {} to {} {}",
+            a.image,
+            spec.format().name(),
+            a.output.display()
+        )
+    })?;
+    if !quiet {
+        let mut err = io::stderr().lock();
+        let _ = writeln!(
+            err,
+            "wrote {} ({}): {} entries, {} of files, {} output, {:.1}s",
+            a.output.display(),
+            spec.format().name(),
+            summary.entries,
+            HumanBytes(summary.file_bytes),
+            HumanBytes(summary.output_bytes),
+            started.elapsed().as_secs_f64()
+        );
+        for w in &summary.warnings {
+            let _ = writeln!(err, "warning: {w}");
+        }
+    }
+    Ok(())
+}
+
+fn run_inspect(a: InspectArgs) -> anyhow::Result<()> {
+    let selector = ocirender::Selector {
+        reference: None,
+        platform: a.platform.clone(),
+    };
+    let location = ImageLocation::parse(&a.image);
+    let manifests = ocirender::image::list_manifests(&location.path)
+        .with_context(|| format!("cannot read image {}", a.image))?;
+    let image = Image::open(&location, &selector);
+    let mut out = io::stdout().lock();
+    if a.json {
+        let value = inspect_json(&manifests, image.as_ref().ok());
+        serde_json::to_writer_pretty(&mut out, &value)?;
+        writeln!(out)?;
+    } else {
+        writeln!(out, "manifests:")?;
+        for m in &manifests {
+            let platform = m
+                .platform
+                .as_ref()
+                .map(|p| p.to_string())
+                .unwrap_or_default();
+            let digest = m.digest.as_ref().map(|d| d.to_string()).unwrap_or_default();
+            writeln!(
+                out,
+                "  {:<20} {:<16} {}",
+                m.refs.join(","),
+                platform,
+                digest
+            )?;
+        }
+        match &image {
+            Ok(img) => {
+                if let Some(d) = &img.manifest_digest {
+                    writeln!(out, "chosen manifest: {d}")?;
+                }
+                writeln!(out, "layers:")?;
+                for l in &img.layers {
+                    let size = l.size.map(|s| s.to_string()).unwrap_or_else(|| "?".into());
+                    writeln!(
+                        out,
+                        "  {:>3} {:<50} {:>12} {}",
+                        l.index, l.media_type, size, l.digest
+                    )?;
+                }
+                if let Some(c) = &img.config {
+                    writeln!(out, "config:")?;
+                    let plat = [
+                        c.os.as_deref(),
+                        c.architecture.as_deref(),
+                        c.variant.as_deref(),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join("/");
+                    writeln!(out, "  platform:    {plat}")?;
+                    if let Some(v) = &c.created {
+                        writeln!(out, "  created:     {v}")?;
+                    }
+                    if let Some(v) = &c.user {
+                        writeln!(out, "  user:        {v}")?;
+                    }
+                    if !c.entrypoint.is_empty() {
+                        writeln!(out, "  entrypoint:  {:?}", c.entrypoint)?;
+                    }
+                    if !c.cmd.is_empty() {
+                        writeln!(out, "  cmd:         {:?}", c.cmd)?;
+                    }
+                    if let Some(v) = &c.working_dir {
+                        writeln!(out, "  working dir: {v}")?;
+                    }
+                    for e in &c.env {
+                        writeln!(out, "  env:         {e}")?;
+                    }
+                }
+            }
+            Err(e) => writeln!(out, "no manifest chosen: {e}")?,
+        }
+    }
+    Ok(())
+}
+
+fn inspect_json(
+    manifests: &[ocirender::image::ManifestInfo],
+    image: Option<&Image>,
+) -> serde_json::Value {
+    use serde_json::json;
+    let manifests: Vec<_> = manifests
+        .iter()
+        .map(|m| {
+            json!({
+                "digest": m.digest.as_ref().map(|d| d.to_string()),
+                "mediaType": m.media_type,
+                "refs": m.refs,
+                "platform": m.platform.as_ref().map(|p| p.to_string()),
+                "size": m.size,
+            })
+        })
+        .collect();
+    let chosen = image.map(|img| {
+        json!({
+            "manifest": img.manifest_digest.as_ref().map(|d| d.to_string()),
+            "layers": img.layers.iter().map(|l| json!({
+                "index": l.index,
+                "mediaType": l.media_type,
+                "digest": l.digest.to_string(),
+                "size": l.size,
+            })).collect::<Vec<_>>(),
+            "config": img.config.as_ref().map(|c| json!({
+                "os": c.os, "architecture": c.architecture, "variant": c.variant,
+                "created": c.created, "user": c.user, "env": c.env,
+                "entrypoint": c.entrypoint, "cmd": c.cmd, "workingDir": c.working_dir,
+                "diffIds": c.diff_ids,
+            })),
+        })
+    });
+    json!({ "manifests": manifests, "image": chosen })
+}

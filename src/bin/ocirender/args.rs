@@ -1,0 +1,175 @@
+//! Command-line arguments (what users type) and their translation into library options (what
+//! the library needs). Defaults are stated in each flag's help.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ocirender::{
+    BlockSize, Compression, ConvertOptions, Format, Jobs, Ownership, Platform, Selector,
+    SquashfsOptions, XzFilter,
+};
+
+/// Convert OCI container images into squashfs images, tar archives or directories.
+#[derive(Parser, Debug)]
+#[command(name = "ocirender", version, about, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Convert an image (OCI layout or docker-save, optionally DIR:REF) into OUTPUT.
+    Convert(ConvertArgs),
+    /// Show an image's manifests, layers and configuration.
+    Inspect(InspectArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ConvertArgs {
+    /// The image: an OCI layout directory, a docker-save directory or tar file, optionally
+    /// followed by `:REF` to pick a manifest by its ref name.
+    pub image: String,
+    /// Where to write: a .sqfs/.squashfs file, a .tar file (`-` for standard output) or a
+    /// directory.
+    pub output: PathBuf,
+    /// Output format. By default, from OUTPUT's extension (.sqfs/.squashfs → squashfs, .tar →
+    /// tar); required otherwise.
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
+    /// Pick the manifest for this platform (os/arch[/variant]) from a multi-platform index. By
+    /// default, the only one, or the host's.
+    #[arg(long)]
+    pub platform: Option<Platform>,
+    #[command(flatten)]
+    pub squashfs: SquashfsArgs,
+    /// Directory output: do not set file ownership (the default when not running as root).
+    #[arg(long)]
+    pub ignore_ownership: bool,
+    #[command(flatten)]
+    pub output_opts: OutputArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct SquashfsArgs {
+    /// Squashfs compressor ALGO[:LEVEL]: gzip (1-9), zstd (1-22), xz (0-9), lz4 (0 fast, 1-12
+    /// high compression) or none.
+    #[arg(long, default_value = "zstd")]
+    pub compression: Compression,
+    /// Squashfs block size, 4K to 1M, a power of two.
+    #[arg(long, default_value = "128K")]
+    pub block_size: BlockSize,
+    /// Store the tail ends of files in their own blocks instead of shared fragment blocks.
+    #[arg(long)]
+    pub no_fragments: bool,
+    /// Do not detect files with identical content.
+    #[arg(long)]
+    pub no_dedup: bool,
+    /// xz branch filters to try per block (x86, arm, armthumb, powerpc, sparc, ia64),
+    /// comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub xz_filter: Vec<XzFilter>,
+    /// The superblock's time in seconds since the epoch. By default $SOURCE_DATE_EPOCH if set,
+    /// else the newest mtime in the image (so the same image gives the same bytes).
+    #[arg(long)]
+    pub mtime: Option<u32>,
+    /// Compression threads. By default, one per core.
+    #[arg(long, short)]
+    pub jobs: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct OutputArgs {
+    /// Print nothing but errors.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Progress display: a bar when stderr is a terminal (auto), log lines (plain), or none.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: ProgressMode,
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// The image, optionally DIR:REF.
+    pub image: String,
+    /// Pick the manifest for this platform (os/arch[/variant]).
+    #[arg(long)]
+    pub platform: Option<Platform>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum FormatArg {
+    Squashfs,
+    Tar,
+    Dir,
+}
+
+impl From<FormatArg> for Format {
+    fn from(f: FormatArg) -> Format {
+        match f {
+            FormatArg::Squashfs => Format::Squashfs,
+            FormatArg::Tar => Format::Tar,
+            FormatArg::Dir => Format::Dir,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ProgressMode {
+    Auto,
+    Plain,
+    None,
+}
+
+impl ConvertArgs {
+    /// The library options these arguments ask for (progress is attached by the caller).
+    pub fn options(&self) -> anyhow::Result<ConvertOptions> {
+        let s = &self.squashfs;
+        let jobs = match s.jobs {
+            Some(n) => Jobs::new(n)?,
+            None => Jobs::available(),
+        };
+        let mtime = match s.mtime {
+            Some(t) => Some(t),
+            None => source_date_epoch()?,
+        };
+        Ok(ConvertOptions::default()
+            .jobs(jobs)
+            .ownership(if self.ignore_ownership {
+                Ownership::Ignore
+            } else {
+                Ownership::Auto
+            })
+            .squashfs(SquashfsOptions {
+                compression: s.compression,
+                block_size: s.block_size,
+                fragments: !s.no_fragments,
+                dedup: !s.no_dedup,
+                mtime,
+                xz_filters: s.xz_filter.clone(),
+                ..SquashfsOptions::default()
+            }))
+    }
+
+    pub fn selector(&self) -> Selector {
+        Selector {
+            reference: None,
+            platform: self.platform.clone(),
+        }
+    }
+}
+
+fn source_date_epoch() -> anyhow::Result<Option<u32>> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.is_empty() => {
+            let t: u32 = v.trim().parse().map_err(|_| {
+                anyhow::anyhow!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds")
+            })?;
+            Ok(Some(t))
+        }
+        _ => Ok(None),
+    }
+}
