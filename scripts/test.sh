@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests' oracles need (Debian packages, when missing and
+# running as root), then runs the whole test suite. Every squashfs the tests write is read back
+# by unsquashfs (squashfs-tools) and backhand; tar outputs are extracted by GNU tar; umoci checks
+# the test image builder.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v unsquashfs >/dev/null || need+=(squashfs-tools)
+command -v sqfs2tar >/dev/null || need+=(squashfs-tools-ng)
+command -v umoci >/dev/null || need+=(umoci)
+command -v getfattr >/dev/null || need+=(attr)
+if ((${#need[@]})); then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing test oracles: ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  else
+    echo "missing test tools (${need[*]}): run as root on Debian, or install them" >&2
+    exit 1
+  fi
+fi
+
+cargo test --all-targets "$@"
+cargo test --doc
