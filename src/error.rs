@@ -125,7 +125,10 @@ pub enum Error {
     },
 
     /// `DIR:REF` named a reference that the index does not have.
-    #[error("no manifest with ref {reference:?}; available refs: {}", list(available))]
+    #[error(
+        "no manifest with ref {reference:?}; available refs: {}",
+        list(available)
+    )]
     RefNotFound {
         /// The reference asked for.
         reference: String,
@@ -179,6 +182,17 @@ pub enum Error {
         /// The decoder's error.
         #[source]
         source: io::Error,
+    },
+
+    /// A layer's media type promises compression that its bytes do not carry.
+    #[error(
+        "media type {media_type:?} says {codec} but the blob does not start with the {codec} magic"
+    )]
+    WrongMagic {
+        /// The media type as written in the image.
+        media_type: String,
+        /// The codec the media type names.
+        codec: &'static str,
     },
 
     /// The layer's tar stream is malformed or truncated.
@@ -402,6 +416,7 @@ impl From<Error> for io::Error {
             Error::OutputExists { .. } => io::ErrorKind::AlreadyExists,
             Error::Tar { .. }
             | Error::Decompress { .. }
+            | Error::WrongMagic { .. }
             | Error::DigestMismatch { .. }
             | Error::SizeMismatch { .. }
             | Error::Json { .. }
