@@ -274,6 +274,17 @@ pub enum Error {
         limit: u64,
     },
 
+    /// A JSON document of the image (index, manifest, config) is larger than ocirender reads.
+    #[error("{what} is {size} bytes, more than the {limit} bytes accepted for a JSON document")]
+    DocumentTooLarge {
+        /// Which document: a file name or a blob digest.
+        what: String,
+        /// Its size (from its descriptor or on disk).
+        size: u64,
+        /// The largest size accepted.
+        limit: u64,
+    },
+
     /// An option value outside its valid range.
     #[error("invalid {name} {value:?}: {reason}")]
     InvalidOption {
