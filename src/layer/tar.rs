@@ -59,6 +59,7 @@ pub fn for_each_entry(
         let mut data = Region {
             inner: &mut walker.input,
             remaining: member.stored,
+            path: member.raw_path(),
         };
         let result = match (&entry.kind, &member.sparse) {
             (EntryKind::File { size, .. }, Some(sparse)) => {
@@ -194,10 +195,11 @@ fn truncated(what: &'static str) -> io::Error {
     io::Error::new(io::ErrorKind::UnexpectedEof, what)
 }
 
-/// Exactly `remaining` bytes of the stream; an early end is a truncation error.
+/// Exactly `remaining` bytes of the stream; an early end is a truncation error naming `path`.
 struct Region<'a, R> {
     inner: &'a mut R,
     remaining: u64,
+    path: &'a [u8],
 }
 
 impl<R: Read> Read for Region<'_, R> {
@@ -208,9 +210,10 @@ impl<R: Read> Read for Region<'_, R> {
         let n = usize::try_from(self.remaining).map_or(buf.len(), |r| r.min(buf.len()));
         let got = self.inner.read(&mut buf[..n])?;
         if got == 0 {
-            return Err(io::Error::from(Error::Tar {
+            let e = Error::Tar {
                 source: truncated("the tar stream ends inside an entry's data"),
-            }));
+            };
+            return Err(io::Error::from(e.in_entry(self.path)));
         }
         self.remaining -= got as u64;
         Ok(got)
@@ -634,6 +637,7 @@ impl<R: TarInput> Walker<R> {
                 let mut region = Region {
                     inner: &mut self.input,
                     remaining: member.stored_with_map,
+                    path: &member.path,
                 };
                 let (pairs, used) = sparse::read_map_1x0(&mut region)?;
                 member.stored = member.stored_with_map - used;
