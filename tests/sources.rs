@@ -266,7 +266,7 @@ fn tar_lines(tar: &[u8]) -> ocirender::Result<String> {
 /// Decodes a layer through `LayerReader` and the tar reader, then takes the verdict.
 fn read_layer(desc: &LayerDescriptor) -> ocirender::Result<String> {
     let mut reader = LayerReader::open(desc, None)?;
-    let lines = lines_of(&mut reader).map_err(|e| unwrap_io(e))?;
+    let lines = lines_of(&mut reader).map_err(unwrap_io)?;
     reader.finish()?;
     Ok(lines)
 }
@@ -1846,4 +1846,50 @@ fn the_debian_image_reads_end_to_end() {
     }
     println!("/tmp/deb/oci:latest: {total} entries");
     assert!(total > 1000);
+}
+
+/// Decode throughput on the real image (run with `--ignored --nocapture`).
+#[test]
+#[ignore]
+fn measure_decode_throughput() {
+    if !Path::new("/tmp/deb/oci").exists() {
+        println!("skipped: /tmp/deb/oci is absent");
+        return;
+    }
+    let image = Image::open(
+        &ImageLocation::parse("/tmp/deb/oci:latest"),
+        &Selector::default(),
+    )
+    .unwrap();
+    let compressed: u64 = image.layers.iter().filter_map(|l| l.size).sum();
+    for round in 0..2 {
+        let start = std::time::Instant::now();
+        let mut decoded = 0u64;
+        for layer in &image.layers {
+            let mut reader = LayerReader::open(layer, None).unwrap();
+            decoded += io::copy(&mut reader, &mut io::sink()).unwrap();
+            reader.finish().unwrap();
+        }
+        let raw = start.elapsed().as_secs_f64();
+        let start = std::time::Instant::now();
+        let mut entries = 0;
+        for layer in &image.layers {
+            let mut reader = LayerReader::open(layer, None).unwrap();
+            for_each_entry(&mut reader, &mut |_, data| {
+                entries += 1;
+                io::copy(data, &mut io::sink()).unwrap();
+                Ok(())
+            })
+            .unwrap();
+            reader.finish().unwrap();
+        }
+        let tar = start.elapsed().as_secs_f64();
+        println!(
+            "round {round}: {:.0} MB compressed, {:.0} MB decoded; decode {raw:.2}s = {:.0} MB/s decoded ({:.0} MB/s compressed); + tar entries {tar:.2}s ({entries} entries)",
+            compressed as f64 / 1e6,
+            decoded as f64 / 1e6,
+            decoded as f64 / 1e6 / raw,
+            compressed as f64 / 1e6 / raw
+        );
+    }
 }

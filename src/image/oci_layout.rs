@@ -26,6 +26,7 @@ use super::{ConfigSummary, LayerDescriptor, ManifestInfo, Platform};
 const MAX_DEPTH: usize = 8;
 
 /// An image manifest an index offers.
+#[derive(Debug)]
 pub(crate) struct Found {
     digest: Digest,
     media_type: String,

@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use super::Platform;
 
 /// One manifest on offer.
+#[derive(Debug)]
 pub(crate) struct Candidate<T> {
     /// Names that select it: OCI ref names, containerd image names, docker `RepoTags`.
     pub names: Vec<String>,

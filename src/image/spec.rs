@@ -131,7 +131,7 @@ impl Shape {
 }
 
 /// One element of a `docker save` `manifest.json` array.
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 pub(crate) struct SaveEntry {
     #[serde(rename = "Config")]
     pub config: String,
