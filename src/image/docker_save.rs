@@ -165,7 +165,10 @@ fn candidates(
             Ok(Candidate {
                 names: entry.repo_tags.clone().unwrap_or_default(),
                 platform,
-                digest: None,
+                // The config's digest is the image ID: it names untagged images in messages.
+                digest: safe_name(&entry.config)
+                    .ok()
+                    .and_then(|n| config_digest(&n)),
                 item: entry,
             })
         })
@@ -178,16 +181,18 @@ fn read_config(store: &Store, config: &str) -> Result<Option<ConfigSummary>> {
     let Some(bytes) = store.read_json(&name, Containment::Required, config)? else {
         return Ok(None);
     };
-    // The config's name is its digest: `blobs/sha256/<hex>` or legacy `<hex>.json`.
-    let digest = blob_digest(&name).or_else(|| {
-        let file = name.file_name()?;
-        let hex = file.strip_suffix(b".json")?;
-        Digest::parse(&format!("sha256:{}", String::from_utf8_lossy(hex))).ok()
-    });
-    if let Some(digest) = digest {
+    if let Some(digest) = config_digest(&name) {
         check_blob(&bytes, &digest, None)?;
     }
     super::parse_config(&bytes, config).map(Some)
+}
+
+/// The digest a config's name says it has: `blobs/sha256/<hex>`, or legacy `<hex>.json`.
+fn config_digest(name: &EntryPath) -> Option<Digest> {
+    blob_digest(name).or_else(|| {
+        let hex = name.file_name()?.strip_suffix(b".json")?;
+        Digest::parse(&format!("sha256:{}", String::from_utf8_lossy(hex))).ok()
+    })
 }
 
 /// A path from `manifest.json`: relative, no `..`, normalized.

@@ -159,11 +159,6 @@ impl<'m, R: Read> Expand<'m, R> {
             size,
         }
     }
-
-    /// The reader of the stored bytes, for draining what the consumer left.
-    pub(crate) fn stored(&mut self) -> &mut R {
-        &mut self.stored
-    }
 }
 
 impl<R: Read> Read for Expand<'_, R> {

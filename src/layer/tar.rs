@@ -61,19 +61,16 @@ pub fn for_each_entry(
             remaining: member.stored,
             path: member.raw_path(),
         };
-        let result = match (&entry.kind, &member.sparse) {
+        match (&entry.kind, &member.sparse) {
             (EntryKind::File { size, .. }, Some(sparse)) => {
-                let mut expand = Expand::new(&mut data, &sparse.map, *size);
-                let result = f(entry, &mut expand);
-                if result.is_ok() {
-                    skip_all(expand.stored()).map_err(|e| tar_error(e, &member))?;
-                }
-                result
+                let size = *size;
+                f(entry, &mut Expand::new(&mut data, &sparse.map, size))?
             }
-            (EntryKind::File { .. }, None) => f(entry, &mut data),
-            _ => f(entry, &mut io::empty()),
-        };
-        result?;
+            (EntryKind::File { .. }, None) => f(entry, &mut data)?,
+            _ => f(entry, &mut io::empty())?,
+        }
+        // Whatever `f` left unread (all of it for non-files, the stored bytes of a sparse
+        // file), then the padding to the next header.
         skip_all(&mut data).map_err(|e| tar_error(e, &member))?;
         walker
             .input
@@ -220,7 +217,7 @@ impl<R: Read> Read for Region<'_, R> {
     }
 }
 
-/// A sparse file's map and real size.
+/// A sparse file's data map (validated; the real size is the entry's size).
 pub(crate) struct SparseInfo {
     pub map: Vec<(u64, u64)>,
 }
@@ -400,7 +397,10 @@ impl<R: TarInput> Walker<R> {
                     }
                 }
                 // Global PAX headers and volume labels describe no file.
-                b'g' | b'V' => self.skip_exact(header_size + padding(header_size))?,
+                b'g' | b'V' => {
+                    // header_size came from an i64: adding the padding cannot overflow.
+                    self.skip_exact(header_size + padding(header_size))?
+                }
                 b'M' => {
                     return Err(Error::TarHeader {
                         problem: "GNU multi-volume continuation entries are not supported".into(),
@@ -414,7 +414,11 @@ impl<R: TarInput> Walker<R> {
     /// Skips the data of a member returned by [`Walker::next_member`], padding included.
     pub(crate) fn skip_data(&mut self, member: &Member) -> Result<()> {
         let len = member.stored_with_map;
-        self.skip_exact(len + padding(len))
+        // A PAX size may be any u64; one that overflows cannot be in the stream anyway.
+        let total = len.checked_add(padding(len)).ok_or_else(|| Error::Tar {
+            source: truncated("an entry's size exceeds any stream"),
+        })?;
+        self.skip_exact(total)
     }
 
     fn skip_exact(&mut self, n: u64) -> Result<()> {
