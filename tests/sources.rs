@@ -664,7 +664,13 @@ fn docker_save_new(dir: &Path, images: &[(&[&str], Vec<Vec<u8>>)]) {
     let mut entries = Vec::new();
     let mut index = Vec::new();
     for (tags, layers) in images {
-        let config = oci.config("linux", "amd64");
+        // Real configs differ between images: their diff_ids do.
+        let diff_ids: Vec<String> = layers.iter().map(|l| sha(l)).collect();
+        let config = json!({"os": "linux", "architecture": "amd64", "rootfs": {"type": "layers", "diff_ids": diff_ids}});
+        let config = oci.blob(
+            "application/vnd.oci.image.config.v1+json",
+            &serde_json::to_vec(&config).unwrap(),
+        );
         let layer_pairs: Vec<(&str, Vec<u8>)> = layers.iter().map(|l| (TAR, l.clone())).collect();
         let m = oci.manifest(&layer_pairs, config.clone());
         index.push(m);
