@@ -1600,10 +1600,13 @@ fn every_typeflag_becomes_its_kind() {
 
 #[test]
 fn pax_sparse_formats_and_gnu_sparse_expand_to_the_same_file() {
-    // Real size 5000: "abc" at 0, "XY" at 4096, hole at the end.
-    let expected = "sparse file 0644 0:0 t=1700000000 size=5000 sparse=[(0, 3), (4096, 2)] sha=";
+    // Real size 5000: 512 bytes at 0 (GNU tar stores whole blocks), "XY" at 4096, hole at
+    // the end.
+    let expected = "sparse file 0644 0:0 t=1700000000 size=5000 sparse=[(0, 512), (4096, 2)] sha=";
+    let first: Vec<u8> = (0..512u32).map(|i| (i % 200) as u8 + 1).collect();
+    let stored = [&first[..], b"XY"].concat();
     let mut content = vec![0u8; 5000];
-    content[..3].copy_from_slice(b"abc");
+    content[..512].copy_from_slice(&first);
     content[4096..4098].copy_from_slice(b"XY");
     let expected = format!("{expected}{}", &hex(&content)[..12]);
 
@@ -1612,11 +1615,11 @@ fn pax_sparse_formats_and_gnu_sparse_expand_to_the_same_file() {
             ("GNU.sparse.size", b"5000"),
             ("GNU.sparse.numblocks", b"2"),
             ("GNU.sparse.offset", b"0"),
-            ("GNU.sparse.numbytes", b"3"),
+            ("GNU.sparse.numbytes", b"512"),
             ("GNU.sparse.offset", b"4096"),
             ("GNU.sparse.numbytes", b"2"),
         ]),
-        member(Raw::new(b'0', b"sparse", 5), b"abcXY"),
+        member(Raw::new(b'0', b"sparse", 514), &stored),
         end(),
     ]
     .concat();
@@ -1624,15 +1627,15 @@ fn pax_sparse_formats_and_gnu_sparse_expand_to_the_same_file() {
         pax(&[
             ("GNU.sparse.size", b"5000"),
             ("GNU.sparse.numblocks", b"2"),
-            ("GNU.sparse.map", b"0,3,4096,2"),
+            ("GNU.sparse.map", b"0,512,4096,2"),
             ("GNU.sparse.name", b"sparse"),
         ]),
-        member(Raw::new(b'0', b"GNUSparseFile.0/sparse", 5), b"abcXY"),
+        member(Raw::new(b'0', b"GNUSparseFile.0/sparse", 514), &stored),
         end(),
     ]
     .concat();
-    let mut map = padded(b"2\n0\n3\n4096\n2\n");
-    map.extend_from_slice(b"abcXY");
+    let mut map = padded(b"2\n0\n512\n4096\n2\n");
+    map.extend_from_slice(&stored);
     let v10 = [
         pax(&[
             ("GNU.sparse.major", b"1"),
@@ -1653,11 +1656,11 @@ fn pax_sparse_formats_and_gnu_sparse_expand_to_the_same_file() {
     h.set_mode(0o644);
     h.set_mtime(1_700_000_000);
     h.set_entry_type(tar::EntryType::GNUSparse);
-    h.set_size(5);
+    h.set_size(514);
     {
         let gnu = h.as_gnu_mut().unwrap();
         gnu.sparse[0].set_offset(0);
-        gnu.sparse[0].set_length(3);
+        gnu.sparse[0].set_length(512);
         gnu.set_real_size(5000);
         gnu.set_is_extended(true);
     }
@@ -1665,13 +1668,23 @@ fn pax_sparse_formats_and_gnu_sparse_expand_to_the_same_file() {
     let mut ext = tar::GnuExtSparseHeader::new();
     ext.sparse_mut()[0].set_offset(4096);
     ext.sparse_mut()[0].set_length(2);
+    // GNU tar ends a map that ends in a hole with an empty region at the real size.
+    ext.sparse_mut()[1].set_offset(5000);
+    ext.sparse_mut()[1].set_length(0);
     let gnu = [
         h.as_bytes().to_vec(),
         ext.as_bytes().to_vec(),
-        padded(b"abcXY"),
+        padded(&stored),
         end(),
     ]
     .concat();
+
+    // The tar crate expands GNU sparse files itself: it must agree with ours.
+    let mut archive = tar::Archive::new(&gnu[..]);
+    let mut theirs = Vec::new();
+    let mut entry = archive.entries().unwrap().next().unwrap().unwrap();
+    entry.read_to_end(&mut theirs).unwrap();
+    assert_eq!(theirs, content);
 
     for (name, tar) in [("0.0", v00), ("0.1", v01), ("1.0", v10), ("GNU", gnu)] {
         assert_eq!(tar_lines(&tar).unwrap(), expected, "{name}");
@@ -1962,4 +1975,66 @@ fn mutated_tars_never_panic() {
             Ok(())
         });
     }
+}
+
+/// GNU tar's own sparse archives (every format it writes) read back to the same file.
+#[test]
+fn gnu_tar_sparse_archives_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("f");
+    let mut content = vec![0u8; 3 << 20];
+    content[1 << 20..(1 << 20) + 5].copy_from_slice(b"hello");
+    let end = content.len() - 3;
+    content[end..].copy_from_slice(b"end");
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::File::create(&file).unwrap();
+        f.set_len(content.len() as u64).unwrap();
+        f.write_all_at(b"hello", 1 << 20).unwrap();
+        f.write_all_at(b"end", end as u64).unwrap();
+    }
+    for args in [
+        &["--format=posix", "--sparse-version=0.0"][..],
+        &["--format=posix", "--sparse-version=0.1"],
+        &["--format=posix", "--sparse-version=1.0"],
+        &["--format=gnu"],
+    ] {
+        let out = dir.path().join("out.tar");
+        let status = std::process::Command::new("tar")
+            .args(["--sparse", "-cf"])
+            .arg(&out)
+            .args(args)
+            .arg("-C")
+            .arg(dir.path())
+            .arg("f")
+            .status();
+        if !status.is_ok_and(|s| s.success()) {
+            println!("skipped: GNU tar is not available");
+            return;
+        }
+        let tar = std::fs::read(&out).unwrap();
+        let mut seen = Vec::new();
+        for_each_entry(&mut &tar[..], &mut |entry, data| {
+            let mut bytes = Vec::new();
+            data.read_to_end(&mut bytes).unwrap();
+            seen.push((entry, bytes));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen.len(), 1, "{args:?}");
+        let (entry, bytes) = &seen[0];
+        assert_eq!(entry.path.as_bytes(), b"f", "{args:?}");
+        assert!(bytes == &content, "{args:?}: content differs");
+        let EntryKind::File { size, sparse } = &entry.kind else {
+            panic!("{args:?}: {entry:?}")
+        };
+        assert_eq!(*size, content.len() as u64);
+        // Whether the file system reported the holes decides the map; when it did, the data
+        // regions cover the two written spots only.
+        if let Some(map) = sparse {
+            let stored: u64 = map.iter().map(|r| r.1).sum();
+            assert!(stored < 64 << 10, "{args:?}: {map:?}");
+        }
+    }
+    std::fs::remove_file(&file).unwrap();
 }
