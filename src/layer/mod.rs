@@ -78,7 +78,7 @@ enum State {
 
 /// The decoded tar stream of one layer, produced by a background thread.
 ///
-/// Errors returned by `read` wrap an [`Error`](crate::Error) already tagged with the layer
+/// Errors returned by `read` wrap an [`Error`] already tagged with the layer
 /// (recover it with `Error::from_io`). Dropping the reader stops its thread and joins it; a
 /// thread blocked inside a caller-supplied source's `read` (see [`LayerReader::from_reader`])
 /// is joined when that `read` returns.
@@ -154,8 +154,8 @@ impl LayerReader {
     /// Decodes layer `index` from an arbitrary byte stream (a download in progress, say).
     /// `media_type` may be empty; the codec is then detected from the first bytes.
     ///
-    /// An error from `source` that carries an [`Error`](crate::Error) is passed on as that
-    /// error; any other becomes [`Error::LayerSource`](crate::Error::LayerSource).
+    /// An error from `source` that carries an [`Error`] is passed on as that
+    /// error; any other becomes [`Error::LayerSource`].
     pub fn from_reader(
         index: usize,
         source: Box<dyn Read + Send>,

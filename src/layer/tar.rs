@@ -45,7 +45,7 @@ const BLOCK: u64 = 512;
 /// (exactly `size` bytes for a regular file, holes expanded; empty otherwise). Content that `f`
 /// leaves unread is skipped. Returns at the end-of-archive marker (or at EOF), leaving whatever
 /// follows unread. Errors from `f` are returned unchanged; errors of the stream are
-/// [`Error::Tar`](crate::Error::Tar) / [`Error::TarHeader`](crate::Error::TarHeader), tagged with
+/// [`Error::Tar`] / [`Error::TarHeader`], tagged with
 /// the entry's path when it is known.
 pub fn for_each_entry(
     stream: &mut dyn Read,
