@@ -125,10 +125,7 @@ pub enum Error {
     },
 
     /// `DIR:REF` named a reference that the index does not have.
-    #[error(
-        "no manifest with ref {reference:?}; available refs: {}",
-        list(available)
-    )]
+    #[error("no manifest with ref {reference:?}; available refs: {}", list(available))]
     RefNotFound {
         /// The reference asked for.
         reference: String,

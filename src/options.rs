@@ -193,10 +193,7 @@ impl FromStr for BlockSize {
             }
         };
         let n: u64 = num.parse().map_err(|_| bad())?;
-        let bytes = n
-            .checked_mul(mult)
-            .filter(|&b| b <= u32::MAX as u64)
-            .ok_or_else(bad)?;
+        let bytes = n.checked_mul(mult).filter(|&b| b <= u32::MAX as u64).ok_or_else(bad)?;
         BlockSize::new(bytes as u32)
     }
 }
@@ -223,11 +220,7 @@ impl Jobs {
 
     /// One thread per available core.
     pub fn available() -> Jobs {
-        Jobs(
-            std::thread::available_parallelism()
-                .map_or(1, |n| n.get())
-                .min(Self::MAX),
-        )
+        Jobs(std::thread::available_parallelism().map_or(1, |n| n.get()).min(Self::MAX))
     }
 
     /// The number of threads.
@@ -552,16 +545,8 @@ mod tests {
     fn format_from_extension() {
         let spec = ImageSpec::infer("a/b.sqfs", None).unwrap();
         assert_eq!(spec.format(), Format::Squashfs);
-        assert_eq!(
-            ImageSpec::infer("x.tar", None).unwrap().format(),
-            Format::Tar
-        );
+        assert_eq!(ImageSpec::infer("x.tar", None).unwrap().format(), Format::Tar);
         assert!(ImageSpec::infer("x.bin", None).is_err());
-        assert_eq!(
-            ImageSpec::infer("x.bin", Some(Format::Tar))
-                .unwrap()
-                .format(),
-            Format::Tar
-        );
+        assert_eq!(ImageSpec::infer("x.bin", Some(Format::Tar)).unwrap().format(), Format::Tar);
     }
 }

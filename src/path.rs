@@ -207,12 +207,6 @@ mod tests {
         assert!(x.join(b"..").is_err());
         assert!(x.starts_with(&EntryPath::new(b"a/b").unwrap()));
         assert!(!x.starts_with(&EntryPath::new(b"a/bb").unwrap()));
-        assert!(EntryPath::new(b"a/bb")
-            .unwrap()
-            .parent()
-            .unwrap()
-            .parent()
-            .unwrap()
-            .is_root());
+        assert!(EntryPath::new(b"a/bb").unwrap().parent().unwrap().parent().unwrap().is_root());
     }
 }

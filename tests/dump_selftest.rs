@@ -16,20 +16,10 @@ fn dump_reads_types_modes_links() {
     std::fs::hard_link(r.join("d/f"), r.join("g")).unwrap();
     symlink("d/f", r.join("s")).unwrap();
     let tree = Tree::from_dir(r);
-    let dump = tree.dump(DumpOptions {
-        mtime: false,
-        ownership: false,
-        ..Default::default()
-    });
+    let dump = tree.dump(DumpOptions { mtime: false, ownership: false, ..Default::default() });
     let lines: Vec<&str> = dump.lines().collect();
     assert_eq!(lines[1], "/d dir 0755");
-    assert_eq!(
-        lines[2],
-        "/d/f file 4755 size=5 sha256=2cf24dba5fb0a30e link=/d/f"
-    );
-    assert_eq!(
-        lines[3],
-        "/g file 4755 size=5 sha256=2cf24dba5fb0a30e link=/d/f"
-    );
+    assert_eq!(lines[2], "/d/f file 4755 size=5 sha256=2cf24dba5fb0a30e link=/d/f");
+    assert_eq!(lines[3], "/g file 4755 size=5 sha256=2cf24dba5fb0a30e link=/d/f");
     assert_eq!(lines[4], "/s symlink 0777 -> d/f");
 }

@@ -16,11 +16,7 @@ pub struct DirSink {
 
 impl DirSink {
     /// Extracts into `path`, which must be missing or an empty directory.
-    pub fn create(
-        path: &Path,
-        ownership: Ownership,
-        progress: Option<ProgressFn>,
-    ) -> Result<DirSink> {
+    pub fn create(path: &Path, ownership: Ownership, progress: Option<ProgressFn>) -> Result<DirSink> {
         todo!("helper C")
     }
 }

@@ -94,20 +94,10 @@ impl fmt::Display for Warning {
         let errno = |e: i32| std::io::Error::from_raw_os_error(e);
         match &self.kind {
             WarningKind::DeviceNotCreated { errno: e } => {
-                write!(
-                    f,
-                    "{}: device node not created: {}",
-                    self.path.display(),
-                    errno(*e)
-                )
+                write!(f, "{}: device node not created: {}", self.path.display(), errno(*e))
             }
             WarningKind::OwnershipNotSet { errno: e } => {
-                write!(
-                    f,
-                    "{}: ownership not set: {}",
-                    self.path.display(),
-                    errno(*e)
-                )
+                write!(f, "{}: ownership not set: {}", self.path.display(), errno(*e))
             }
             WarningKind::XattrNotSet { name, errno: e } => write!(
                 f,
