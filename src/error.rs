@@ -255,7 +255,7 @@ pub enum Error {
     SparseHoleNotZero {
         /// The file's path in the image.
         path: String,
-        /// Offset of the first non-zero block read from the hole.
+        /// Offset of the first non-zero byte found in the hole.
         offset: u64,
     },
 

@@ -24,10 +24,16 @@
 //! sorted, overlaps or runs past the file's end is ignored and the file is written dense (the
 //! reader yields every byte, so nothing is lost).
 //!
+//! Names and link targets are bytes: a non-UTF-8 one that needs a PAX record goes there raw, as
+//! GNU tar writes it (no `hdrcharset`, which GNU tar does not know and warns about).
+//!
 //! **Replacement.** A path delivered twice is written twice, the later entry after the earlier
-//! one; extractors apply entries in archive order, so the later one wins. A directory replaced
-//! by a non-directory is the one case an extractor may refuse: its children are already in the
-//! archive, and GNU tar replaces a non-empty directory only with `--recursive-unlink`.
+//! one; extractors apply entries in archive order, so the later one wins. One case cannot be
+//! expressed: a directory replaced by a non-directory. Tar has no deletion record and the
+//! directory's children are already in the archive; GNU tar then refuses to put a file over the
+//! non-empty directory unless run with `--recursive-unlink`, and that option also empties a
+//! directory whose entry comes after its children, so it suits only archives that list parents
+//! first. Extractors made for image layers (containerd's, for one) remove the directory first.
 //!
 //! **Sockets** have no tar type; they are left out with a [`WarningKind::EntryNotStorable`]
 //! warning, as GNU tar and libarchive do, and so are hard links to them.
@@ -101,14 +107,22 @@ impl TarSink {
                 .as_fd()
                 .try_clone_to_owned()
                 .map_err(|e| Error::io("duplicate", "standard output", e))?;
-            return Ok(TarSink::new(Box::new(File::from(fd)), None, PathBuf::from("-")));
+            return Ok(TarSink::new(
+                Box::new(File::from(fd)),
+                None,
+                PathBuf::from("-"),
+            ));
         }
         let mut file = OutputFile::create(path)?;
         let handle = file
             .file()
             .try_clone()
             .map_err(|e| Error::io("duplicate the handle of", path, e))?;
-        Ok(TarSink::new(Box::new(handle), Some(file), path.to_path_buf()))
+        Ok(TarSink::new(
+            Box::new(handle),
+            Some(file),
+            path.to_path_buf(),
+        ))
     }
 
     /// Writes to `writer` (for library users: a pipe, a socket, a compressor). Nothing is
@@ -161,8 +175,15 @@ impl TarSink {
         });
     }
 
-    /// Fills `self.regions` with the validated map plus GNU tar's terminating `(size, 0)`
-    /// region; `false` if the map is unusable (the file is then written dense).
+    /// Fills `self.regions` with the map's data regions widened to 512-byte boundaries (and
+    /// merged where they then touch), plus GNU tar's terminating `(size, 0)` region when the
+    /// file ends in a hole; `false` if the map is unusable (the file is then written dense).
+    ///
+    /// Why widen: GNU tar starts each region's data on a fresh block of the archive (its writer
+    /// pads every region to 512 bytes) while libarchive reads the regions back to back; the two
+    /// agree only when every region but the last is a whole number of blocks, as GNU tar's own
+    /// maps (made of file system blocks) always are. The few hole bytes this pulls into a
+    /// region are zeros, read from the reader like any data.
     fn plan_sparse(&mut self, map: &[(u64, u64)], size: u64) -> bool {
         self.regions.clear();
         let mut end = 0;
@@ -174,9 +195,18 @@ impl TarSink {
                 Some(e) if offset >= end && e <= size => end = e,
                 _ => return false,
             }
-            self.regions.push((offset, len));
+            let start = offset - offset % BLOCK;
+            let stop = end
+                .checked_next_multiple_of(BLOCK)
+                .unwrap_or(size)
+                .min(size);
+            match self.regions.last_mut() {
+                Some((o, l)) if *o + *l >= start => *l = stop.max(*o + *l) - *o,
+                _ => self.regions.push((start, stop - start)),
+            }
         }
-        if end < size || self.regions.is_empty() {
+        let covered = self.regions.last().map_or(0, |&(o, l)| o + l);
+        if covered < size || self.regions.is_empty() {
             self.regions.push((size, 0));
         }
         true
@@ -235,13 +265,6 @@ impl TarSink {
             set_name(&mut header, &self.name)
         };
         let link_fits = link.is_none_or(|l| l.len() <= LINK_LEN);
-        let binary = (!name_fits && std::str::from_utf8(&self.name).is_err())
-            || (sparse && std::str::from_utf8(entry.path.as_bytes()).is_err())
-            || (!link_fits && link.is_some_and(|l| std::str::from_utf8(l).is_err()));
-        if binary {
-            // Tells GNU tar and libarchive not to convert the names below from UTF-8.
-            self.pax.add(b"hdrcharset", b"BINARY");
-        }
         if !name_fits {
             self.pax.add(b"path", &self.name);
             set_truncated_name(&mut header, &self.name);
@@ -267,7 +290,8 @@ impl TarSink {
                 self.map.push(b'\n');
                 data_len += len;
             }
-            self.map.resize(self.map.len().next_multiple_of(BLOCK as usize), 0);
+            self.map
+                .resize(self.map.len().next_multiple_of(BLOCK as usize), 0);
             self.pax.add(b"GNU.sparse.major", b"1");
             self.pax.add(b"GNU.sparse.minor", b"0");
             self.pax.add(b"GNU.sparse.name", entry.path.as_bytes());
@@ -393,10 +417,14 @@ impl TarSink {
             match data.read(buf) {
                 Ok(0) => return Err(data_short(path, pos.min(size))),
                 Ok(n) => {
-                    if !is_zero(&buf[..n]) {
+                    // The OR-fold is fast; the position is only needed for the error.
+                    let stray = (!is_zero(&buf[..n]))
+                        .then(|| buf[..n].iter().position(|&b| b != 0))
+                        .flatten();
+                    if let Some(i) = stray {
                         return Err(Error::SparseHoleNotZero {
                             path: path.lossy(),
-                            offset: pos,
+                            offset: pos + i as u64,
                         });
                     }
                     pos += n as u64;
@@ -518,7 +546,12 @@ fn pax_time(buf: &mut [u8; 32], secs: i64, nsec: u32) -> usize {
     } else if secs >= 0 {
         write!(w, "{secs}.{nsec:09}")
     } else {
-        write!(w, "-{}.{:09}", (secs + 1).unsigned_abs(), 1_000_000_000 - nsec)
+        write!(
+            w,
+            "-{}.{:09}",
+            (secs + 1).unsigned_abs(),
+            1_000_000_000 - nsec
+        )
     };
     // 32 bytes hold any i64 with nine decimals, so the write cannot run out of room.
     debug_assert!(r.is_ok());
@@ -734,12 +767,15 @@ mod tests {
     #[test]
     fn sparse_plan_adds_terminator_and_rejects_bad_maps() {
         let mut s = TarSink::to_writer(Box::new(io::sink()));
-        assert!(s.plan_sparse(&[(0, 10), (100, 5)], 1000));
-        assert_eq!(s.regions, [(0, 10), (100, 5), (1000, 0)]);
+        // Widened to blocks, merged when they touch, terminated when the file ends in a hole.
+        assert!(s.plan_sparse(&[(0, 10), (100, 5), (2000, 5000)], 10_000));
+        assert_eq!(s.regions, [(0, 512), (1536, 5632), (10_000, 0)]);
         assert!(s.plan_sparse(&[(990, 10)], 1000));
-        assert_eq!(s.regions, [(990, 10)]);
-        assert!(s.plan_sparse(&[], 1000));
+        assert_eq!(s.regions, [(512, 488)]);
+        assert!(s.plan_sparse(&[(0, 0)], 1000));
         assert_eq!(s.regions, [(1000, 0)]);
+        assert!(s.plan_sparse(&[], 0));
+        assert_eq!(s.regions, [(0, 0)]);
         assert!(!s.plan_sparse(&[(100, 5), (0, 10)], 1000));
         assert!(!s.plan_sparse(&[(995, 10)], 1000));
         assert!(!s.plan_sparse(&[(u64::MAX, 2)], 1000));
