@@ -212,19 +212,8 @@ impl TarSink {
         true
     }
 
+    /// One entry: its header sequence, then its data (file content, padded to a block).
     fn write_entry(&mut self, entry: &Entry, data: &mut dyn Read) -> Result<()> {
-        let meta = &entry.meta;
-        self.pax.clear();
-        self.name.clear();
-        if entry.path.is_root() {
-            self.name.extend_from_slice(b"./");
-        } else {
-            self.name.extend_from_slice(entry.path.as_bytes());
-            if entry.kind.is_dir() {
-                self.name.push(b'/');
-            }
-        }
-
         let (size, sparse) = match &entry.kind {
             EntryKind::File { size, sparse } => {
                 let sparse = match sparse {
@@ -235,110 +224,10 @@ impl TarSink {
             }
             _ => (0, false),
         };
-        let link: Option<&[u8]> = match &entry.kind {
-            EntryKind::Symlink { target } => Some(target),
-            EntryKind::Hardlink { target } => Some(target.as_bytes()),
-            _ => None,
-        };
-
-        let mut header = Header::new_ustar();
-        let (kind, dev) = match &entry.kind {
-            EntryKind::File { .. } => (EntryType::Regular, None),
-            EntryKind::Dir => (EntryType::Directory, None),
-            EntryKind::Symlink { .. } => (EntryType::Symlink, None),
-            EntryKind::Hardlink { .. } => (EntryType::Link, None),
-            EntryKind::CharDevice { major, minor } => (EntryType::Char, Some((*major, *minor))),
-            EntryKind::BlockDevice { major, minor } => (EntryType::Block, Some((*major, *minor))),
-            EntryKind::Fifo => (EntryType::Fifo, None),
-            // Sockets never get here (see `entry`); a fifo header would be a lie, so refuse.
-            EntryKind::Socket => return Ok(()),
-        };
-        header.set_entry_type(kind);
-
-        // The header's name: the sparse alias, the name itself, or (with a `path` record) its
-        // first 100 bytes for readers that ignore PAX.
-        let name_fits = if sparse {
-            sparse_alias(&entry.path, &mut self.alias);
-            set_name(&mut header, &self.alias);
-            true
-        } else {
-            set_name(&mut header, &self.name)
-        };
-        let link_fits = link.is_none_or(|l| l.len() <= LINK_LEN);
-        if !name_fits {
-            self.pax.add(b"path", &self.name);
-            set_truncated_name(&mut header, &self.name);
-        }
-        if let Some(l) = link {
-            if !link_fits {
-                self.pax.add(b"linkpath", l);
-            }
-            let n = l.len().min(LINK_LEN);
-            header.as_old_mut().linkname[..n].copy_from_slice(&l[..n]);
-        }
-
-        // Stored size: the data as it sits in the archive (map block + regions when sparse).
-        let stored = if sparse {
-            self.map.clear();
-            write_decimal(&mut self.map, self.regions.len() as u64);
-            self.map.push(b'\n');
-            let mut data_len = 0u64;
-            for &(offset, len) in &self.regions {
-                write_decimal(&mut self.map, offset);
-                self.map.push(b'\n');
-                write_decimal(&mut self.map, len);
-                self.map.push(b'\n');
-                data_len += len;
-            }
-            self.map
-                .resize(self.map.len().next_multiple_of(BLOCK as usize), 0);
-            self.pax.add(b"GNU.sparse.major", b"1");
-            self.pax.add(b"GNU.sparse.minor", b"0");
-            self.pax.add(b"GNU.sparse.name", entry.path.as_bytes());
-            self.pax.add_num(b"GNU.sparse.realsize", size);
-            self.map.len() as u64 + data_len
-        } else {
-            size
-        };
-        if stored < OCTAL11 {
-            header.set_size(stored);
-        } else {
-            self.pax.add_num(b"size", stored);
-            header.set_size(0);
-        }
-
-        set_ids_and_time(&mut header, &mut self.pax, meta);
-        if let Some(u) = header.as_ustar_mut() {
-            let (major, minor) = dev.unwrap_or((0, 0));
-            u.set_device_major(self.pax.octal7(b"SCHILY.devmajor", major));
-            u.set_device_minor(self.pax.octal7(b"SCHILY.devminor", minor));
-        }
-        for x in &meta.xattrs {
-            self.pax.add_xattr(&x.name, &x.value);
-        }
-
+        let header = self.header(entry, size, sparse);
         if !self.pax.is_empty() {
-            let mut x = Header::new_ustar();
-            x.set_entry_type(EntryType::XHeader);
-            pax_header_name(&mut x, &entry.path);
-            x.set_mode(0o644);
-            x.set_uid(0);
-            x.set_gid(0);
-            x.set_mtime(header.mtime().unwrap_or(0));
-            x.set_size(self.pax.buf.len() as u64);
-            if let Some(u) = x.as_ustar_mut() {
-                u.set_device_major(0);
-                u.set_device_minor(0);
-            }
-            x.set_cksum();
-            self.put(x.as_bytes())?;
-            let records = std::mem::take(&mut self.pax.buf);
-            let r = self.put(&records);
-            self.pax.buf = records;
-            r?;
-            self.pad()?;
+            self.write_pax_header(&entry.path, header.mtime().unwrap_or(0))?;
         }
-        header.set_cksum();
         self.put(header.as_bytes())?;
 
         if let EntryKind::File { .. } = entry.kind {
@@ -358,6 +247,126 @@ impl TarSink {
             self.summary.file_bytes += size;
         }
         Ok(())
+    }
+
+    /// The entry's ustar header; what it cannot hold goes to `self.pax` (and, for a sparse
+    /// file, the map to `self.map`).
+    fn header(&mut self, entry: &Entry, size: u64, sparse: bool) -> Header {
+        self.pax.clear();
+        self.name.clear();
+        if entry.path.is_root() {
+            self.name.extend_from_slice(b"./");
+        } else {
+            self.name.extend_from_slice(entry.path.as_bytes());
+            if entry.kind.is_dir() {
+                self.name.push(b'/');
+            }
+        }
+        let mut header = Header::new_ustar();
+        let (kind, dev, link): (_, _, Option<&[u8]>) = match &entry.kind {
+            EntryKind::File { .. } => (EntryType::Regular, None, None),
+            EntryKind::Dir => (EntryType::Directory, None, None),
+            EntryKind::Symlink { target } => (EntryType::Symlink, None, Some(target)),
+            EntryKind::Hardlink { target } => (EntryType::Link, None, Some(target.as_bytes())),
+            EntryKind::CharDevice { major, minor } => {
+                (EntryType::Char, Some((*major, *minor)), None)
+            }
+            EntryKind::BlockDevice { major, minor } => {
+                (EntryType::Block, Some((*major, *minor)), None)
+            }
+            // Sockets never get here: `entry` leaves them out. The arm only keeps the match
+            // total.
+            EntryKind::Fifo | EntryKind::Socket => (EntryType::Fifo, None, None),
+        };
+        header.set_entry_type(kind);
+
+        // The name: the sparse alias, the name itself, or (with a `path` record) its first 100
+        // bytes for readers that ignore PAX.
+        if sparse {
+            sparse_alias(&entry.path, &mut self.alias);
+            set_name(&mut header, &self.alias);
+        } else if !set_name(&mut header, &self.name) {
+            self.pax.add(b"path", &self.name);
+            set_truncated_name(&mut header, &self.name);
+        }
+        if let Some(l) = link {
+            if l.len() > LINK_LEN {
+                self.pax.add(b"linkpath", l);
+            }
+            let n = l.len().min(LINK_LEN);
+            header.as_old_mut().linkname[..n].copy_from_slice(&l[..n]);
+        }
+
+        // Stored size: the data as it sits in the archive (map block + regions when sparse).
+        let stored = if sparse {
+            self.pax.add(b"GNU.sparse.major", b"1");
+            self.pax.add(b"GNU.sparse.minor", b"0");
+            self.pax.add(b"GNU.sparse.name", entry.path.as_bytes());
+            self.pax.add_num(b"GNU.sparse.realsize", size);
+            self.write_map()
+        } else {
+            size
+        };
+        if stored < OCTAL11 {
+            header.set_size(stored);
+        } else {
+            self.pax.add_num(b"size", stored);
+            header.set_size(0);
+        }
+
+        set_ids_and_time(&mut header, &mut self.pax, &entry.meta);
+        if let Some(u) = header.as_ustar_mut() {
+            let (major, minor) = dev.unwrap_or((0, 0));
+            u.set_device_major(self.pax.octal7(b"SCHILY.devmajor", major));
+            u.set_device_minor(self.pax.octal7(b"SCHILY.devminor", minor));
+        }
+        for x in &entry.meta.xattrs {
+            self.pax.add_xattr(&x.name, &x.value);
+        }
+        header.set_cksum();
+        header
+    }
+
+    /// Fills `self.map` with the decimal sparse map of `self.regions`, padded to a block;
+    /// returns the entry's stored size (map + data regions).
+    fn write_map(&mut self) -> u64 {
+        self.map.clear();
+        write_decimal(&mut self.map, self.regions.len() as u64);
+        self.map.push(b'\n');
+        let mut data_len = 0u64;
+        for &(offset, len) in &self.regions {
+            write_decimal(&mut self.map, offset);
+            self.map.push(b'\n');
+            write_decimal(&mut self.map, len);
+            self.map.push(b'\n');
+            data_len += len;
+        }
+        self.map
+            .resize(self.map.len().next_multiple_of(BLOCK as usize), 0);
+        self.map.len() as u64 + data_len
+    }
+
+    /// The `x` header carrying `self.pax`, and the records themselves.
+    fn write_pax_header(&mut self, path: &EntryPath, mtime: u64) -> Result<()> {
+        let mut x = Header::new_ustar();
+        x.set_entry_type(EntryType::XHeader);
+        pax_header_name(&mut x, path);
+        x.set_mode(0o644);
+        x.set_uid(0);
+        x.set_gid(0);
+        x.set_mtime(mtime);
+        x.set_size(self.pax.buf.len() as u64);
+        if let Some(u) = x.as_ustar_mut() {
+            u.set_device_major(0);
+            u.set_device_minor(0);
+        }
+        x.set_cksum();
+        self.put(x.as_bytes())?;
+        let records = std::mem::take(&mut self.pax.buf);
+        let r = self.put(&records);
+        self.pax.buf = records;
+        r?;
+        self.pad()
     }
 
     /// Copies `regions` of the file from `data`, reading and dropping the holes between them.
@@ -594,12 +603,13 @@ fn set_truncated_name(header: &mut Header, name: &[u8]) {
 /// id 0 for reproducible output), shortened to `GNUSparseFile.0/NAM` when it would not fit.
 fn sparse_alias(path: &EntryPath, out: &mut Vec<u8>) {
     const TAG: &[u8] = b"GNUSparseFile.0/";
-    let base = path.file_name().unwrap_or(b"");
+    let bytes = path.as_bytes();
+    let (dir, base) = match bytes.iter().rposition(|&b| b == b'/') {
+        Some(i) => (&bytes[..=i], &bytes[i + 1..]),
+        None => (&bytes[..0], bytes),
+    };
     out.clear();
-    if let Some(parent) = path.parent().filter(|p| !p.is_root()) {
-        out.extend_from_slice(parent.as_bytes());
-        out.push(b'/');
-    }
+    out.extend_from_slice(dir);
     out.extend_from_slice(TAG);
     out.extend_from_slice(base);
     if out.len() > NAME_LEN && !fits_split(out) {
