@@ -168,3 +168,64 @@ pub(super) fn open_dir(dir: BorrowedFd<'_>, name: &[u8]) -> rustix::io::Result<O
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     rfs::openat(dir, name, flags, Mode::empty())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn resolver(root: &std::path::Path, openat2: bool) -> Resolver {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let fd = rfs::open(root, flags, Mode::empty()).unwrap();
+        let mut r = Resolver::new(fd, root.to_path_buf());
+        r.openat2 = openat2;
+        r
+    }
+
+    fn p(s: &str) -> EntryPath {
+        EntryPath::new(s.as_bytes()).unwrap()
+    }
+
+    /// The same rules with and without openat2 (the walk is all an old kernel gets).
+    #[test]
+    fn creates_missing_dirs_and_refuses_symlinks_with_or_without_openat2() {
+        for openat2 in [true, false] {
+            let tmp = tempfile::tempdir().unwrap();
+            let outside = tempfile::tempdir().unwrap();
+            symlink(outside.path(), tmp.path().join("link")).unwrap();
+            std::fs::write(tmp.path().join("file"), b"").unwrap();
+            let mut r = resolver(tmp.path(), openat2);
+            let created = std::cell::RefCell::new(Vec::new());
+            let mut note = |p: EntryPath| created.borrow_mut().push(p.lossy());
+
+            r.open(&p("a/b/c"), Missing::Create, &p("a/b/c/x"), &mut note)
+                .unwrap();
+            assert_eq!(*created.borrow(), ["a", "a/b", "a/b/c"]);
+            assert!(tmp.path().join("a/b/c").is_dir());
+            // Beneath the cached directory, and back up from it.
+            r.open(&p("a/b/c/d"), Missing::Create, &p("a/b/c/d/x"), &mut note)
+                .unwrap();
+            r.open(&p("a"), Missing::Fail, &p("a/x"), &mut note)
+                .unwrap();
+
+            let err = r
+                .open(&p("link/d"), Missing::Create, &p("link/d/x"), &mut note)
+                .unwrap_err();
+            assert!(
+                matches!(&err, Error::BeneathSymlink { symlink, .. } if symlink == "link"),
+                "{err}"
+            );
+            let err = r
+                .open(&p("file/d"), Missing::Create, &p("file/d/x"), &mut note)
+                .unwrap_err();
+            assert!(matches!(&err, Error::Io { source, .. } if source.raw_os_error() == Some(20)));
+            let err = r
+                .open(&p("none"), Missing::Fail, &p("none/x"), &mut note)
+                .unwrap_err();
+            assert!(
+                matches!(&err, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+            );
+            assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+        }
+    }
+}
