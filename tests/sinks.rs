@@ -24,6 +24,7 @@ use ocirender::{
     Entry, EntryKind, EntryPath, Error, Metadata, Ownership, Progress, Sink, Summary, Warning,
     WarningKind, Xattr,
 };
+use rustix::io::Errno;
 use sha2::{Digest, Sha256};
 use support::dump::{DumpOptions, Kind, Node, Tree};
 
@@ -1026,13 +1027,13 @@ fn dir_sink_reports_warnings_in_summary_and_progress() {
                 "link".into(),
                 WarningKind::XattrNotSet {
                     name: b"user.nope".to_vec(),
-                    errno: libc_eperm()
+                    errno: Errno::PERM.raw_os_error()
                 }
             ),
             (
                 "dev".into(),
                 WarningKind::DeviceNotCreated {
-                    errno: 75 /* EOVERFLOW */
+                    errno: Errno::OVERFLOW.raw_os_error()
                 }
             ),
         ]
@@ -1040,10 +1041,6 @@ fn dir_sink_reports_warnings_in_summary_and_progress() {
     assert_eq!(*seen.lock().unwrap(), summary.warnings);
     assert!(!out.join("dev").exists());
     assert_eq!(summary.entries, 2);
-}
-
-fn libc_eperm() -> i32 {
-    rustix::io::Errno::PERM.raw_os_error()
 }
 
 #[test]
