@@ -63,9 +63,10 @@ use crate::sink::{Sink, Summary, Warning, WarningKind};
 const DATA_CHUNK: usize = 1 << 20;
 /// The unit of hole detection: an all-zero block of this size, aligned in the file, is skipped.
 const HOLE_BLOCK: usize = 4096;
-/// The largest device numbers mknod(2) takes (dev_t is 12 bits major, 20 bits minor in the
-/// kernel; larger values would be truncated silently).
+/// The largest major number mknod(2) takes: the kernel's dev_t has 12 bits of major and 20 of
+/// minor, and larger values would be truncated silently (so they become a warning instead).
 const MAX_MAJOR: u32 = 0xfff;
+/// The largest minor number mknod(2) takes (see [`MAX_MAJOR`]).
 const MAX_MINOR: u32 = 0xf_ffff;
 
 /// Extracts the entry stream into a directory.
