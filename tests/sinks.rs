@@ -294,7 +294,7 @@ fn support() -> &'static Support {
         let dev = rustix::fs::makedev(1, 3);
         let mknod = rustix::fs::mknodat(
             rustix::fs::CWD,
-            &tmp.path().join("null"),
+            tmp.path().join("null"),
             rustix::fs::FileType::CharacterDevice,
             rustix::fs::Mode::RUSR,
             dev,

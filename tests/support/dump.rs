@@ -52,30 +52,12 @@ pub struct Node {
 
 impl Node {
     pub fn new(kind: Kind, mode: u32) -> Node {
-        let mode = if matches!(kind, Kind::Symlink(_)) {
-            0o777
-        } else {
-            mode & 0o7777
-        };
-        Node {
-            kind,
-            mode,
-            uid: 0,
-            gid: 0,
-            mtime: 0,
-            xattrs: BTreeMap::new(),
-            link: None,
-        }
+        let mode = if matches!(kind, Kind::Symlink(_)) { 0o777 } else { mode & 0o7777 };
+        Node { kind, mode, uid: 0, gid: 0, mtime: 0, xattrs: BTreeMap::new(), link: None }
     }
 
     pub fn file(content: &[u8], mode: u32) -> Node {
-        Node::new(
-            Kind::File {
-                size: content.len() as u64,
-                sha256: sha256(content),
-            },
-            mode,
-        )
+        Node::new(Kind::File { size: content.len() as u64, sha256: sha256(content) }, mode)
     }
 }
 
@@ -91,12 +73,7 @@ pub struct DumpOptions {
 
 impl Default for DumpOptions {
     fn default() -> Self {
-        DumpOptions {
-            ownership: true,
-            mtime: true,
-            dir_mtime: true,
-            xattrs: true,
-        }
+        DumpOptions { ownership: true, mtime: true, dir_mtime: true, xattrs: true }
     }
 }
 
@@ -126,8 +103,7 @@ fn escape(bytes: &[u8]) -> String {
 
 impl Tree {
     pub fn insert(&mut self, path: &str, node: Node) {
-        self.0
-            .insert(path.trim_matches('/').as_bytes().to_vec(), node);
+        self.0.insert(path.trim_matches('/').as_bytes().to_vec(), node);
     }
 
     /// Derives `link=` from groups of paths that share an identity (`(dev, ino)` or similar).
@@ -226,18 +202,9 @@ fn walk(root: &Path, dir: &Path, tree: &mut Tree, inodes: &mut BTreeMap<Vec<u8>,
             }
             h.update(&buf[..n]);
         }
-        Kind::File {
-            size: md.len(),
-            sha256: hex(&h.finalize()),
-        }
+        Kind::File { size: md.len(), sha256: hex(&h.finalize()) }
     } else if ft.is_symlink() {
-        Kind::Symlink(
-            fs::read_link(dir)
-                .expect("readlink")
-                .as_os_str()
-                .as_bytes()
-                .to_vec(),
-        )
+        Kind::Symlink(fs::read_link(dir).expect("readlink").as_os_str().as_bytes().to_vec())
     } else if ft.is_char_device() {
         Kind::CharDev(major(md.rdev()), minor(md.rdev()))
     } else if ft.is_block_device() {
