@@ -263,6 +263,16 @@ pub enum Error {
         symlink: String,
     },
 
+    /// A sparse file's data has non-zero bytes inside a region its sparse map calls a hole, so
+    /// writing it sparse would lose them.
+    #[error("sparse file {path:?} has non-zero data at offset {offset}, inside a hole of its sparse map")]
+    SparseHoleNotZero {
+        /// The file's path in the image.
+        path: String,
+        /// Offset of the first non-zero byte found in the hole.
+        offset: u64,
+    },
+
     /// An input-controlled size exceeds what ocirender accepts.
     #[error("{what} is {size} bytes, more than the limit of {limit}")]
     TooLarge {
