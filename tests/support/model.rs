@@ -12,8 +12,8 @@
 //!    one at the same path; a non-directory replaces whatever is there (a directory with its
 //!    subtree); a directory over a directory only takes the new metadata; missing parents are
 //!    created 0755 root:root t=0, and a parent that is a non-directory is replaced by such a
-//!    directory; a parent that is a symlink is an error; a hard link shares the inode its
-//!    target has at that moment.
+//!    directory; a parent that is a symlink is an error; a hard link first clears its own path
+//!    (as an extractor does), then shares the inode its target path holds at that moment.
 //!
 //! Paths are kept as inodes so that hard links behave as on a real file system: a link keeps
 //! its inode when the target's name is later replaced or deleted. AUFS metadata
@@ -23,7 +23,9 @@
 //!
 //! Inputs the rules call errors return `Err` with a message naming the paths: `..` names or
 //! link targets, invalid whiteout names (`.wh.`, `.wh..`, `.wh...`), a hard link to a missing
-//! path or to a directory, an entry beneath a symlink, a non-directory at the root.
+//! path or to a directory, an entry beneath a symlink, a non-directory at the root, and a hard
+//! link to a file of its own layer that the same layer replaces afterwards (a newest-first
+//! merge cannot bind such a link; `Error::HardlinkTargetReplaced`).
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -182,9 +184,31 @@ impl Fs {
             }
         }
         // Step 2: everything else, in order.
+        let first_new_inode = self.inodes.len();
+        // Links bound to an inode this layer created: (target path, inode, link path).
+        let mut bound: Vec<(Vec<u8>, usize, Vec<u8>)> = Vec::new();
         for (e, name) in layer.entries.iter().zip(names) {
             if let Name::Entry(path) = name {
-                self.apply_entry(e, path)?;
+                self.apply_entry(e, path.clone())?;
+                if let Body::Hardlink(t) = &e.body {
+                    let t = normalize(t)?;
+                    let inode = self.paths[&path];
+                    if inode >= first_new_inode {
+                        bound.push((t, inode, path));
+                    }
+                }
+                // A streaming merge reads layers newest first and cannot bind a link to a
+                // version of its target that its own layer replaces afterwards; the rules make
+                // that an error (Error::HardlinkTargetReplaced).
+                for (t, inode, link) in &bound {
+                    if self.paths.get(t) != Some(inode) {
+                        return Err(format!(
+                            "hard link {:?} points to {:?}, which the same layer replaces afterwards",
+                            lossy(link),
+                            lossy(t)
+                        ));
+                    }
+                }
             }
         }
         Ok(())
@@ -200,7 +224,11 @@ impl Fs {
             return Ok(());
         }
         if let Body::Hardlink(target) = &e.body {
+            // As an extractor does: clear the link's path first, then link to what the target
+            // path holds now (so a link that replaces an ancestor of its target finds nothing).
             let target = normalize(target)?;
+            self.make_parents(&path)?;
+            self.remove_subtree(&path);
             let inode = match self.paths.get(&target) {
                 None => {
                     return Err(format!(
@@ -218,8 +246,6 @@ impl Fs {
                 }
                 Some(&i) => i,
             };
-            self.make_parents(&path)?;
-            self.remove_subtree(&path);
             self.paths.insert(path, inode);
             return Ok(());
         }
