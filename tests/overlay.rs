@@ -24,7 +24,11 @@ enum Expect {
     Tree(String),
     /// An error whose root cause is `variant` and whose message contains every word of
     /// `mentions`.
-    Error { variant: &'static str, is: fn(&Error) -> bool, mentions: Vec<String> },
+    Error {
+        variant: &'static str,
+        is: fn(&Error) -> bool,
+        mentions: Vec<String>,
+    },
 }
 
 struct Case {
@@ -34,7 +38,11 @@ struct Case {
 }
 
 fn ok(name: &'static str, layers: Vec<Layer>, expected: &str) -> Case {
-    Case { name, layers, expect: Expect::Tree(expand_expected(expected)) }
+    Case {
+        name,
+        layers,
+        expect: Expect::Tree(expand_expected(expected)),
+    }
 }
 
 macro_rules! fails {
@@ -53,7 +61,10 @@ macro_rules! fails {
 
 /// A lower layer many cases start from.
 fn etc() -> Layer {
-    Layer::new().dir("etc", 0o755).file("etc/passwd", "root", 0o644).file("etc/shadow", "secret", 0o600)
+    Layer::new()
+        .dir("etc", 0o755)
+        .file("etc/passwd", "root", 0o644)
+        .file("etc/shadow", "secret", 0o600)
 }
 
 fn cases() -> Vec<Case> {
@@ -366,7 +377,11 @@ fn cases() -> Vec<Case> {
                 .dir("./etc/", 0o755)
                 .file("./etc//hosts", "h", 0o644)
                 .file("/abs/path", "a", 0o644),
-            Layer::new().dir(".", 0o711).with_mtime(100).file("etc/hosts/", "h2", 0o644).file("//etc/./x", "x", 0o644),
+            Layer::new()
+                .dir(".", 0o711)
+                .with_mtime(100)
+                .file("etc/hosts/", "h2", 0o644)
+                .file("//etc/./x", "x", 0o644),
         ],
         r#"
         / dir 0711 0:0 t=100
@@ -543,7 +558,8 @@ fn special_name_cases() -> Vec<Case> {
 }
 
 /// The capability xattr of `setcap cap_net_bind_service+ep` (VFS_CAP_REVISION_2).
-const CAP: &[u8] = b"\x01\x00\x00\x02\x00\x04\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00";
+const CAP: &[u8] =
+    b"\x01\x00\x00\x02\x00\x04\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00";
 
 fn encoding_cases() -> Vec<Case> {
     let long_dir = "d".repeat(120);
@@ -555,7 +571,10 @@ fn encoding_cases() -> Vec<Case> {
             .dir(format!("{top}/{long_dir}"), 0o755)
             .file(format!("{top}/{long_dir}/{long_file}"), "long", 0o644)
             .symlink(format!("{top}/{long_dir}/s"), &long_target)
-            .hardlink(format!("{top}/{long_dir}/h"), format!("{top}/{long_dir}/{long_file}"))
+            .hardlink(
+                format!("{top}/{long_dir}/h"),
+                format!("{top}/{long_dir}/{long_file}"),
+            )
     };
     let mut long_expected = String::from("/ dir 0755 0:0 t=0\n");
     for top in ["gnu", "pax", "ustar"] {
@@ -569,23 +588,37 @@ fn encoding_cases() -> Vec<Case> {
     }
     let codec_layers: Vec<Layer> = Codec::ALL
         .iter()
-        .map(|&c| Layer::new().file(format!("{c:?}"), format!("{c:?}"), 0o644).compression(c))
+        .map(|&c| {
+            Layer::new()
+                .file(format!("{c:?}"), format!("{c:?}"), 0o644)
+                .compression(c)
+        })
         .collect();
     let mut codec_layers = codec_layers;
     codec_layers.push(Layer::new().whiteout("Gzip").compression(Codec::Bzip2));
     let mut sixty_four = Vec::new();
     for i in 0..64 {
-        let mut l = Layer::new().file(format!("keep/{i:02}"), format!("{i}"), 0o644).file(format!("tmp/{i}"), "t", 0o644);
+        let mut l = Layer::new()
+            .file(format!("keep/{i:02}"), format!("{i}"), 0o644)
+            .file(format!("tmp/{i}"), "t", 0o644);
         if i > 0 {
-            l = l.whiteout(format!("tmp/{}", i - 1)).whiteout(format!("keep/{:02}", i - 1)).file(format!("keep/{:02}", i - 1), "again", 0o600);
+            l = l
+                .whiteout(format!("tmp/{}", i - 1))
+                .whiteout(format!("keep/{:02}", i - 1))
+                .file(format!("keep/{:02}", i - 1), "again", 0o600);
         }
-        sixty_four.push(l.compression(if i % 2 == 0 { Codec::Gzip } else { Codec::Plain }));
+        sixty_four.push(l.compression(if i % 2 == 0 {
+            Codec::Gzip
+        } else {
+            Codec::Plain
+        }));
     }
     let mut sixty_four_expected = String::from("/ dir 0755 0:0 t=0\n/keep dir 0755 0:0 t=0\n");
     for i in 0..63 {
         sixty_four_expected += &format!("/keep/{i:02} file 0600 0:0 t=1700000000 data=\"again\"\n");
     }
-    sixty_four_expected += "/keep/63 file 0644 0:0 t=1700000000 data=\"63\"\n/tmp dir 0755 0:0 t=0\n";
+    sixty_four_expected +=
+        "/keep/63 file 0644 0:0 t=1700000000 data=\"63\"\n/tmp dir 0755 0:0 t=0\n";
     sixty_four_expected += "/tmp/63 file 0644 0:0 t=1700000000 data=\"t\"\n";
 
     vec![
@@ -708,7 +741,10 @@ fn error_cases() -> Vec<Case> {
     let mut cases = vec![
         fails!(
             "a hard link to a missing target names both paths",
-            vec![Layer::new().file("present", "p", 0o644), Layer::new().hardlink("lnk", "missing-target")],
+            vec![
+                Layer::new().file("present", "p", 0o644),
+                Layer::new().hardlink("lnk", "missing-target")
+            ],
             HardlinkTargetMissing,
             ["lnk", "missing-target"]
         ),
@@ -730,7 +766,9 @@ fn error_cases() -> Vec<Case> {
         ),
         fails!(
             "a hard link to a directory",
-            vec![Layer::new().dir("some-dir", 0o755).hardlink("dir-link", "some-dir")],
+            vec![Layer::new()
+                .dir("some-dir", 0o755)
+                .hardlink("dir-link", "some-dir")],
             HardlinkToDirectory,
             ["dir-link", "some-dir"]
         ),
@@ -745,31 +783,43 @@ fn error_cases() -> Vec<Case> {
         ),
         fails!(
             "an entry beneath a symlink from a lower layer (case 9)",
-            vec![Layer::new().symlink("sl", "/etc"), Layer::new().file("sl/passwd", "x", 0o644)],
+            vec![
+                Layer::new().symlink("sl", "/etc"),
+                Layer::new().file("sl/passwd", "x", 0o644)
+            ],
             BeneathSymlink,
             ["sl/passwd", "\"sl\""]
         ),
         fails!(
             "a directory beneath a symlink from a lower layer (case 9)",
-            vec![Layer::new().dir("real", 0o755).symlink("link-dir", "real"), Layer::new().dir("link-dir/sub", 0o755)],
+            vec![
+                Layer::new().dir("real", 0o755).symlink("link-dir", "real"),
+                Layer::new().dir("link-dir/sub", 0o755)
+            ],
             BeneathSymlink,
             ["link-dir/sub", "\"link-dir\""]
         ),
         fails!(
             "a `..` component in a name (case 8)",
-            vec![Layer::new().file("ok", "", 0o644).file("../escape", "x", 0o644)],
+            vec![Layer::new()
+                .file("ok", "", 0o644)
+                .file("../escape", "x", 0o644)],
             HostilePath,
             ["../escape"]
         ),
         fails!(
             "a `..` that climbs out from deeper down (case 8)",
-            vec![Layer::new().dir("a", 0o755).file("a/../../escape", "x", 0o644)],
+            vec![Layer::new()
+                .dir("a", 0o755)
+                .file("a/../../escape", "x", 0o644)],
             HostilePath,
             ["a/../../escape"]
         ),
         fails!(
             "a `..` in a hard link target (case 8)",
-            vec![Layer::new().file("f", "f", 0o644).hardlink("hl", "../outside")],
+            vec![Layer::new()
+                .file("f", "f", 0o644)
+                .hardlink("hl", "../outside")],
             HostilePath,
             ["../outside"]
         ),
@@ -777,7 +827,10 @@ fn error_cases() -> Vec<Case> {
     for bad in [".wh.", ".wh..", ".wh..."] {
         cases.push(Case {
             name: "invalid whiteout names (case 8)",
-            layers: vec![Layer::new().dir("d", 0o755), Layer::new().file(format!("d/{bad}"), "", 0o644)],
+            layers: vec![
+                Layer::new().dir("d", 0o755),
+                Layer::new().file(format!("d/{bad}"), "", 0o644),
+            ],
             expect: Expect::Error {
                 variant: "InvalidWhiteout",
                 is: |e| matches!(e, Error::InvalidWhiteout { .. }),
@@ -860,19 +913,34 @@ fn found_by_properties() -> Vec<Case> {
 
 /// Checks one case's outcome (a dump, or an error's message and, from ocirender, the error);
 /// `None` when it is as expected.
-fn judge(case: &Case, who: &str, result: Result<String, (String, Option<&Error>)>) -> Option<String> {
+fn judge(
+    case: &Case,
+    who: &str,
+    result: Result<String, (String, Option<&Error>)>,
+) -> Option<String> {
     match (&case.expect, result) {
         (Expect::Tree(want), Ok(got)) if *want == got => None,
-        (Expect::Tree(want), Ok(got)) => {
-            Some(format!("{who}: dumps differ (- expected, + actual):\n{}", diff(want, &got)))
-        }
+        (Expect::Tree(want), Ok(got)) => Some(format!(
+            "{who}: dumps differ (- expected, + actual):\n{}",
+            diff(want, &got)
+        )),
         (Expect::Tree(_), Err((msg, _))) => Some(format!("{who}: failed: {msg}")),
-        (Expect::Error { variant, is, mentions }, Err((msg, err))) => {
+        (
+            Expect::Error {
+                variant,
+                is,
+                mentions,
+            },
+            Err((msg, err)),
+        ) => {
             let mut problems = Vec::new();
             // The model's errors are plain strings: only their mentions are checked.
             if let Some(e) = err {
                 if !is(e.root_cause()) {
-                    problems.push(format!("root cause is {:?}, want {variant}", e.root_cause()));
+                    problems.push(format!(
+                        "root cause is {:?}, want {variant}",
+                        e.root_cause()
+                    ));
                 }
             }
             for m in mentions {
@@ -882,9 +950,9 @@ fn judge(case: &Case, who: &str, result: Result<String, (String, Option<&Error>)
             }
             (!problems.is_empty()).then(|| format!("{who}: error {msg:?}: {}", problems.join("; ")))
         }
-        (Expect::Error { variant, .. }, Ok(got)) => {
-            Some(format!("{who}: succeeded, want a {variant} error; output:\n{got}"))
-        }
+        (Expect::Error { variant, .. }, Ok(got)) => Some(format!(
+            "{who}: succeeded, want a {variant} error; output:\n{got}"
+        )),
     }
 }
 
@@ -893,9 +961,12 @@ fn run_format(format: Format) {
     let mut failures = Vec::new();
     for case in cases() {
         let t = tempfile::tempdir().unwrap();
-        let img = ImageBuilder::new().layers(case.layers.iter().cloned()).build(t.path().join("img"));
+        let img = ImageBuilder::new()
+            .layers(case.layers.iter().cloned())
+            .build(t.path().join("img"));
         // A panic is a failure of its case; the other cases still run.
-        let run = std::panic::catch_unwind(|| convert_one(&img, format, &ConvertOptions::default()));
+        let run =
+            std::panic::catch_unwind(|| convert_one(&img, format, &ConvertOptions::default()));
         let verdict = match run {
             Ok(converted) => {
                 let result = match &converted.result {
@@ -904,13 +975,22 @@ fn run_format(format: Format) {
                 };
                 judge(&case, format.name(), result)
             }
-            Err(panic) => Some(format!("{}: panicked: {}", format.name(), panic_message(&panic))),
+            Err(panic) => Some(format!(
+                "{}: panicked: {}",
+                format.name(),
+                panic_message(&panic)
+            )),
         };
         if let Some(f) = verdict {
             failures.push(format!("case {:?}\n{f}", case.name));
         }
     }
-    assert!(failures.is_empty(), "{} of the overlay cases fail:\n\n{}", failures.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of the overlay cases fail:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
@@ -925,13 +1005,20 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 fn the_model_agrees_with_every_hand_written_case() {
     let mut failures = Vec::new();
     for case in cases() {
-        let result = model::apply(&case.layers).map(|t| t.dump(DumpOptions::default())).map_err(|m| (m, None));
+        let result = model::apply(&case.layers)
+            .map(|t| t.dump(DumpOptions::default()))
+            .map_err(|m| (m, None));
         let verdict = judge(&case, "model", result);
         if let Some(f) = verdict {
             failures.push(format!("case {:?}\n{f}", case.name));
         }
     }
-    assert!(failures.is_empty(), "{} cases:\n\n{}", failures.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} cases:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }
 
 #[test]

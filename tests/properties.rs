@@ -69,7 +69,10 @@ fn to_layer(steps: &[Step]) -> Layer {
 /// most stacks are valid; one stack in eight keeps its first invalid entry, and then ocirender
 /// must refuse the stack as the model does.
 fn stack() -> impl Strategy<Value = Vec<Layer>> {
-    (prop::collection::vec(prop::collection::vec(step(), 0..=6), 1..=6), prop::bool::weighted(0.125))
+    (
+        prop::collection::vec(prop::collection::vec(step(), 0..=6), 1..=6),
+        prop::bool::weighted(0.125),
+    )
         .prop_map(|(layers, keep_invalid)| repair(layers, keep_invalid))
 }
 
@@ -96,20 +99,37 @@ fn repair(raw: Vec<Vec<Step>>, keep_invalid: bool) -> Vec<Layer> {
 /// Converts `layers` to `format` and compares with the model.
 fn check(layers: &[Layer], format: Format) -> Result<(), TestCaseError> {
     let t = tempfile::tempdir().unwrap();
-    let img = ImageBuilder::new().layers(layers.iter().cloned()).build(t.path().join("img"));
+    let img = ImageBuilder::new()
+        .layers(layers.iter().cloned())
+        .build(t.path().join("img"));
     let expected = model::apply(layers);
     let actual = convert_one(&img, format, &ConvertOptions::default()).result;
     match (expected, actual) {
         (Ok(e), Ok(a)) => {
-            let (e, a) = (e.dump(DumpOptions::default()), a.dump(DumpOptions::default()));
-            prop_assert!(e == a, "{format:?} differs from the model (- model, + output):\n{}", diff(&e, &a));
+            let (e, a) = (
+                e.dump(DumpOptions::default()),
+                a.dump(DumpOptions::default()),
+            );
+            prop_assert!(
+                e == a,
+                "{format:?} differs from the model (- model, + output):\n{}",
+                diff(&e, &a)
+            );
         }
         (Err(_), Err(_)) => {}
         (Ok(e), Err(err)) => {
-            prop_assert!(false, "{format:?} failed ({err}) where the model gives:\n{}", e.dump(DumpOptions::default()))
+            prop_assert!(
+                false,
+                "{format:?} failed ({err}) where the model gives:\n{}",
+                e.dump(DumpOptions::default())
+            )
         }
         (Err(why), Ok(a)) => {
-            prop_assert!(false, "{format:?} succeeded where the model refuses ({why}):\n{}", a.dump(DumpOptions::default()))
+            prop_assert!(
+                false,
+                "{format:?} succeeded where the model refuses ({why}):\n{}",
+                a.dump(DumpOptions::default())
+            )
         }
     }
     Ok(())
@@ -161,7 +181,16 @@ fn stacks_hit_the_tricky_cases() {
         dir_over_file += kinds.iter().any(|&(n, d)| d && kinds.contains(&(n, false))) as u32;
     }
     eprintln!("accepted {accepted} rejected {rejected} links {links} opaque {opaque} dir/file {dir_over_file}");
-    assert!(accepted >= 400, "only {accepted} of 500 stacks are valid ({rejected} rejected)");
-    assert!(links >= 30, "only {links} accepted stacks keep a hard-link group");
-    assert!(opaque >= 150 && dir_over_file >= 150, "opaque {opaque}, dir/file {dir_over_file}");
+    assert!(
+        accepted >= 400,
+        "only {accepted} of 500 stacks are valid ({rejected} rejected)"
+    );
+    assert!(
+        links >= 30,
+        "only {links} accepted stacks keep a hard-link group"
+    );
+    assert!(
+        opaque >= 150 && dir_over_file >= 150,
+        "opaque {opaque}, dir/file {dir_over_file}"
+    );
 }

@@ -32,7 +32,11 @@ fn run(cmd: &mut Command) -> String {
 fn umoci_unpack(image_dir: &Path, tag: &str) -> Tree {
     let t = tempfile::tempdir().unwrap();
     let bundle = t.path().join("bundle");
-    run(Command::new("umoci").arg("unpack").arg("--image").arg(format!("{}:{tag}", image_dir.display())).arg(&bundle));
+    run(Command::new("umoci")
+        .arg("unpack")
+        .arg("--image")
+        .arg(format!("{}:{tag}", image_dir.display()))
+        .arg(&bundle));
     without_root(Tree::from_dir(&bundle.join("rootfs")))
 }
 
@@ -47,14 +51,28 @@ fn without_root(mut t: Tree) -> Tree {
 /// What umoci changes: directories that no layer describes get the time of the unpack (umoci
 /// creates missing parents with MkdirAll and restores mtimes only of directories that existed
 /// before an entry was written into them), so cases with implicit parents hide directory mtimes.
-const NO_DIR_MTIME: DumpOptions = DumpOptions { ownership: true, mtime: true, dir_mtime: false, xattrs: true };
-const ALL: DumpOptions = DumpOptions { ownership: true, mtime: true, dir_mtime: true, xattrs: true };
+const NO_DIR_MTIME: DumpOptions = DumpOptions {
+    ownership: true,
+    mtime: true,
+    dir_mtime: false,
+    xattrs: true,
+};
+const ALL: DumpOptions = DumpOptions {
+    ownership: true,
+    mtime: true,
+    dir_mtime: true,
+    xattrs: true,
+};
 
 /// Builds `layers` as an OCI layout, unpacks it with umoci, compares with the model.
 fn check_umoci(name: &str, layers: Vec<Layer>, opts: DumpOptions) {
     let t = tempfile::tempdir().unwrap();
-    let img = ImageBuilder::new().layers(layers.clone()).tag("t").build(t.path().join("img"));
-    let expected = without_root(model::apply(&layers).unwrap_or_else(|e| panic!("{name}: model: {e}")));
+    let img = ImageBuilder::new()
+        .layers(layers.clone())
+        .tag("t")
+        .build(t.path().join("img"));
+    let expected =
+        without_root(model::apply(&layers).unwrap_or_else(|e| panic!("{name}: model: {e}")));
     let actual = umoci_unpack(&img, "t");
     check_dump(&expected, &actual, opts, &format!("{name}: model vs umoci"));
 }
@@ -212,7 +230,15 @@ fn umoci_agrees_on_names_and_attributes() {
     check_umoci(
         "sparse",
         vec![Layer::new()
-            .sparse_file("holes", 1 << 20, &[(0, &[b'h'; 512]), (70_000, &[b'm'; 1024]), (600_000, b"tail")])
+            .sparse_file(
+                "holes",
+                1 << 20,
+                &[
+                    (0, &[b'h'; 512]),
+                    (70_000, &[b'm'; 1024]),
+                    (600_000, b"tail"),
+                ],
+            )
             .sparse_file("ends-in-data", 10_000, &[(9_990, b"0123456789")])
             .sparse_file("all-hole", 50_000, &[])
             .file("dense", &big, 0o644)],
@@ -225,8 +251,13 @@ fn umoci_agrees_on_implicit_parents() {
     check_umoci(
         "implicit parents",
         vec![
-            Layer::new().file("a/b/c", "deep", 0o644).symlink("x/y", "../a"),
-            Layer::new().dir("a", 0o700).with_mtime(77).file("a/b/d", "d", 0o644),
+            Layer::new()
+                .file("a/b/c", "deep", 0o644)
+                .symlink("x/y", "../a"),
+            Layer::new()
+                .dir("a", 0o700)
+                .with_mtime(77)
+                .file("a/b/d", "d", 0o644),
         ],
         NO_DIR_MTIME,
     );
@@ -236,7 +267,11 @@ fn umoci_agrees_on_implicit_parents() {
 fn umoci_agrees_on_every_codec_it_reads() {
     // umoci reads plain and gzip layers (also multi-member gzip).
     for codec in [Codec::Plain, Codec::Gzip, Codec::GzipMultiMember] {
-        check_umoci(&format!("{codec:?}"), vec![base_layer().compression(codec)], ALL);
+        check_umoci(
+            &format!("{codec:?}"),
+            vec![base_layer().compression(codec)],
+            ALL,
+        );
     }
 }
 
@@ -262,10 +297,22 @@ fn every_codec_decompresses_with_the_standard_tools() {
     }
     // The multi-part codecs really have several parts.
     let gz = Codec::GzipMultiMember.compress(&tar);
-    assert!(gz.windows(3).filter(|w| w == &[0x1f, 0x8b, 0x08]).count() >= 3, "gzip members");
+    assert!(
+        gz.windows(3).filter(|w| w == &[0x1f, 0x8b, 0x08]).count() >= 3,
+        "gzip members"
+    );
     let zs = Codec::ZstdMultiFrame.compress(&tar);
-    assert!(zs.windows(4).filter(|w| w == &[0x28, 0xb5, 0x2f, 0xfd]).count() >= 3, "zstd frames");
-    assert!(zs.windows(4).any(|w| w == [0x50, 0x2a, 0x4d, 0x18]), "skippable frame");
+    assert!(
+        zs.windows(4)
+            .filter(|w| w == &[0x28, 0xb5, 0x2f, 0xfd])
+            .count()
+            >= 3,
+        "zstd frames"
+    );
+    assert!(
+        zs.windows(4).any(|w| w == [0x50, 0x2a, 0x4d, 0x18]),
+        "skippable frame"
+    );
 }
 
 /// Single layers with no whiteouts, extracted by GNU tar, equal the model: a second reader of
@@ -275,15 +322,31 @@ fn gnu_tar_reads_the_tar_writer() {
     let long = format!("{}/{}", "p".repeat(140), "q".repeat(99));
     let layers = [
         base_layer(),
-        Layer::new().dir("dev", 0o755).char_dev("dev/null", 1, 3).block_dev("dev/loop0", 7, 0).fifo("dev/fifo"),
+        Layer::new()
+            .dir("dev", 0o755)
+            .char_dev("dev/null", 1, 3)
+            .block_dev("dev/loop0", 7, 0)
+            .fifo("dev/fifo"),
         Layer::new()
             .sparse_file("s", 1 << 20, &[(4096, &[b'd'; 512]), (500_000, b"more")])
             .file("x", "x", 0o644)
             .with_xattr("user.v", b"\x00\xff".as_slice())
-            .with_xattr("security.capability", b"\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00".as_slice()),
-        Layer::new().long_names(LongNames::Gnu).file(&long, "g", 0o644).symlink("l", "z".repeat(300)),
-        Layer::new().long_names(LongNames::UstarPrefix).file(&long, "u", 0o644),
-        Layer::new().file(&long, "p", 0o644).hardlink("h", &long).file(b"\xc3\x28".as_slice(), "bad utf8", 0o644),
+            .with_xattr(
+                "security.capability",
+                b"\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+                    .as_slice(),
+            ),
+        Layer::new()
+            .long_names(LongNames::Gnu)
+            .file(&long, "g", 0o644)
+            .symlink("l", "z".repeat(300)),
+        Layer::new()
+            .long_names(LongNames::UstarPrefix)
+            .file(&long, "u", 0o644),
+        Layer::new()
+            .file(&long, "p", 0o644)
+            .hardlink("h", &long)
+            .file(b"\xc3\x28".as_slice(), "bad utf8", 0o644),
     ];
     for (i, layer) in layers.into_iter().enumerate() {
         let t = tempfile::tempdir().unwrap();
@@ -296,10 +359,15 @@ fn gnu_tar_reads_the_tar_writer() {
             .arg(&tarfile)
             .arg("-C")
             .arg(&root));
-        let expected = without_root(model::apply(&[layer.clone()]).unwrap());
+        let expected = without_root(model::apply(std::slice::from_ref(&layer)).unwrap());
         // GNU tar, like umoci, gives parents no entry describes the time of the extraction.
         let got = without_root(Tree::from_dir(&root));
-        check_dump(&expected, &got, NO_DIR_MTIME, &format!("layer {i} vs GNU tar: {layer:?}"));
+        check_dump(
+            &expected,
+            &got,
+            NO_DIR_MTIME,
+            &format!("layer {i} vs GNU tar: {layer:?}"),
+        );
     }
 }
 
@@ -307,29 +375,47 @@ fn gnu_tar_reads_the_tar_writer() {
 /// that umoci unpacks.
 #[test]
 fn skopeo_reads_the_other_layouts() {
-    let layers = vec![base_layer(), Layer::new().whiteout("etc/shadow").file("new", "n", 0o644).compression(Codec::Plain)];
+    let layers = vec![
+        base_layer(),
+        Layer::new()
+            .whiteout("etc/shadow")
+            .file("new", "n", 0o644)
+            .compression(Codec::Plain),
+    ];
     let expected = without_root(model::apply(&layers).unwrap());
     let img = ImageBuilder::new().layers(layers).tag("example.com/app:v1");
     let t = tempfile::tempdir().unwrap();
     let via_skopeo = |src: String, name: &str| {
         let dest = t.path().join(format!("{name}-oci"));
-        run(Command::new("skopeo").args(["copy", "--quiet", &src]).arg(format!("oci:{}:t", dest.display())));
+        run(Command::new("skopeo")
+            .args(["copy", "--quiet", &src])
+            .arg(format!("oci:{}:t", dest.display())));
         check_dump(&expected, &umoci_unpack(&dest, "t"), ALL, name);
     };
     let tarball = img.build_docker_save_tar(t.path().join("save.tar"));
-    via_skopeo(format!("docker-archive:{}", tarball.display()), "docker save tar");
+    via_skopeo(
+        format!("docker-archive:{}", tarball.display()),
+        "docker save tar",
+    );
     let bare = img.build_bare_manifest(t.path().join("bare"));
     via_skopeo(format!("dir:{}", bare.display()), "bare manifest");
     // The docker-save directory is the tar's content.
     let dir = img.build_docker_save(t.path().join("save-dir"));
     let listing = run(Command::new("tar").arg("-tf").arg(&tarball.path));
     for entry in ["manifest.json", "repositories"] {
-        assert!(dir.path.join(entry).is_file() && listing.lines().any(|l| l == entry), "{entry}");
+        assert!(
+            dir.path.join(entry).is_file() && listing.lines().any(|l| l == entry),
+            "{entry}"
+        );
     }
     for (blob, layer) in dir.layers().iter().zip(img.layer_list()) {
         let p = blob.path.as_ref().unwrap();
         assert_eq!(fs::read(p).unwrap(), layer.blob_bytes(), "{p:?}");
-        assert_eq!(format!("sha256:{}", support::dump::sha256(&layer.to_tar_bytes())), blob.digest, "diff_id of {p:?}");
+        assert_eq!(
+            format!("sha256:{}", support::dump::sha256(&layer.to_tar_bytes())),
+            blob.digest,
+            "diff_id of {p:?}"
+        );
     }
 }
 
@@ -339,33 +425,117 @@ fn skopeo_picks_platforms_from_multi_platform_indexes() {
     let arm = ImageBuilder::new().layer(Layer::new().file("arch", "arm64", 0o644));
     let images = [("linux/amd64", amd), ("linux/arm64/v8", arm)];
     let t = tempfile::tempdir().unwrap();
-    let img = ImageBuilder::build_multi_platform(t.path().join("img"), &images, Some("multi"), true);
+    let img =
+        ImageBuilder::build_multi_platform(t.path().join("img"), &images, Some("multi"), true);
     assert_eq!(img.manifests.len(), 2);
     for arch in ["amd64", "arm64"] {
         let dest = t.path().join(format!("{arch}-oci"));
         run(Command::new("skopeo")
-            .args(["copy", "--quiet", "--override-os", "linux", "--override-arch", arch])
+            .args([
+                "copy",
+                "--quiet",
+                "--override-os",
+                "linux",
+                "--override-arch",
+                arch,
+            ])
             .arg(format!("oci:{}:multi", img.display()))
             .arg(format!("oci:{}:t", dest.display())));
         let expected = format!("/arch file 0644 0:0 t={MTIME} data=\"{arch}\"");
-        check_dump(&expand_expected(&expected), &umoci_unpack(&dest, "t"), ALL, arch);
+        check_dump(
+            &expand_expected(&expected),
+            &umoci_unpack(&dest, "t"),
+            ALL,
+            arch,
+        );
     }
     // Flat: index.json lists the platform manifests itself (skopeo cannot choose among entries
     // that share a ref, so only the structure is checked).
     let flat = ImageBuilder::build_multi_platform(t.path().join("flat"), &images, None, false);
-    let index: serde_json::Value = serde_json::from_slice(&fs::read(flat.join("index.json")).unwrap()).unwrap();
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(flat.join("index.json")).unwrap()).unwrap();
     let platforms: Vec<String> = index["manifests"]
         .as_array()
         .unwrap()
         .iter()
         .map(|d| {
             let p = &d["platform"];
-            format!("{}/{}/{}", p["os"].as_str().unwrap(), p["architecture"].as_str().unwrap(), p["variant"].as_str().unwrap_or("-"))
+            format!(
+                "{}/{}/{}",
+                p["os"].as_str().unwrap(),
+                p["architecture"].as_str().unwrap(),
+                p["variant"].as_str().unwrap_or("-")
+            )
         })
         .collect();
     assert_eq!(platforms, ["linux/amd64/-", "linux/arm64/v8"]);
-    for (d, m) in index["manifests"].as_array().unwrap().iter().zip(&flat.manifests) {
+    for (d, m) in index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(&flat.manifests)
+    {
         assert_eq!(d["digest"], m.manifest.as_ref().unwrap().digest.as_str());
+    }
+}
+
+/// The corruption helpers really damage the image: umoci (which checks every digest and size)
+/// refuses each damaged copy, and accepts the undamaged one.
+#[test]
+fn umoci_refuses_what_the_corruption_helpers_damage() {
+    use support::builder::Corruption;
+    let t = tempfile::tempdir().unwrap();
+    let build = |name: &str| {
+        ImageBuilder::new()
+            .layer(base_layer())
+            .layer(Layer::new().file("x", vec![9u8; 100_000], 0o644))
+            .tag("t")
+            .build(t.path().join(name))
+    };
+    let unpacks = |img: &Path| {
+        let bundle = tempfile::tempdir().unwrap();
+        Command::new("umoci")
+            .arg("unpack")
+            .arg("--image")
+            .arg(format!("{}:t", img.display()))
+            .arg(bundle.path().join("b"))
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(unpacks(&build("good")));
+    type Damage = Box<dyn Fn(&mut support::builder::Built)>;
+    let damage: Vec<(&str, Damage)> = vec![
+        (
+            "flip",
+            Box::new(|b| b.corrupt_layer(1, Corruption::FlipByte(-8))),
+        ),
+        (
+            "truncate",
+            Box::new(|b| b.corrupt_layer(1, Corruption::Truncate(50))),
+        ),
+        (
+            "delete",
+            Box::new(|b| b.corrupt_layer(0, Corruption::Delete)),
+        ),
+        (
+            "replace",
+            Box::new(|b| b.corrupt_layer(1, Corruption::Replace(Layer::new().blob_bytes()))),
+        ),
+        ("manifest", Box::new(|b| b.replace_manifest(b"not json"))),
+        ("config", Box::new(|b| b.replace_config(b"{"))),
+        (
+            "size",
+            Box::new(|b| {
+                b.edit_manifest(|m| m["layers"][0]["size"] = serde_json::json!(1u64 << 62))
+            }),
+        ),
+    ];
+    for (name, hurt) in damage {
+        let mut img = build(name);
+        hurt(&mut img);
+        assert!(!unpacks(&img), "umoci unpacked the image damaged by {name}");
     }
 }
 
@@ -376,7 +546,11 @@ fn model_applies_the_chosen_rules() {
     // A whiteout applies to lower layers only, whatever its place in its layer.
     let both_orders = m(&[
         Layer::new().file("a", "old", 0o644).file("b", "old", 0o644),
-        Layer::new().file("a", "new", 0o644).whiteout("a").whiteout("b").file("b", "new", 0o644),
+        Layer::new()
+            .file("a", "new", 0o644)
+            .whiteout("a")
+            .whiteout("b")
+            .file("b", "new", 0o644),
     ]);
     assert_eq!(
         both_orders,
@@ -389,7 +563,10 @@ fn model_applies_the_chosen_rules() {
         Layer::new().dir("d", 0o755).file("d/old", "o", 0o644),
         Layer::new().file("d/new", "n", 0o644).opaque("d"),
     ]);
-    assert!(opaque_after.contains("/d/new ") && !opaque_after.contains("/d/old"), "{opaque_after}");
+    assert!(
+        opaque_after.contains("/d/new ") && !opaque_after.contains("/d/old"),
+        "{opaque_after}"
+    );
     // Errors name the paths.
     let err = |layers: &[Layer]| model::apply(layers).unwrap_err();
     assert!(err(&[Layer::new().hardlink("l", "gone")]).contains("\"gone\""));
@@ -397,20 +574,33 @@ fn model_applies_the_chosen_rules() {
     assert!(err(&[Layer::new().file("../x", "", 0o644)]).contains(".."));
     assert!(err(&[Layer::new().file("a", "", 0o644).hardlink("b", "../a")]).contains(".."));
     for bad in [".wh.", ".wh..", ".wh..."] {
-        assert!(err(&[Layer::new().file(format!("d/{bad}"), "", 0o644)]).contains("invalid whiteout"));
+        assert!(
+            err(&[Layer::new().file(format!("d/{bad}"), "", 0o644)]).contains("invalid whiteout")
+        );
     }
-    assert!(err(&[Layer::new().symlink("s", "/etc"), Layer::new().file("s/passwd", "", 0o644)]).contains("symlink \"s\""));
+    assert!(err(&[
+        Layer::new().symlink("s", "/etc"),
+        Layer::new().file("s/passwd", "", 0o644)
+    ])
+    .contains("symlink \"s\""));
     // AUFS metadata never shows; a link into plnk keeps the content.
     let aufs = m(&[Layer::new()
         .file(".wh..wh.plnk/1.2", "linked", 0o644)
         .hardlink("x", ".wh..wh.plnk/1.2")
         .file(".wh..wh.aufs", "", 0o644)
         .dir(".wh..wh.orph", 0o755)]);
-    assert_eq!(aufs, expand_expected(&format!("/ dir 0755 0:0 t=0\n/x file 0644 0:0 t={MTIME} data=\"linked\"")));
+    assert_eq!(
+        aufs,
+        expand_expected(&format!(
+            "/ dir 0755 0:0 t=0\n/x file 0644 0:0 t={MTIME} data=\"linked\""
+        ))
+    );
     // Whiteouts stored as hard links or with content are whiteouts.
     let odd = m(&[
         Layer::new().file("a", "A", 0o644).file("b", "B", 0o644),
-        Layer::new().entry(".wh.a", Body::Hardlink(b"b".to_vec()), 0o644).file(".wh.b", "junk", 0o644),
+        Layer::new()
+            .entry(".wh.a", Body::Hardlink(b"b".to_vec()), 0o644)
+            .file(".wh.b", "junk", 0o644),
     ]);
     assert_eq!(odd, "/ dir 0755 0:0 t=0\n");
 }

@@ -307,7 +307,9 @@ impl Layer {
     }
 
     fn last(&mut self) -> &mut TarEntry {
-        self.entries.last_mut().expect("a modifier needs an entry before it")
+        self.entries
+            .last_mut()
+            .expect("a modifier needs an entry before it")
     }
 
     /// Sets the owner of the last entry.
@@ -363,7 +365,9 @@ impl Layer {
 
     /// The media type the manifest gives this layer.
     pub fn layer_media_type(&self) -> String {
-        self.media_type.clone().unwrap_or_else(|| self.codec.media_type().to_owned())
+        self.media_type
+            .clone()
+            .unwrap_or_else(|| self.codec.media_type().to_owned())
     }
 
     /// The uncompressed tar stream.
@@ -417,9 +421,11 @@ impl fmt::Debug for TarEntry {
         let dir = &self.name[..self.name.len() - base.len()];
         let plain_empty = matches!(&self.body, Body::File(c) if c.is_empty()) && self.mode == 0o644;
         match &self.body {
-            _ if plain_empty && base == b".wh..wh..opq" => {
-                write!(f, ".opaque({:?})", Lit(dir.strip_suffix(b"/").unwrap_or(dir)))?
-            }
+            _ if plain_empty && base == b".wh..wh..opq" => write!(
+                f,
+                ".opaque({:?})",
+                Lit(dir.strip_suffix(b"/").unwrap_or(dir))
+            )?,
             _ if plain_empty && base.starts_with(b".wh.") && !base.starts_with(b".wh..wh.") => {
                 write!(f, ".whiteout({:?})", Lit(&[dir, &base[4..]].concat()))?
             }
@@ -511,7 +517,10 @@ pub mod raw {
         dev: (u32, u32),
     ) -> [u8; BLOCK] {
         let mut h = [0u8; BLOCK];
-        assert!(name.len() <= 100 && link.len() <= 100, "name or link too long for ustar");
+        assert!(
+            name.len() <= 100 && link.len() <= 100,
+            "name or link too long for ustar"
+        );
         h[..name.len()].copy_from_slice(name);
         octal(&mut h[100..108], mode as u64);
         octal(&mut h[108..116], uid as u64);
@@ -534,7 +543,10 @@ pub mod raw {
     pub fn octal(field: &mut [u8], v: u64) {
         let digits = field.len() - 1;
         let s = format!("{v:0digits$o}");
-        assert!(s.len() <= digits, "{v} does not fit a {digits}-digit octal field");
+        assert!(
+            s.len() <= digits,
+            "{v} does not fit a {digits}-digit octal field"
+        );
         field[..digits].copy_from_slice(s.as_bytes());
         field[digits] = 0;
     }
@@ -588,7 +600,18 @@ pub mod raw {
 
     /// An extended header (`x`) holding `records`, followed by its data blocks.
     pub fn pax_header(records: &[u8]) -> Vec<u8> {
-        let mut out = header(b"././@PaxHeader", b'x', records.len() as u64, 0o644, 0, 0, 0, b"", (0, 0)).to_vec();
+        let mut out = header(
+            b"././@PaxHeader",
+            b'x',
+            records.len() as u64,
+            0o644,
+            0,
+            0,
+            0,
+            b"",
+            (0, 0),
+        )
+        .to_vec();
         out.extend_from_slice(records);
         pad(&mut out);
         out
@@ -602,7 +625,17 @@ pub mod raw {
 
 /// Writes a GNU `L`/`K` long-name record (`././@LongLink`, NUL-terminated content).
 fn gnu_long(out: &mut Vec<u8>, typeflag: u8, value: &[u8]) {
-    let mut h = raw::header(b"././@LongLink", typeflag, value.len() as u64 + 1, 0o644, 0, 0, 0, b"", (0, 0));
+    let mut h = raw::header(
+        b"././@LongLink",
+        typeflag,
+        value.len() as u64 + 1,
+        0o644,
+        0,
+        0,
+        0,
+        b"",
+        (0, 0),
+    );
     h[257..265].copy_from_slice(b"ustar  \0");
     raw::set_checksum(&mut h);
     out.extend_from_slice(&h);
@@ -631,7 +664,12 @@ fn write_entry(out: &mut Vec<u8>, e: &TarEntry, style: LongNames) {
         Body::CharDev(a, b) => (b'3', b"", (*a, *b), Vec::new()),
         Body::BlockDev(a, b) => (b'4', b"", (*a, *b), Vec::new()),
         Body::Fifo => (b'6', b"", (0, 0), Vec::new()),
-        Body::Sparse { size, regions } => (b'0', b"", (0, 0), sparse_data(*size, regions, &mut pax, &e.name)),
+        Body::Sparse { size, regions } => (
+            b'0',
+            b"",
+            (0, 0),
+            sparse_data(*size, regions, &mut pax, &e.name),
+        ),
     };
     let sparse = matches!(e.body, Body::Sparse { .. });
 
@@ -681,12 +719,25 @@ fn write_entry(out: &mut Vec<u8>, e: &TarEntry, style: LongNames) {
     let gid = field(b"gid", e.gid as i64, 8) as u32;
     let mtime = field(b"mtime", e.mtime, 12);
     for (k, v) in &e.xattrs {
-        pax.extend(raw::pax_record(&[b"SCHILY.xattr.".as_slice(), k].concat(), v));
+        pax.extend(raw::pax_record(
+            &[b"SCHILY.xattr.".as_slice(), k].concat(),
+            v,
+        ));
     }
     if !pax.is_empty() {
         out.extend(raw::pax_header(&pax));
     }
-    let mut h = raw::header(&header_name, typeflag, data.len() as u64, e.mode & 0o7777, uid, gid, mtime, &header_link, dev);
+    let mut h = raw::header(
+        &header_name,
+        typeflag,
+        data.len() as u64,
+        e.mode & 0o7777,
+        uid,
+        gid,
+        mtime,
+        &header_link,
+        dev,
+    );
     if !prefix.is_empty() {
         h[345..345 + prefix.len()].copy_from_slice(&prefix);
     }
@@ -710,7 +761,10 @@ fn sparse_data(size: u64, regions: &[(u64, Vec<u8>)], pax: &mut Vec<u8>, name: &
     pax.extend(raw::pax_record(b"GNU.sparse.major", b"1"));
     pax.extend(raw::pax_record(b"GNU.sparse.minor", b"0"));
     pax.extend(raw::pax_record(b"GNU.sparse.name", name));
-    pax.extend(raw::pax_record(b"GNU.sparse.realsize", size.to_string().as_bytes()));
+    pax.extend(raw::pax_record(
+        b"GNU.sparse.realsize",
+        size.to_string().as_bytes(),
+    ));
     let mut data = format!("{}\n", map.len()).into_bytes();
     for (o, l) in &map {
         data.extend(format!("{o}\n{l}\n").into_bytes());
@@ -745,7 +799,9 @@ impl Blob {
     }
 
     fn path(&self) -> &Path {
-        self.path.as_deref().expect("this blob is not a file of its own")
+        self.path
+            .as_deref()
+            .expect("this blob is not a file of its own")
     }
 }
 
@@ -834,7 +890,12 @@ impl Built {
                 fs::write(&path, b).unwrap();
             }
             Corruption::Truncate(len) => {
-                fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(len).unwrap();
+                fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .unwrap()
+                    .set_len(len)
+                    .unwrap();
             }
             Corruption::Delete => fs::remove_file(&path).unwrap(),
             Corruption::Replace(bytes) => fs::write(&path, bytes).unwrap(),
@@ -851,7 +912,10 @@ impl Built {
     /// `index.json` at it.
     pub fn replace_manifest(&mut self, bytes: &[u8]) {
         assert_eq!(self.layout, BuiltLayout::Oci);
-        let old = self.manifests[0].manifest.clone().expect("OCI manifests are blobs");
+        let old = self.manifests[0]
+            .manifest
+            .clone()
+            .expect("OCI manifests are blobs");
         let new = store_blob(&self.path, bytes, &old.media_type);
         let index_path = self.path.join("index.json");
         let mut index: Value = serde_json::from_slice(&fs::read(&index_path).unwrap()).unwrap();
@@ -886,7 +950,10 @@ impl Built {
 }
 
 fn sha256_hex(b: &[u8]) -> String {
-    Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
+    Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
 }
 
 /// Writes `bytes` to `blobs/sha256/<hex>` under `root`.
@@ -1044,7 +1111,12 @@ impl ImageBuilder {
     /// `(platform, image)`, referenced from `index.json` (with `tag` as its ref, if given). With
     /// `nested == false`, `index.json` lists the platform manifests directly (each with the
     /// ref).
-    pub fn build_multi_platform(dir: impl AsRef<Path>, images: &[(&str, ImageBuilder)], tag: Option<&str>, nested: bool) -> Built {
+    pub fn build_multi_platform(
+        dir: impl AsRef<Path>,
+        images: &[(&str, ImageBuilder)],
+        tag: Option<&str>,
+        nested: bool,
+    ) -> Built {
         let root = dir.as_ref();
         fs::create_dir_all(root).unwrap();
         let mut manifests = Vec::new();
@@ -1120,14 +1192,22 @@ impl ImageBuilder {
             "RepoTags": self.tags,
             "Layers": layer_names,
         }]);
-        fs::write(root.join("manifest.json"), serde_json::to_vec(&manifest).unwrap()).unwrap();
+        fs::write(
+            root.join("manifest.json"),
+            serde_json::to_vec(&manifest).unwrap(),
+        )
+        .unwrap();
         let mut repos = serde_json::Map::new();
         for t in &self.tags {
             if let Some((repo, tag)) = t.rsplit_once(':') {
                 repos.insert(repo.to_owned(), json!({ tag: parent }));
             }
         }
-        fs::write(root.join("repositories"), serde_json::to_vec(&repos).unwrap()).unwrap();
+        fs::write(
+            root.join("repositories"),
+            serde_json::to_vec(&repos).unwrap(),
+        )
+        .unwrap();
         Built {
             path: root.to_path_buf(),
             layout: BuiltLayout::DockerSave,
@@ -1213,7 +1293,15 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 fn write_layout(root: &Path, manifests: Vec<Value>) {
-    fs::write(root.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    fs::write(
+        root.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
     let index = json!({"schemaVersion": 2, "mediaType": INDEX_TYPE, "manifests": manifests});
-    fs::write(root.join("index.json"), serde_json::to_vec_pretty(&index).unwrap()).unwrap();
+    fs::write(
+        root.join("index.json"),
+        serde_json::to_vec_pretty(&index).unwrap(),
+    )
+    .unwrap();
 }

@@ -49,8 +49,12 @@ enum Name {
 pub fn apply(layers: &[Layer]) -> Result<Tree, String> {
     let mut fs = Fs::new();
     for (i, layer) in layers.iter().enumerate() {
-        assert!(layer.raw_tar.is_none(), "the model cannot read raw tar bytes");
-        fs.apply_layer(layer).map_err(|e| format!("layer {i}: {e}"))?;
+        assert!(
+            layer.raw_tar.is_none(),
+            "the model cannot read raw tar bytes"
+        );
+        fs.apply_layer(layer)
+            .map_err(|e| format!("layer {i}: {e}"))?;
     }
     Ok(fs.into_tree())
 }
@@ -97,7 +101,10 @@ fn classify(path: Vec<u8>) -> Result<Name, String> {
     }
     if let Some(target) = base.strip_prefix(b".wh.") {
         if matches!(target, b"" | b"." | b"..") {
-            return Err(format!("invalid whiteout {:?}", String::from_utf8_lossy(&path)));
+            return Err(format!(
+                "invalid whiteout {:?}",
+                String::from_utf8_lossy(&path)
+            ));
         }
         return Ok(Name::Whiteout(join(dir, target)));
     }
@@ -125,7 +132,10 @@ struct Fs {
 
 impl Fs {
     fn new() -> Fs {
-        let mut fs = Fs { paths: BTreeMap::new(), inodes: Vec::new() };
+        let mut fs = Fs {
+            paths: BTreeMap::new(),
+            inodes: Vec::new(),
+        };
         let root = fs.add_inode(implicit_dir());
         fs.paths.insert(Vec::new(), root);
         fs
@@ -158,7 +168,11 @@ impl Fs {
             match self.node(&anc).map(|n| &n.kind) {
                 Some(Kind::Dir) => {}
                 Some(Kind::Symlink(_)) => {
-                    return Err(format!("{:?} lies beneath symlink {:?}", lossy(path), lossy(&anc)));
+                    return Err(format!(
+                        "{:?} lies beneath symlink {:?}",
+                        lossy(path),
+                        lossy(&anc)
+                    ));
                 }
                 Some(_) | None => {
                     // A missing parent is created; a non-directory in the way is replaced.
@@ -217,7 +231,10 @@ impl Fs {
     fn apply_entry(&mut self, e: &TarEntry, path: Vec<u8>) -> Result<(), String> {
         if path.is_empty() {
             if e.body != Body::Dir {
-                return Err(format!("the root entry {:?} is not a directory", lossy(&e.name)));
+                return Err(format!(
+                    "the root entry {:?} is not a directory",
+                    lossy(&e.name)
+                ));
             }
             let root = self.paths[&path];
             self.inodes[root] = node_of(e);
@@ -288,8 +305,14 @@ fn implicit_dir() -> Node {
 /// The node a (non-link) entry creates.
 fn node_of(e: &TarEntry) -> Node {
     let kind = match &e.body {
-        Body::File(c) => Kind::File { size: c.len() as u64, sha256: hex(&Sha256::digest(c)) },
-        Body::Sparse { size, regions } => Kind::File { size: *size, sha256: sparse_sha256(*size, regions) },
+        Body::File(c) => Kind::File {
+            size: c.len() as u64,
+            sha256: hex(&Sha256::digest(c)),
+        },
+        Body::Sparse { size, regions } => Kind::File {
+            size: *size,
+            sha256: sparse_sha256(*size, regions),
+        },
         Body::Dir => Kind::Dir,
         Body::Symlink(t) => Kind::Symlink(t.clone()),
         Body::CharDev(a, b) => Kind::CharDev(*a, *b),

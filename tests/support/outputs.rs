@@ -25,13 +25,22 @@ pub struct Converted {
 
 /// Converts the image at `image_dir` (its only manifest) to every format and reads the outputs
 /// back. Panics if an error left output behind.
-pub fn convert_all(image_dir: &Path, options: &ConvertOptions) -> Vec<(Format, Result<Tree, ocirender::Error>)> {
-    Format::ALL.iter().map(|&f| (f, convert_one(image_dir, f, options).result)).collect()
+pub fn convert_all(
+    image_dir: &Path,
+    options: &ConvertOptions,
+) -> Vec<(Format, Result<Tree, ocirender::Error>)> {
+    Format::ALL
+        .iter()
+        .map(|&f| (f, convert_one(image_dir, f, options).result))
+        .collect()
 }
 
 /// Opens the image at `image_dir` with no ref and no platform.
 pub fn open_image(image_dir: &Path) -> Result<Image, ocirender::Error> {
-    let location = ImageLocation { path: image_dir.to_path_buf(), reference: None };
+    let location = ImageLocation {
+        path: image_dir.to_path_buf(),
+        reference: None,
+    };
     Image::open(&location, &Selector::default())
 }
 
@@ -41,11 +50,15 @@ pub fn open_image(image_dir: &Path) -> Result<Image, ocirender::Error> {
 pub fn convert_one(image_dir: &Path, format: Format, options: &ConvertOptions) -> Converted {
     let work = tempfile::tempdir().unwrap();
     let target = output_path(work.path(), format);
-    let result = open_image(image_dir).and_then(|image| convert(&image, &ImageSpec::new(format, &target), options));
+    let result = open_image(image_dir)
+        .and_then(|image| convert(&image, &ImageSpec::new(format, &target), options));
     let result = match result {
         Ok(_) => {
             let stray = partial_files(work.path());
-            assert!(stray.is_empty(), "{format:?}: temporary files left after success: {stray:?}");
+            assert!(
+                stray.is_empty(),
+                "{format:?}: temporary files left after success: {stray:?}"
+            );
             Ok(read_output(&target, format))
         }
         Err(e) => {
@@ -80,12 +93,18 @@ pub fn assert_no_output(dir: &Path, target: &Path, format: Format, err: &ocirend
     let mut left: Vec<PathBuf> = Vec::new();
     for e in fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
-        let empty_dir = format == Format::Dir && p == target && p.is_dir() && fs::read_dir(&p).unwrap().next().is_none();
+        let empty_dir = format == Format::Dir
+            && p == target
+            && p.is_dir()
+            && fs::read_dir(&p).unwrap().next().is_none();
         if !empty_dir {
             left.push(p);
         }
     }
-    assert!(left.is_empty(), "{format:?}: the failed conversion ({err}) left {left:?}");
+    assert!(
+        left.is_empty(),
+        "{format:?}: the failed conversion ({err}) left {left:?}"
+    );
 }
 
 /// Reads an output back as a tree.
@@ -98,7 +117,8 @@ pub fn read_output(target: &Path, format: Format) -> Tree {
             // The root starts 0700 with a current mtime, so an archive that does not carry the
             // root's metadata shows up as a difference.
             fs::create_dir(&root).unwrap();
-            fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+            fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                .unwrap();
             run(Command::new("tar")
                 .args(["--xattrs", "--xattrs-include=*", "--numeric-owner", "-xpf"])
                 .arg(target)
@@ -221,7 +241,11 @@ pub fn diff(expected: &str, actual: &str) -> String {
     let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
     for i in (0..a.len()).rev() {
         for j in (0..b.len()).rev() {
-            lcs[i][j] = if a[i] == b[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
         }
     }
     let (mut i, mut j, mut out) = (0, 0, String::new());
@@ -245,7 +269,10 @@ pub fn diff(expected: &str, actual: &str) -> String {
 pub fn check_dump(expected: &dyn AsDump, actual: &dyn AsDump, opts: DumpOptions, context: &str) {
     let (e, a) = (expected.as_dump(opts), actual.as_dump(opts));
     if e != a {
-        panic!("{context}: dumps differ (- expected, + actual):\n{}", diff(&e, &a));
+        panic!(
+            "{context}: dumps differ (- expected, + actual):\n{}",
+            diff(&e, &a)
+        );
     }
 }
 
