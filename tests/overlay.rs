@@ -16,7 +16,7 @@ use ocirender::{ConvertOptions, Error, Format};
 use support::builder::{Body, Codec, ImageBuilder, Layer, LongNames};
 use support::dump::DumpOptions;
 use support::model;
-use support::outputs::{convert_one, diff, expand_expected};
+use support::outputs::{convert_all, convert_one, diff, expand_expected};
 
 /// What a case must produce.
 enum Expect {
@@ -1046,4 +1046,52 @@ fn the_table_covers_the_tricky_cases() {
         assert!(covered, "DESIGN's tricky case {n} has no case in the table");
     }
     assert!(names.iter().filter(|n| n.starts_with("case 3:")).count() >= 5);
+}
+
+/// A small distribution-like image, the same in every format and with any number of threads.
+#[test]
+fn a_small_distro_image_in_every_format_and_thread_count() {
+    let t = tempfile::tempdir().unwrap();
+    let layers = vec![
+        Layer::new()
+            .dir("bin", 0o755)
+            .file("bin/busybox", vec![0xb0; 300_000], 0o755)
+            .hardlink("bin/sh", "bin/busybox")
+            .symlink("bin/ls", "busybox")
+            .dir("etc", 0o755)
+            .file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n", 0o644)
+            .dir("tmp", 0o1777),
+        Layer::new()
+            .file("etc/passwd", "root:x:0:0:root:/root:/bin/ash\n", 0o644)
+            .whiteout("tmp")
+            .dir("var/cache", 0o700)
+            .file("var/cache/blob", vec![0u8; 200_000], 0o600)
+            .compression(Codec::Zstd),
+    ];
+    let img = ImageBuilder::new()
+        .layers(layers.clone())
+        .build(t.path().join("img"));
+    let expected = r#"
+        / dir 0755 0:0 t=0
+        /bin dir 0755 0:0 t=1700000000
+        /bin/busybox file 0755 0:0 t=1700000000 size=300000 sha256=SHA_BUSYBOX link=/bin/busybox
+        /bin/ls symlink 0777 0:0 t=1700000000 -> busybox
+        /bin/sh file 0755 0:0 t=1700000000 size=300000 sha256=SHA_BUSYBOX link=/bin/busybox
+        /etc dir 0755 0:0 t=1700000000
+        /etc/passwd file 0644 0:0 t=1700000000 data="root:x:0:0:root:/root:/bin/ash\n"
+        /var dir 0755 0:0 t=0
+        /var/cache dir 0700 0:0 t=1700000000
+        /var/cache/blob file 0600 0:0 t=1700000000 size=200000 sha256=SHA_ZEROS
+    "#
+    // Hashes of 300000 × 0xb0 and 200000 zero bytes (sha256sum, first 16 digits).
+    .replace("SHA_BUSYBOX", "0ba651f9dc3bda73")
+    .replace("SHA_ZEROS", "4cbbd9be0cba6858");
+    assert_dump!(expected.as_str(), model::apply(&layers).unwrap(), "model");
+    for jobs in [1, 2, 8] {
+        let options = ConvertOptions::default().jobs(ocirender::Jobs::new(jobs).unwrap());
+        for (format, result) in convert_all(&img, &options) {
+            let tree = result.unwrap_or_else(|e| panic!("{format:?}, {jobs} jobs: {e}"));
+            assert_dump!(expected.as_str(), tree, "{format:?} with {jobs} jobs");
+        }
+    }
 }

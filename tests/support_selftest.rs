@@ -604,3 +604,35 @@ fn model_applies_the_chosen_rules() {
     ]);
     assert_eq!(odd, "/ dir 0755 0:0 t=0\n");
 }
+
+/// `assert_dump!` shows what differs, line by line.
+#[test]
+#[should_panic(
+    expected = "- /a file 0644 0:0 t=1700000000 size=1 sha256=ca978112ca1bbdca\n+ /a file 0644 0:0 t=1700000000 size=1 sha256=3e23e8160039594a\n  /b"
+)]
+fn assert_dump_prints_a_line_diff() {
+    let tree = model::apply(&[Layer::new().file("a", "b", 0o644).dir("b", 0o755)]).unwrap();
+    assert_dump!(
+        r#"
+        / dir 0755 0:0 t=0
+        /a file 0644 0:0 t=1700000000 data="a"
+        /b dir 0755 0:0 t=1700000000
+        "#,
+        tree
+    );
+}
+
+/// Hand-written expectations: indentation and blank lines go, `data="…"` becomes size and hash.
+#[test]
+fn expected_text_expands_data() {
+    let text =
+        "\n    /a file 0644 0:0 t=0 data=\"x\\n\\x00\\\"\" link=/a\n\n  /b dir 0755 0:0 t=0\n";
+    let sha = support::dump::sha256(b"x\n\0\"");
+    assert_eq!(
+        expand_expected(text),
+        format!(
+            "/a file 0644 0:0 t=0 size=4 sha256={} link=/a\n/b dir 0755 0:0 t=0\n",
+            &sha[..16]
+        )
+    );
+}

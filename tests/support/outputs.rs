@@ -119,8 +119,17 @@ pub fn read_output(target: &Path, format: Format) -> Tree {
             fs::create_dir(&root).unwrap();
             fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o700))
                 .unwrap();
+            // --delay-directory-restore: hard links come after their directories (the merge
+            // delivers them last), and creating one would bump a directory mtime already
+            // restored; GNU tar then restores directories at the very end instead.
             run(Command::new("tar")
-                .args(["--xattrs", "--xattrs-include=*", "--numeric-owner", "-xpf"])
+                .args([
+                    "--xattrs",
+                    "--xattrs-include=*",
+                    "--numeric-owner",
+                    "--delay-directory-restore",
+                    "-xpf",
+                ])
                 .arg(target)
                 .arg("-C")
                 .arg(&root));
@@ -254,7 +263,7 @@ pub fn diff(expected: &str, actual: &str) -> String {
             out += &format!("  {}\n", a[i]);
             i += 1;
             j += 1;
-        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
+        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] > lcs[i + 1][j]) {
             out += &format!("+ {}\n", b[j]);
             j += 1;
         } else {
