@@ -201,7 +201,7 @@ fn a_truncated_layer() {
         check(
             &img,
             &what,
-            is!(Decompress | SizeMismatch | Tar),
+            is!(Decompress | SizeMismatch | DigestMismatch | Tar),
             &layer_words(&img, 2),
         );
         fs::remove_dir_all(t.path().join("img")).unwrap();

@@ -290,15 +290,16 @@ pub fn check_dump(expected: &dyn AsDump, actual: &dyn AsDump, opts: DumpOptions,
 /// then a format string for context.
 #[macro_export]
 macro_rules! assert_dump {
-    ($expected:expr, $actual:expr, opts = $opts:expr $(, $($ctx:tt)+)?) => {
-        $crate::support::outputs::check_dump(
-            &$expected,
-            &$actual,
-            $opts,
-            &{ #[allow(unused_mut)] let mut s = String::from("assert_dump"); $( s = format!($($ctx)+); )? s },
-        )
+    ($expected:expr, $actual:expr, opts = $opts:expr) => {
+        $crate::support::outputs::check_dump(&$expected, &$actual, $opts, "assert_dump")
     };
-    ($expected:expr, $actual:expr $(, $($ctx:tt)+)?) => {
-        $crate::assert_dump!($expected, $actual, opts = $crate::support::dump::DumpOptions::default() $(, $($ctx)+)?)
+    ($expected:expr, $actual:expr, opts = $opts:expr, $($ctx:tt)+) => {
+        $crate::support::outputs::check_dump(&$expected, &$actual, $opts, &format!($($ctx)+))
+    };
+    ($expected:expr, $actual:expr) => {
+        $crate::assert_dump!($expected, $actual, opts = $crate::support::dump::DumpOptions::default())
+    };
+    ($expected:expr, $actual:expr, $($ctx:tt)+) => {
+        $crate::assert_dump!($expected, $actual, opts = $crate::support::dump::DumpOptions::default(), $($ctx)+)
     };
 }
