@@ -34,7 +34,11 @@ fn real_image() -> Option<PathBuf> {
 
 fn run(cmd: &mut Command) {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn assert_same(what: &str, output: &Tree, reference: &Tree) {
@@ -75,12 +79,22 @@ fn real_image_every_format_equals_umoci_unpack() {
     let tmp = tempfile::tempdir_in("/tmp").unwrap();
 
     let out = tmp.path().join("dir");
-    convert(&img, &ImageSpec::Dir { path: out.clone() }, &ConvertOptions::default()).unwrap();
+    convert(
+        &img,
+        &ImageSpec::Dir { path: out.clone() },
+        &ConvertOptions::default(),
+    )
+    .unwrap();
     assert_same("directory output", &Tree::from_dir(&out), &reference);
     std::fs::remove_dir_all(&out).unwrap();
 
     let tar = tmp.path().join("out.tar");
-    convert(&img, &ImageSpec::Tar { path: tar.clone() }, &ConvertOptions::default()).unwrap();
+    convert(
+        &img,
+        &ImageSpec::Tar { path: tar.clone() },
+        &ConvertOptions::default(),
+    )
+    .unwrap();
     let x = tmp.path().join("tar-x");
     std::fs::create_dir(&x).unwrap();
     run(Command::new("tar")
@@ -104,7 +118,11 @@ fn real_image_every_format_equals_umoci_unpack() {
             .args(["-no-progress", "-d"])
             .arg(&x)
             .arg(&sqfs));
-        assert_same(&format!("squashfs {comp} (unsquashfs)"), &Tree::from_dir(&x), &reference);
+        assert_same(
+            &format!("squashfs {comp} (unsquashfs)"),
+            &Tree::from_dir(&x),
+            &reference,
+        );
         std::fs::remove_dir_all(&x).unwrap();
         std::fs::remove_file(&sqfs).unwrap();
     }
