@@ -254,6 +254,19 @@ pub enum Error {
         target: String,
     },
 
+    /// Within one layer, a non-directory replaces a directory after entries beneath it were
+    /// already written. Extraction would remove them; a streaming writer cannot take them back.
+    #[error(
+        "layer replaces directory {path:?} by a non-directory after writing entries beneath it \
+         ({written:?}); ocirender writes each entry once and cannot remove it"
+    )]
+    ReplacedAfterWrite {
+        /// The directory's path.
+        path: String,
+        /// An entry beneath it that was already written.
+        written: String,
+    },
+
     /// An entry would be written beneath a symbolic link that a lower layer planted.
     #[error("entry {path:?} lies beneath symlink {symlink:?} from a lower layer")]
     BeneathSymlink {
