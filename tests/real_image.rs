@@ -103,6 +103,7 @@ fn real_image_every_format_equals_umoci_unpack() {
             "--xattrs-include=*",
             "--numeric-owner",
             "--delay-directory-restore",
+            "-P",
             "-xpf",
         ])
         .arg(&tar)

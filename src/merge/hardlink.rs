@@ -102,6 +102,11 @@ impl Links {
         self.pending.entry(target).or_default().push(waiter);
     }
 
+    /// Whether any link waits for a target in an older layer.
+    pub(crate) fn any_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     /// Takes the links waiting for `target` that are newer than `layer`.
     pub(crate) fn take_waiting(&mut self, target: NodeId, layer: u32) -> Vec<Waiter> {
         if self.pending.is_empty() {

@@ -103,6 +103,9 @@ pub struct Merger {
     layer_hidden: HashMap<NodeId, Hidden>,
     /// Links of newer layers waiting for paths the current layer has.
     layer_waiting: HashMap<NodeId, Waiting>,
+    /// Symlinks of the current layer at paths newer entries need as directories: an error
+    /// unless a later entry of the layer replaces the symlink.
+    layer_symlinks: Vec<NodeId>,
     /// Slots of the current layer whose content must be fetched by re-reading the layer.
     refetch: Vec<(u64, SlotId)>,
     /// Spool position at the start of the current layer, and the end of what it must keep.
@@ -127,6 +130,7 @@ impl Merger {
             last_layer: None,
             layer_hidden: HashMap::new(),
             layer_waiting: HashMap::new(),
+            layer_symlinks: Vec::new(),
             refetch: Vec::new(),
             spool_start: 0,
             spool_keep: 0,
@@ -224,6 +228,10 @@ impl Merger {
             self.fetch_again(reopen)?;
         }
         self.layer_hidden.clear();
+        if let Some(&node) = self.layer_symlinks.iter().min() {
+            self.layer_symlinks.clear();
+            return Err(self.beneath_symlink(node));
+        }
         let layer = self.last_layer.unwrap_or(0);
         let mut waiting: Vec<(NodeId, Waiting)> = self.layer_waiting.drain().collect();
         waiting.sort_by_key(|(n, _)| *n);
@@ -315,7 +323,19 @@ impl Merger {
                 reason: "the root must be a directory",
             });
         }
+        if let EntryKind::Hardlink { target } = &e.kind {
+            if *target == e.path {
+                // Extraction clears a link's own path before linking, so a link to itself
+                // finds nothing.
+                return Err(Error::HardlinkTargetMissing {
+                    link: e.path.lossy(),
+                    target: target.lossy(),
+                });
+            }
+        }
         let node = self.tree.intern(&e.path);
+        // A later entry replaces a symlink this layer put where newer entries need a directory.
+        self.layer_symlinks.retain(|&n| n != node);
         if !e.kind.is_dir() {
             // A non-directory replaced whatever older layers had beneath this path, whether or
             // not it survives itself.
@@ -327,17 +347,7 @@ impl Merger {
         }
         let (status, set_by) = self.tree.status(node);
         if set_by > layer && status != Status::Unseen {
-            // A newer layer decided this path. A non-directory here still removed what this
-            // layer wrote beneath it earlier.
-            if !e.kind.is_dir() {
-                self.drop_subtree(node, layer)?;
-            }
-            let replaced = e.kind.is_dir() && self.barriers.nondir_after(node, layer);
-            return match (status, &e.kind) {
-                (Status::Implicit, EntryKind::Dir) if !replaced => self.deliver(at, node, e, data),
-                (Status::Implicit, EntryKind::Symlink { .. }) => Err(self.beneath_symlink(node)),
-                _ => self.hidden(at, refetchable, node, e, data, true),
-            };
+            return self.shadowed(at, refetchable, node, e, data);
         }
         match status {
             Status::Unseen => self.deliver(at, node, e, data),
@@ -354,10 +364,55 @@ impl Merger {
         }
     }
 
+    /// An entry at a path whose type a newer layer decided. A newer non-directory simply hides
+    /// it. Under a newer directory, it may still matter: a directory entry gives the directory
+    /// its metadata (the newest valid one wins: later in a layer, or from a newer layer, and not
+    /// replaced by a non-directory since), and a non-directory removes what its own layer wrote
+    /// there before it.
+    fn shadowed(
+        &mut self,
+        at: Pos,
+        refetchable: bool,
+        node: NodeId,
+        e: Entry,
+        data: &mut dyn Read,
+    ) -> Result<()> {
+        let layer = at.layer;
+        let (status, set_by) = self.tree.status(node);
+        if !matches!(status, Status::Implicit | Status::Dir) {
+            return self.hidden(at, refetchable, node, e, data, true);
+        }
+        // Replaced by a non-directory of a newer layer before the newer entries made it a
+        // directory again: this entry no longer describes anything.
+        let replaced = self.barriers.nondir_after(node, layer);
+        let described_by = self.tree.meta_layer(node);
+        if e.kind.is_dir() {
+            if replaced || described_by.is_some_and(|l| l > layer) {
+                return self.hidden(at, refetchable, node, e, data, true);
+            }
+            self.deliver(at, node, e, data)?;
+            self.tree.set_status(node, Status::Dir, set_by);
+            return Ok(());
+        }
+        let symlink = matches!(e.kind, EntryKind::Symlink { .. });
+        if symlink && !replaced && described_by.is_none_or(|l| l <= layer) {
+            // Newer entries lie beneath this path and no newer directory entry replaced the
+            // symlink: applying them would write through it, unless a later entry of this layer
+            // replaces the symlink first.
+            self.layer_symlinks.push(node);
+        }
+        self.drop_subtree(node, layer)?;
+        if described_by == Some(layer) {
+            // This layer's own directory entry was replaced by this non-directory.
+            self.deliver_implicit(node, set_by)?;
+        }
+        self.hidden(at, refetchable, node, e, data, true)
+    }
+
     /// Delivers a winning entry (or, for a hard link, records it for the end).
     fn deliver(&mut self, at: Pos, node: NodeId, e: Entry, data: &mut dyn Read) -> Result<()> {
         let layer = at.layer;
-        self.require_parents(node, layer, false)?;
+        self.require_parents(node, at, false)?;
         let waits = self.take_waiting(node, layer);
         let status = match &e.kind {
             EntryKind::Hardlink { target } => {
@@ -376,6 +431,9 @@ impl Merger {
         };
         self.send(&e, data)?;
         self.tree.set_status(node, status, layer);
+        if status == Status::Dir {
+            self.tree.set_meta_layer(node, Some(layer));
+        }
         if waits {
             let v = if status == Status::Dir {
                 Version::Dir
@@ -401,7 +459,7 @@ impl Merger {
     ) -> Result<()> {
         let layer = at.layer;
         if real {
-            self.require_parents(node, layer, true)?;
+            self.require_parents(node, at, true)?;
         }
         let waits = self.take_waiting(node, layer);
         e.path = EntryPath::root();
@@ -577,35 +635,43 @@ impl Merger {
         }
     }
 
-    /// Makes every ancestor of `node` a directory as of `layer`: applying an entry creates its
+    /// Makes every ancestor of `node` a directory as of `at`: applying an entry creates its
     /// parents. For an entry the output does not show (`hidden_entry`), ancestors whose own
-    /// version in this layer is hidden are skipped, but their parents still count.
-    fn require_parents(&mut self, node: NodeId, layer: u32, hidden_entry: bool) -> Result<()> {
+    /// version in this layer is hidden are skipped, but their parents still count. Links of
+    /// newer layers waiting for an ancestor learn that it is a directory at this point.
+    fn require_parents(&mut self, node: NodeId, at: Pos, hidden_entry: bool) -> Result<()> {
+        let layer = at.layer;
         let mut cur = node;
+        let mut settled = false;
         while let Some(p) = self.tree.parent(cur) {
             cur = p;
-            if hidden_entry && self.tree.hidden(p, layer) {
-                continue;
+            if !settled && !(hidden_entry && self.tree.hidden(p, layer)) {
+                let (status, set_by) = self.tree.status(p);
+                match status {
+                    // An ancestor that is (or will be) a directory had its own ancestors
+                    // required already.
+                    Status::Dir | Status::Implicit => settled = true,
+                    // A newer layer's non-directory replaced this layer's directory here.
+                    _ if set_by > layer && status != Status::Unseen => settled = true,
+                    Status::Unseen => self.tree.set_status(p, Status::Implicit, layer),
+                    Status::Symlink => {
+                        return Err(Error::BeneathSymlink {
+                            path: self.tree.path(node).lossy(),
+                            symlink: self.tree.path(p).lossy(),
+                        })
+                    }
+                    Status::Other | Status::Link => {
+                        // Earlier in this layer the path was a non-directory; this entry makes
+                        // it a directory again, as extraction would.
+                        self.replace_nondir(p)?;
+                        self.deliver_implicit(p, layer)?;
+                    }
+                }
             }
-            let (status, set_by) = self.tree.status(p);
-            match status {
-                // An ancestor that is (or will be) a directory had its own ancestors required.
-                Status::Dir | Status::Implicit => return Ok(()),
-                // A newer layer's non-directory replaced this layer's directory here.
-                _ if set_by > layer && status != Status::Unseen => return Ok(()),
-                Status::Unseen => self.tree.set_status(p, Status::Implicit, layer),
-                Status::Symlink => {
-                    return Err(Error::BeneathSymlink {
-                        path: self.tree.path(node).lossy(),
-                        symlink: self.tree.path(p).lossy(),
-                    })
-                }
-                Status::Other | Status::Link => {
-                    // Earlier in this layer the path was a non-directory; this entry makes it a
-                    // directory again, as extraction would.
-                    self.replace_nondir(p)?;
-                    self.deliver_implicit(p, layer)?;
-                }
+            if self.take_waiting(p, layer) {
+                self.set_version(p, Version::Dir, at.ordinal);
+            } else if settled && !self.links.any_pending() {
+                return Ok(());
             }
         }
         Ok(())
@@ -620,6 +686,7 @@ impl Merger {
         };
         self.send(&e, &mut io::empty())?;
         self.tree.set_status(node, Status::Dir, layer);
+        self.tree.set_meta_layer(node, None);
         Ok(())
     }
 
@@ -638,6 +705,12 @@ impl Merger {
     fn drop_subtree(&mut self, node: NodeId, layer: u32) -> Result<()> {
         for d in self.tree.descendants(node) {
             let (status, set_by) = self.tree.status(d);
+            if status == Status::Dir && set_by > layer && self.tree.meta_layer(d) == Some(layer) {
+                // A newer layer keeps this directory, but the description this layer gave it
+                // went with the replaced subtree.
+                self.deliver_implicit(d, set_by)?;
+                continue;
+            }
             if status == Status::Unseen || set_by != layer {
                 continue;
             }

@@ -570,13 +570,18 @@ fn link_to_lower_file_survives_its_layer_replacing_the_parent_afterwards() {
 }
 
 #[test]
-fn self_links() {
-    check!([vec![f("a", "A")], vec![ln("a", "a")]], "/ dir\n/a file A");
-    let err = merge(&[vec![ln("a", "a")]]).unwrap_err();
-    assert!(
-        matches!(err.root_cause(), Error::HardlinkTargetMissing { .. }),
-        "{err}"
-    );
+fn self_links_find_nothing() {
+    // Extraction clears the link's path first: whatever was there is gone.
+    for layers in [
+        vec![vec![ln("a", "a")]],
+        vec![vec![f("a", "A")], vec![ln("a", "a")]],
+    ] {
+        let err = merge(&layers).unwrap_err();
+        assert!(
+            matches!(err.root_cause(), Error::HardlinkTargetMissing { .. }),
+            "{err}"
+        );
+    }
 }
 
 #[test]

@@ -106,8 +106,9 @@ impl Barriers {
 
     /// Whether the version of `node` that entry `target_ord` of layer `older` wrote was gone
     /// by the time entry `link_ord` of layer `newer` (a hard link to it) was applied: deleted
-    /// or hidden by a layer in between, by the link's own layer before the link, or by a
-    /// later entry of its own layer making an ancestor a non-directory.
+    /// or hidden by a layer in between, by the link's own layer up to the link (a link replaces
+    /// its own path first), or by a later entry of its own layer making an ancestor a
+    /// non-directory.
     pub(crate) fn hides_between(
         &self,
         tree: &PathTree,
@@ -129,7 +130,9 @@ impl Barriers {
                         return true;
                     }
                     if layer == newer {
-                        return hides != Hides::NonDir || ord < link_ord;
+                        // A link clears its own path first, so a link at an ancestor of its
+                        // own target removes the target (`<=`).
+                        return hides != Hides::NonDir || ord <= link_ord;
                     }
                     layer == older && cur != node && hides == Hides::NonDir && ord > target_ord
                 });
