@@ -182,7 +182,7 @@ impl BlockProcessor {
             base: 0,
             pending: VecDeque::new(),
             free: Vec::new(),
-            writer: BlockWriter::new(out, dedup),
+            writer: BlockWriter::new(out, block_size as u64, fragments, dedup),
             frags: FragmentTable::new(block_size, dedup),
             frag_cache: VecDeque::new(),
             progress,
@@ -227,7 +227,7 @@ impl BlockProcessor {
             let mut tail = self.buffer();
             tail.resize(tail_len as usize, 0);
             read_full(reader, &mut tail, path)?;
-            let at = self.add_tail(&tail)?;
+            let at = self.add_tail(&tail, file)?;
             self.recycle(tail);
             if let Some(f) = self.writer.file_mut(file) {
                 f.fragment = at.fragment;
@@ -238,10 +238,18 @@ impl BlockProcessor {
         Ok(file)
     }
 
-    /// Places a tail in a fragment block, sharing an equal earlier tail's place.
-    fn add_tail(&mut self, tail: &[u8]) -> Result<TailRef> {
+    /// Places `file`'s tail in a fragment block, sharing an equal earlier tail's place.
+    fn add_tail(&mut self, tail: &[u8], file: u32) -> Result<TailRef> {
         let hash = FragmentTable::tail_hash(tail);
-        for at in self.frags.candidates(hash, tail.len()) {
+        for earlier in self.frags.candidates(hash) {
+            let Some(f) = self.writer.file(earlier) else {
+                continue;
+            };
+            let at = TailRef {
+                fragment: f.fragment,
+                offset: f.fragment_offset,
+            };
+            // Equal bytes at that place are all that matters, whatever the earlier tail's length.
             if self.fragment_holds(at, tail)? {
                 return Ok(at);
             }
@@ -249,7 +257,7 @@ impl BlockProcessor {
         if !self.frags.fits(tail) {
             self.flush_fragment()?;
         }
-        Ok(self.frags.append(tail, hash))
+        Ok(self.frags.append(tail, hash, file))
     }
 
     /// Whether the fragment bytes at `at` equal `tail`.

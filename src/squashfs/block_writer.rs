@@ -16,56 +16,86 @@
 
 use hashbrown::HashTable;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::squashfs::format::{FragmentEntry, DATA_RAW, NO_FRAGMENT};
 use crate::squashfs::image_file::ImageFile;
 
-/// Where one regular file's content is: 32 bytes per file.
+/// Where one regular file's content is: 28 bytes per file (the 64-bit fields are stored as
+/// halves so the struct needs only 4-byte alignment).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct FileData {
-    /// Offset of the first data block (0 when the file has no blocks).
-    pub blocks_start: u64,
-    /// Size in bytes.
-    pub size: u64,
-    /// First size word in [`FileStore::words`].
+    start: [u32; 2],
+    size: [u32; 2],
+    /// First size word in [`FileStore::words`]; the count follows from the size.
     pub words_off: u32,
-    /// Number of size words (data blocks, holes included).
-    pub words_len: u32,
     /// Fragment index, or `NO_FRAGMENT`.
     pub fragment: u32,
     /// Offset of the tail in its fragment block.
     pub fragment_offset: u32,
 }
 
+fn halves(v: u64) -> [u32; 2] {
+    [v as u32, (v >> 32) as u32]
+}
+
+fn whole(h: [u32; 2]) -> u64 {
+    u64::from(h[0]) | (u64::from(h[1]) << 32)
+}
+
 impl FileData {
     /// A file of `size` bytes whose blocks are not written yet.
     pub(crate) fn new(size: u64) -> FileData {
         FileData {
-            blocks_start: 0,
-            size,
+            start: [0, 0],
+            size: halves(size),
             words_off: 0,
-            words_len: 0,
             fragment: NO_FRAGMENT,
             fragment_offset: 0,
         }
     }
+
+    /// Offset of the first data block (0 when the file has no blocks).
+    pub(crate) fn blocks_start(&self) -> u64 {
+        whole(self.start)
+    }
+
+    fn set_blocks_start(&mut self, v: u64) {
+        self.start = halves(v);
+    }
+
+    /// Size in bytes.
+    pub(crate) fn size(&self) -> u64 {
+        whole(self.size)
+    }
 }
 
 /// Every file's block placement; handed to the tree when the inode table is written.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct FileStore {
     /// One entry per file, by file id.
     pub files: Vec<FileData>,
     /// Size words of all files, each file's a contiguous slice.
     pub words: Vec<u32>,
+    block_size: u64,
+    fragments: bool,
 }
 
 impl FileStore {
+    /// The number of data blocks (size words) of a file of `size` bytes: the tail goes to a
+    /// fragment when fragments are on, else it is a short last block.
+    pub(crate) fn block_count(&self, size: u64) -> usize {
+        if self.fragments {
+            (size / self.block_size) as usize
+        } else {
+            size.div_ceil(self.block_size) as usize
+        }
+    }
+
     /// The size words of `file`.
     pub(crate) fn words(&self, file: &FileData) -> &[u32] {
         let start = file.words_off as usize;
         self.words
-            .get(start..start + file.words_len as usize)
+            .get(start..start + self.block_count(file.size()))
             .unwrap_or(&[])
     }
 }
@@ -119,11 +149,17 @@ pub(crate) struct BlockWriter {
 }
 
 impl BlockWriter {
-    /// Writes into `out` from its position on; `dedup` enables whole-file dedup.
-    pub(crate) fn new(out: ImageFile, dedup: bool) -> BlockWriter {
+    /// Writes into `out` from its position on; files have `block_size` blocks and their tails
+    /// in fragments if `fragments`; `dedup` enables whole-file dedup.
+    pub(crate) fn new(out: ImageFile, block_size: u64, fragments: bool, dedup: bool) -> BlockWriter {
         BlockWriter {
             out,
-            store: FileStore::default(),
+            store: FileStore {
+                files: Vec::new(),
+                words: Vec::new(),
+                block_size,
+                fragments,
+            },
             dedup,
             known: HashTable::new(),
             current: None,
@@ -141,6 +177,11 @@ impl BlockWriter {
     /// The placement of `file` (complete once its end was processed).
     pub(crate) fn file_mut(&mut self, file: u32) -> Option<&mut FileData> {
         self.store.files.get_mut(file as usize)
+    }
+
+    /// The placement of `file`.
+    pub(crate) fn file(&self, file: u32) -> Option<&FileData> {
+        self.store.files.get(file as usize)
     }
 
     /// The image (for fragment read-back).
@@ -183,21 +224,21 @@ impl BlockWriter {
             let h = cur.hash ^ (words_len as u64).wrapping_mul(0xff51_afd7_ed55_8ccd);
             (h ^ (h >> 32)) as u32
         };
-        let placed = FileData {
-            blocks_start: cur.start,
-            words_off: cur.words_off as u32,
-            words_len: words_len as u32,
-            ..self.store.files[file as usize]
-        };
+        let mut placed = self.store.files[file as usize];
+        placed.set_blocks_start(cur.start);
+        placed.words_off = u32::try_from(cur.words_off).map_err(|_| Error::TooLarge {
+            what: "number of data blocks",
+            size: cur.words_off as u64,
+            limit: u64::from(u32::MAX),
+        })?;
         if self.dedup && cur.stored > 0 {
             if let Some(earlier) = self.find_duplicate(&placed, hash)? {
                 // Drop the copy just written: the next block overwrites it.
                 self.out.rewind(cur.start)?;
                 self.store.words.truncate(cur.words_off);
                 let f = &mut self.store.files[file as usize];
-                f.blocks_start = earlier.blocks_start;
+                f.set_blocks_start(earlier.blocks_start());
                 f.words_off = earlier.words_off;
-                f.words_len = earlier.words_len;
                 return Ok(());
             }
             self.known
@@ -238,8 +279,8 @@ impl BlockWriter {
             let n = CHUNK.min(total - done) as usize;
             self.bytes_a.resize(n, 0);
             self.bytes_b.resize(n, 0);
-            self.out.read_at(a.blocks_start + done, &mut self.bytes_a)?;
-            self.out.read_at(b.blocks_start + done, &mut self.bytes_b)?;
+            self.out.read_at(a.blocks_start() + done, &mut self.bytes_a)?;
+            self.out.read_at(b.blocks_start() + done, &mut self.bytes_b)?;
             if self.bytes_a != self.bytes_b {
                 return Ok(false);
             }
@@ -279,7 +320,7 @@ mod tests {
 
     fn writer(dir: &tempfile::TempDir, dedup: bool) -> BlockWriter {
         let out = ImageFile::create(&dir.path().join("img"), 96).unwrap();
-        BlockWriter::new(out, dedup)
+        BlockWriter::new(out, 4096, false, dedup)
     }
 
     #[test]
@@ -297,8 +338,8 @@ mod tests {
         w.end_file(b).unwrap();
         assert_eq!(w.image().position(), after_a, "second copy rewound");
         let (_, store) = w.finish();
-        assert_eq!(store.files[a as usize].blocks_start, 96);
-        assert_eq!(store.files[b as usize].blocks_start, 96);
+        assert_eq!(store.files[a as usize].blocks_start(), 96);
+        assert_eq!(store.files[b as usize].blocks_start(), 96);
         assert_eq!(store.words(&store.files[b as usize]), [4, 0]);
         assert_eq!(store.words.len(), 2, "the duplicate's words were dropped");
     }
@@ -316,7 +357,7 @@ mod tests {
         w.end_file(b).unwrap();
         assert_eq!(w.image().position(), 96 + 2 * 4096);
         let (_, store) = w.finish();
-        assert_eq!(store.files[b as usize].blocks_start, 96 + 4096);
+        assert_eq!(store.files[b as usize].blocks_start(), 96 + 4096);
     }
 
     #[test]

@@ -346,3 +346,102 @@ fn check_limit(out: &[u8], limit: usize) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn codec(spec: &str, filters: &[XzFilter]) -> Compressor {
+        Compressor::new(spec.parse().unwrap(), BlockSize::DEFAULT, filters)
+    }
+
+    fn text(len: usize) -> Vec<u8> {
+        (0..len).map(|i| b"compress me please "[i % 19]).collect()
+    }
+
+    fn noise(len: usize) -> Vec<u8> {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_algorithm_round_trips_and_stores_incompressible_blocks_raw() {
+        for spec in ["gzip", "gzip:1", "zstd", "zstd:19", "xz", "xz:0", "lz4", "lz4:12"] {
+            let c = codec(spec, &[]);
+            let input = text(100_000);
+            let mut out = Vec::new();
+            assert!(c.compress(&input, &mut out).unwrap(), "{spec} compresses text");
+            assert!(out.len() < input.len() / 10, "{spec}: {}", out.len());
+            let mut back = Vec::new();
+            decompress(c.id(), &out, &mut back, 131072).unwrap();
+            assert_eq!(back, input, "{spec} round trip");
+            assert!(!c.compress(&noise(65536), &mut out).unwrap(), "{spec}: noise is raw");
+            assert!(!c.compress(&[], &mut out).unwrap(), "{spec}: empty is raw");
+        }
+        let none = codec("none", &[]);
+        let mut out = Vec::new();
+        assert!(!none.compress(&text(10_000), &mut out).unwrap(), "none never compresses");
+        assert_eq!(none.id(), compression_id::GZIP);
+        assert_eq!(none.flags(), flags::NOI | flags::NOD | flags::NOF | flags::NOX);
+    }
+
+    #[test]
+    fn decompression_refuses_more_than_the_limit_and_garbage() {
+        for spec in ["gzip", "zstd", "xz", "lz4"] {
+            let c = codec(spec, &[]);
+            let mut out = Vec::new();
+            assert!(c.compress(&text(20_000), &mut out).unwrap());
+            let mut back = Vec::new();
+            assert!(decompress(c.id(), &out, &mut back, 8192).is_err(), "{spec}: over limit");
+            assert!(decompress(c.id(), b"not a stream", &mut back, 8192).is_err(), "{spec}");
+        }
+        let mut back = Vec::new();
+        assert!(decompress(compression_id::LZO, b"x", &mut back, 10).is_err());
+        assert!(decompress(99, b"x", &mut back, 10).is_err());
+    }
+
+    #[test]
+    fn xz_with_bcj_keeps_the_smallest_and_stays_decodable() {
+        // x86-like code: call instructions with relative targets.
+        let mut code = Vec::new();
+        for i in 0..20_000u32 {
+            code.push(0xe8);
+            code.extend_from_slice(&(0x4000u32.wrapping_sub(i * 5)).to_le_bytes());
+        }
+        let plain = codec("xz", &[]);
+        let bcj = codec("xz", &[XzFilter::X86, XzFilter::Arm]);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        assert!(plain.compress(&code, &mut a).unwrap());
+        assert!(bcj.compress(&code, &mut b).unwrap());
+        assert!(b.len() <= a.len(), "BCJ result is never larger: {} vs {}", b.len(), a.len());
+        let mut back = Vec::new();
+        decompress(compression_id::XZ, &b, &mut back, 131072).unwrap();
+        assert_eq!(back, code);
+        // The options block lists the filters: x86 = 1, arm = 8; dictionary = block size.
+        let opts = bcj.options().unwrap();
+        assert_eq!(opts, [131072u32.to_le_bytes(), 9u32.to_le_bytes()].concat());
+    }
+
+    #[test]
+    fn options_blocks_match_mksquashfs_defaults() {
+        assert_eq!(codec("gzip", &[]).options(), None, "gzip 9 is the default");
+        assert_eq!(
+            codec("gzip:6", &[]).options(),
+            Some(vec![6, 0, 0, 0, 15, 0, 0, 0])
+        );
+        assert_eq!(codec("zstd:15", &[]).options(), None, "zstd 15 is the default");
+        assert_eq!(codec("zstd:3", &[]).options(), Some(vec![3, 0, 0, 0]));
+        assert_eq!(codec("xz:9", &[]).options(), None, "the xz preset is not stored");
+        assert_eq!(codec("lz4", &[]).options(), Some(vec![1, 0, 0, 0, 0, 0, 0, 0]));
+        assert_eq!(codec("lz4:1", &[]).options(), Some(vec![1, 0, 0, 0, 1, 0, 0, 0]));
+        assert_eq!(codec("none", &[]).options(), None);
+        assert_eq!(codec("gzip", &[XzFilter::X86]).options(), None, "filters are xz-only");
+    }
+}

@@ -11,7 +11,7 @@
 //! that tails were given index `i` for (blocks are submitted and written in index order); only
 //! files with `size % block_size != 0` get a fragment (the caller's rule).
 //!
-//! Tail dedup: every placed tail is remembered by a 32-bit hash and its length. A tail equal to
+//! Tail dedup: every placed tail is remembered by a 32-bit hash and its file. A tail equal to
 //! an earlier one gets the earlier location, after a byte comparison against the fragment
 //! block's content — from memory when the block is still being filled, otherwise read back
 //! from the image and decompressed (a few recently read blocks are cached).
@@ -29,12 +29,12 @@ pub(crate) struct TailRef {
     pub offset: u32,
 }
 
-/// A remembered tail: 16 bytes, the table's only per-tail cost.
+/// A remembered tail: 8 bytes, the table's only per-tail cost. Its location is the file's
+/// (fragment, offset), looked up when a candidate is compared.
 #[derive(Clone, Copy, Debug)]
 struct Known {
     hash: u32,
-    len: u32,
-    at: TailRef,
+    file: u32,
 }
 
 /// Spreads a 32-bit hash over 64 bits for the table (its control bytes use the top bits).
@@ -75,18 +75,18 @@ impl FragmentTable {
         (h ^ (h >> 32)) as u32
     }
 
-    /// Earlier tails with the same hash and length, oldest first (candidates to compare).
-    pub(crate) fn candidates(&self, hash: u32, len: usize) -> Vec<TailRef> {
+    /// The files whose tails have this hash, oldest first (candidates to compare).
+    pub(crate) fn candidates(&self, hash: u32) -> Vec<u32> {
         if !self.dedup {
             return Vec::new();
         }
-        let mut v: Vec<TailRef> = self
+        let mut v: Vec<u32> = self
             .known
             .iter_hash(table_hash(hash))
-            .filter(|k| k.hash == hash && k.len as usize == len)
-            .map(|k| k.at)
+            .filter(|k| k.hash == hash)
+            .map(|k| k.file)
             .collect();
-        v.sort_by_key(|r| (r.fragment, r.offset));
+        v.sort_unstable();
         v
     }
 
@@ -100,23 +100,19 @@ impl FragmentTable {
         self.current.len() + tail.len() <= self.block_size
     }
 
-    /// Appends a tail (which must fit) and remembers it for dedup.
-    pub(crate) fn append(&mut self, tail: &[u8], hash: u32) -> TailRef {
+    /// Appends `file`'s tail (which must fit) and remembers it for dedup; the caller records
+    /// the returned location in the file's placement.
+    pub(crate) fn append(&mut self, tail: &[u8], hash: u32, file: u32) -> TailRef {
         let at = TailRef {
             fragment: self.current_index,
             offset: self.current.len() as u32,
         };
         self.current.extend_from_slice(tail);
         if self.dedup {
-            self.known.insert_unique(
-                table_hash(hash),
-                Known {
-                    hash,
-                    len: tail.len() as u32,
-                    at,
-                },
-                |k| table_hash(k.hash),
-            );
+            self.known
+                .insert_unique(table_hash(hash), Known { hash, file }, |k| {
+                    table_hash(k.hash)
+                });
         }
         at
     }
@@ -174,26 +170,27 @@ mod tests {
     #[test]
     fn tails_pack_until_the_block_is_full() {
         let mut t = FragmentTable::new(4096, true);
-        let a = t.append(&[1; 3000], 1);
+        let a = t.append(&[1; 3000], 1, 0);
         assert_eq!(a, TailRef { fragment: 0, offset: 0 });
         assert!(t.fits(&[2; 1096]));
         assert!(!t.fits(&[2; 1097]));
         let (i, block) = t.take_block(Vec::new()).unwrap();
         assert_eq!((i, block.len()), (0, 3000));
-        let b = t.append(&[2; 10], 2);
+        let b = t.append(&[2; 10], 2, 1);
         assert_eq!(b, TailRef { fragment: 1, offset: 0 });
         assert!(t.take_block(Vec::new()).is_some());
         assert!(t.take_block(Vec::new()).is_none(), "nothing left");
     }
 
     #[test]
-    fn candidates_need_equal_hash_and_length() {
+    fn candidates_are_the_files_with_an_equal_hash_oldest_first() {
         let mut t = FragmentTable::new(4096, true);
-        let a = t.append(b"abc", 7);
-        t.append(b"abcd", 7);
-        assert_eq!(t.candidates(7, 3), vec![a]);
-        assert!(t.candidates(8, 3).is_empty());
+        t.append(b"abcd", 7, 5);
+        t.append(b"abc", 7, 2);
+        t.append(b"xyz", 8, 3);
+        assert_eq!(t.candidates(7), vec![2, 5]);
+        assert!(t.candidates(9).is_empty());
         let off = FragmentTable::new(4096, false);
-        assert!(off.candidates(7, 3).is_empty(), "dedup off remembers nothing");
+        assert!(off.candidates(7).is_empty(), "dedup off remembers nothing");
     }
 }

@@ -181,7 +181,7 @@ impl SquashfsSink {
                 if target.is_empty() || target.len() > SYMLINK_MAX {
                     return Err(unrepresentable("a symlink target must be 1 to 4096 bytes"));
                 }
-                self.tree.symlink(target)
+                self.tree.symlink(target)?
             }
             EntryKind::Hardlink { target } => {
                 let node = self.tree.link_target(&entry.path, target)?;

@@ -4,7 +4,7 @@
 //! File data is written as entries arrive, but inodes and directories can only be written at
 //! the end: a directory's listing needs every child's inode location, and entries arrive in
 //! any order (directories after their children, paths twice). So each path becomes one
-//! 48-byte [`Node`] in a flat `Vec` (names and symlink targets in one shared byte arena), and
+//! 36-byte [`Node`] in a flat `Vec` (names and symlink targets in one shared byte arena), and
 //! a hash table of `u32` node indexes keyed by (parent, name) finds children. Nothing else is
 //! kept per path.
 //!
@@ -40,7 +40,7 @@ use crate::squashfs::inode::{self, InodeBase, InodeData};
 use crate::squashfs::meta_writer::MetaWriter;
 use crate::squashfs::xattr_writer::{SetHandle, XattrWriter, NO_SET};
 
-/// The type-specific part of a node (16 bytes).
+/// The type-specific part of a node (8 bytes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum NodeKind {
     /// A directory.
@@ -50,7 +50,7 @@ pub(crate) enum NodeKind {
     /// A symlink; the target is in the byte arena.
     Symlink {
         /// Offset of the target in the arena.
-        off: u64,
+        off: u32,
         /// Target length (1–4096).
         len: u16,
     },
@@ -99,10 +99,10 @@ const DEAD: u16 = 0x8000;
 /// `refs` value of an inode not written yet.
 const UNWRITTEN: u64 = u64::MAX;
 
-/// One path: 48 bytes.
+/// One path: 36 bytes.
 #[derive(Clone, Copy, Debug)]
 struct Node {
-    name_off: u64,
+    name_off: u32,
     name_len: u16,
     /// Permission bits; [`DEAD`] when the node no longer belongs to the tree.
     mode: u16,
@@ -242,14 +242,26 @@ impl Tree {
         Ok(dir)
     }
 
-    /// Stores a symlink target in the arena.
-    pub(crate) fn symlink(&mut self, target: &[u8]) -> NodeKind {
-        let off = self.bytes.len() as u64;
-        self.bytes.extend_from_slice(target);
-        NodeKind::Symlink {
-            off,
+    /// Stores `bytes` in the arena; returns the offset.
+    fn store(&mut self, bytes: &[u8]) -> Result<u32> {
+        let off = u32::try_from(self.bytes.len())
+            .ok()
+            .filter(|o| u32::MAX - o >= bytes.len() as u32)
+            .ok_or(Error::TooLarge {
+                what: "names and symlink targets",
+                size: self.bytes.len() as u64 + bytes.len() as u64,
+                limit: u64::from(u32::MAX),
+            })?;
+        self.bytes.extend_from_slice(bytes);
+        Ok(off)
+    }
+
+    /// Stores a symlink target (1–4096 bytes) in the arena.
+    pub(crate) fn symlink(&mut self, target: &[u8]) -> Result<NodeKind> {
+        Ok(NodeKind::Symlink {
+            off: self.store(target)?,
             len: target.len() as u16,
-        }
+        })
     }
 
     fn push(&mut self, parent: u32, name: &[u8], kind: NodeKind, meta: NodeMeta) -> Result<u32> {
@@ -261,8 +273,7 @@ impl Tree {
                 size: self.nodes.len() as u64,
                 limit: u64::from(u32::MAX - 1),
             })?;
-        let name_off = self.bytes.len() as u64;
-        self.bytes.extend_from_slice(name);
+        let name_off = self.store(name)?;
         self.nodes.push(Node {
             name_off,
             name_len: name.len() as u16,
@@ -524,19 +535,20 @@ impl Tree {
                 });
                 let blocks = files.words(&f);
                 let mut sparse = 0u64;
+                let size = f.size();
                 for (i, &w) in blocks.iter().enumerate() {
                     if w == 0 {
-                        sparse += block_size.min(f.size.saturating_sub(i as u64 * block_size));
+                        sparse += block_size.min(size.saturating_sub(i as u64 * block_size));
                     }
                 }
                 // mksquashfs keeps sparse below the size (a fully sparse file reports
                 // size − 1); every reader accepts that form.
-                if sparse > 0 && sparse >= f.size {
-                    sparse = f.size - 1;
+                if sparse > 0 && sparse >= size {
+                    sparse = size - 1;
                 }
                 InodeData::File {
-                    blocks_start: f.blocks_start,
-                    size: f.size,
+                    blocks_start: f.blocks_start(),
+                    size,
                     sparse,
                     nlink,
                     fragment: f.fragment,
@@ -545,7 +557,10 @@ impl Tree {
                 }
             }
             NodeKind::Symlink { off, len } => InodeData::Symlink {
-                target: &self.bytes[off as usize..off as usize + usize::from(len)],
+                target: self
+                    .bytes
+                    .get(off as usize..off as usize + usize::from(len))
+                    .unwrap_or(&[]),
                 nlink,
             },
             NodeKind::CharDev(dev) => InodeData::CharDev { dev, nlink },
@@ -620,9 +635,10 @@ mod tests {
     }
 
     #[test]
-    fn nodes_stay_48_bytes() {
-        assert_eq!(std::mem::size_of::<Node>(), 48);
-        assert_eq!(std::mem::size_of::<NodeKind>(), 16);
+    fn nodes_stay_36_bytes() {
+        assert_eq!(std::mem::size_of::<Node>(), 36);
+        assert_eq!(std::mem::size_of::<NodeKind>(), 8);
+        assert_eq!(std::mem::size_of::<crate::squashfs::block_writer::FileData>(), 28);
     }
 
     #[test]
