@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 use ocirender::squashfs::SquashfsSink;
 use ocirender::{
-    Algorithm, BlockSize, Compression, Entry, EntryKind, EntryPath, Error, Jobs, Metadata,
-    Sink, SquashfsOptions, Summary, WarningKind, Xattr, XzFilter,
+    Algorithm, BlockSize, Compression, Entry, EntryKind, EntryPath, Error, Jobs, Metadata, Sink,
+    SquashfsOptions, Summary, WarningKind, Xattr, XzFilter,
 };
 use support::dump::{DumpOptions, Kind, Node, Tree};
 use support::oracle::{self, Structure};
@@ -148,7 +148,11 @@ fn assert_dump(got: &Tree, want: &Tree, opts: DumpOptions, reader: &str) {
         for l in gl.iter().filter(|l| !wl.contains(l)).take(10) {
             diff.push_str(&format!("+ {l}\n"));
         }
-        panic!("{reader} read a different tree ({} vs {} entries):\n{diff}", gl.len(), wl.len());
+        panic!(
+            "{reader} read a different tree ({} vs {} entries):\n{diff}",
+            gl.len(),
+            wl.len()
+        );
     }
 }
 
@@ -183,12 +187,7 @@ impl Oracles {
 fn verify_tree_with(img: &Path, expected: &Tree, with: Oracles) -> Structure {
     let full = DumpOptions::default();
     let structure = oracle::check_structure(img);
-    assert_dump(
-        &oracle::unsquashfs(img),
-        expected,
-        full,
-        "unsquashfs",
-    );
+    assert_dump(&oracle::unsquashfs(img), expected, full, "unsquashfs");
     let blind = DumpOptions {
         xattrs: false,
         ..full
@@ -218,10 +217,31 @@ fn every_inode_type_mode_and_owner_round_trips() {
         dir("etc", 0o755),
         symlink("bin/sh", b"dash"),
         symlink("long-link", &[b'l'; 255]),
-        (entry("dev/null", EntryKind::CharDevice { major: 1, minor: 3 }, meta(0o666)), vec![]),
-        (entry("dev/sda1", EntryKind::BlockDevice { major: 8, minor: 1 }, meta(0o660)), vec![]),
         (
-            entry("dev/big", EntryKind::BlockDevice { major: 259, minor: 70000 }, meta(0o600)),
+            entry(
+                "dev/null",
+                EntryKind::CharDevice { major: 1, minor: 3 },
+                meta(0o666),
+            ),
+            vec![],
+        ),
+        (
+            entry(
+                "dev/sda1",
+                EntryKind::BlockDevice { major: 8, minor: 1 },
+                meta(0o660),
+            ),
+            vec![],
+        ),
+        (
+            entry(
+                "dev/big",
+                EntryKind::BlockDevice {
+                    major: 259,
+                    minor: 70000,
+                },
+                meta(0o600),
+            ),
             vec![],
         ),
         (entry("run/fifo", EntryKind::Fifo, meta(0o644)), vec![]),
@@ -246,7 +266,10 @@ fn every_inode_type_mode_and_owner_round_trips() {
     let img = build(&inputs);
     let s = verify(&img, &inputs);
     assert_eq!(s.layout.ids.len(), 5, "ids 0, 70000, 65536, 2^31+5, 2^32-2");
-    assert_eq!(img.summary.entries, 27, "20 entries + 7 implicit parents incl. the root");
+    assert_eq!(
+        img.summary.entries, 27,
+        "20 entries + 7 implicit parents incl. the root"
+    );
 }
 
 #[test]
@@ -261,7 +284,12 @@ fn a_symlink_target_of_4000_bytes() {
         ..Oracles::ALL
     };
     let s = verify_tree_with(&img.path, &oracle::expected_tree(&inputs), oracles);
-    let sizes: Vec<u64> = s.inodes.values().filter(|i| i.itype == 3).map(|i| i.size).collect();
+    let sizes: Vec<u64> = s
+        .inodes
+        .values()
+        .filter(|i| i.itype == 3)
+        .map(|i| i.size)
+        .collect();
     assert_eq!(sizes.len(), 2);
     assert!(sizes.contains(&4000) && sizes.contains(&4095));
 }
@@ -305,17 +333,48 @@ fn each_compressor_writes_readable_images_with_the_right_options_block() {
         stat: &'static str,
     }
     let cases = [
-        Case { spec: "gzip", filters: vec![], id: 1, options: None, stat: "Compression gzip" },
+        Case {
+            spec: "gzip",
+            filters: vec![],
+            id: 1,
+            options: None,
+            stat: "Compression gzip",
+        },
         Case {
             spec: "gzip:1",
             filters: vec![],
             id: 1,
-            options: Some([1u32.to_le_bytes().as_slice(), &15u16.to_le_bytes(), &0u16.to_le_bytes()].concat()),
+            options: Some(
+                [
+                    1u32.to_le_bytes().as_slice(),
+                    &15u16.to_le_bytes(),
+                    &0u16.to_le_bytes(),
+                ]
+                .concat(),
+            ),
             stat: "Compression gzip",
         },
-        Case { spec: "zstd", filters: vec![], id: 6, options: Some(3u32.to_le_bytes().to_vec()), stat: "Compression zstd" },
-        Case { spec: "zstd:15", filters: vec![], id: 6, options: None, stat: "Compression zstd" },
-        Case { spec: "xz", filters: vec![], id: 4, options: None, stat: "Compression xz" },
+        Case {
+            spec: "zstd",
+            filters: vec![],
+            id: 6,
+            options: Some(3u32.to_le_bytes().to_vec()),
+            stat: "Compression zstd",
+        },
+        Case {
+            spec: "zstd:15",
+            filters: vec![],
+            id: 6,
+            options: None,
+            stat: "Compression zstd",
+        },
+        Case {
+            spec: "xz",
+            filters: vec![],
+            id: 4,
+            options: None,
+            stat: "Compression xz",
+        },
         Case {
             spec: "xz",
             filters: vec![XzFilter::X86],
@@ -337,7 +396,13 @@ fn each_compressor_writes_readable_images_with_the_right_options_block() {
             options: Some([1u32.to_le_bytes(), 1u32.to_le_bytes()].concat()),
             stat: "High Compression option specified",
         },
-        Case { spec: "none", filters: vec![], id: 1, options: None, stat: "Data is uncompressed" },
+        Case {
+            spec: "none",
+            filters: vec![],
+            id: 1,
+            options: None,
+            stat: "Data is uncompressed",
+        },
     ];
     for case in cases {
         let opts = options(|o| {
@@ -348,9 +413,16 @@ fn each_compressor_writes_readable_images_with_the_right_options_block() {
         let what = format!("{} {:?}", case.spec, case.filters);
         assert_eq!(s.layout.compression, case.id, "{what}");
         assert_eq!(s.layout.options, case.options, "{what}");
-        assert_eq!(s.layout.flags & 0x400 != 0, case.options.is_some(), "{what}: COMP_OPT flag");
+        assert_eq!(
+            s.layout.flags & 0x400 != 0,
+            case.options.is_some(),
+            "{what}: COMP_OPT flag"
+        );
         let stat = oracle::unsquashfs_stat(&img.path);
-        assert!(stat.contains(case.stat), "{what}: unsquashfs -s says\n{stat}");
+        assert!(
+            stat.contains(case.stat),
+            "{what}: unsquashfs -s says\n{stat}"
+        );
         let none_flags = 0x1 | 0x2 | 0x8 | 0x100;
         if case.spec == "none" {
             assert_eq!(s.layout.flags & none_flags, none_flags, "NOI|NOD|NOF|NOX");
@@ -362,9 +434,19 @@ fn each_compressor_writes_readable_images_with_the_right_options_block() {
             }
         } else {
             assert_eq!(s.layout.flags & none_flags, 0, "{what}");
-            let compressed = s.inodes.values().flat_map(|i| &i.blocks).filter(|&&w| w != 0 && w & (1 << 24) == 0).count();
+            let compressed = s
+                .inodes
+                .values()
+                .flat_map(|i| &i.blocks)
+                .filter(|&&w| w != 0 && w & (1 << 24) == 0)
+                .count();
             assert!(compressed > 0, "{what}: some data blocks compressed");
-            let raw = s.inodes.values().flat_map(|i| &i.blocks).filter(|&&w| w & (1 << 24) != 0).count();
+            let raw = s
+                .inodes
+                .values()
+                .flat_map(|i| &i.blocks)
+                .filter(|&&w| w & (1 << 24) != 0)
+                .count();
             assert!(raw > 0, "{what}: incompressible blocks stored raw");
         }
     }
@@ -389,7 +471,10 @@ fn zstd_frames_fit_the_kernel_window() {
             if w & (1 << 24) == 0 {
                 let frame = &raw[at..at + len];
                 let window = zstd_window(frame);
-                assert!(window <= u64::from(bs.max(8192)), "window {window} > block size {bs}");
+                assert!(
+                    window <= u64::from(bs.max(8192)),
+                    "window {window} > block size {bs}"
+                );
             }
             at += len;
         }
@@ -429,7 +514,11 @@ fn files_around_block_boundaries_for_4k_and_1m_blocks() {
         let mut inputs = vec![file("empty", b""), file("one", b"x")];
         let mut seed = 10;
         for &n in counts {
-            for (tag, len) in [("minus", n * bs - 1), ("exact", n * bs), ("plus", n * bs + 1)] {
+            for (tag, len) in [
+                ("minus", n * bs - 1),
+                ("exact", n * bs),
+                ("plus", n * bs + 1),
+            ] {
                 seed += 1;
                 inputs.push(file(&format!("{n}/{tag}"), &content(len, seed)));
             }
@@ -451,14 +540,22 @@ fn files_around_block_boundaries_for_4k_and_1m_blocks() {
                 let img = build_with(&inputs, &opts, 2);
                 let s = verify(&img, &inputs);
                 let what = format!("bs {bs} fragments {fragments} dedup {dedup}");
-                assert_eq!(s.layout.flags & 0x10 != 0, !fragments, "{what}: NO_FRAG flag");
+                assert_eq!(
+                    s.layout.flags & 0x10 != 0,
+                    !fragments,
+                    "{what}: NO_FRAG flag"
+                );
                 assert_eq!(s.layout.flags & 0x40 != 0, dedup, "{what}: DUPLICATES flag");
                 for i in s.inodes.values().filter(|i| i.itype == 2 || i.itype == 9) {
                     let full = i.size / bs as u64;
                     let tail = i.size % bs as u64;
                     if fragments {
                         assert_eq!(i.blocks.len() as u64, full, "{what}: floor(size/bs) blocks");
-                        assert_eq!(i.fragment != u32::MAX, tail != 0, "{what}: fragment iff tail");
+                        assert_eq!(
+                            i.fragment != u32::MAX,
+                            tail != 0,
+                            "{what}: fragment iff tail"
+                        );
                     } else {
                         assert_eq!(i.blocks.len() as u64, i.size.div_ceil(bs as u64), "{what}");
                         assert_eq!(i.fragment, u32::MAX, "{what}");
@@ -517,13 +614,26 @@ fn a_5_gib_sparse_file_is_stored_as_holes_and_reads_back() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("sparse.sqfs");
     let mut sink: Box<dyn Sink> = Box::new(
-        SquashfsSink::create(&img, &SquashfsOptions::default(), Jobs::new(2).unwrap(), None)
-            .unwrap(),
+        SquashfsSink::create(
+            &img,
+            &SquashfsOptions::default(),
+            Jobs::new(2).unwrap(),
+            None,
+        )
+        .unwrap(),
     );
-    let e = entry("big/sparse", EntryKind::File { size, sparse: None }, meta(0o644));
+    let e = entry(
+        "big/sparse",
+        EntryKind::File { size, sparse: None },
+        meta(0o644),
+    );
     sink.entry(&e, &mut Islands { pos: 0, size }).unwrap();
     let summary = sink.finish().unwrap();
-    assert!(summary.output_bytes < 1 << 20, "holes take no space: {}", summary.output_bytes);
+    assert!(
+        summary.output_bytes < 1 << 20,
+        "holes take no space: {}",
+        summary.output_bytes
+    );
 
     // sha256 of the `Islands` content (5 GiB of zeros with the four 10-byte islands),
     // computed once by streaming `Islands` and cross-checked with Python's hashlib; hashing
@@ -550,11 +660,17 @@ fn a_5_gib_sparse_file_is_stored_as_holes_and_reads_back() {
         for &start in &ISLANDS {
             let mut buf = [0u8; 12];
             let n = f.read_at(&mut buf, start - start.min(1)).unwrap();
-            let want: Vec<u8> = (0..n as u64).map(|k| Islands::byte_at(start - start.min(1) + k)).collect();
+            let want: Vec<u8> = (0..n as u64)
+                .map(|k| Islands::byte_at(start - start.min(1) + k))
+                .collect();
             assert_eq!(&buf[..n], &want[..], "island at {start}");
         }
     }
-    let f = s.inodes.values().find(|i| i.itype == 9).expect("extended file inode");
+    let f = s
+        .inodes
+        .values()
+        .find(|i| i.itype == 9)
+        .expect("extended file inode");
     let holes = f.blocks.iter().filter(|&&w| w == 0).count();
     assert_eq!(f.blocks.len(), 40960, "5 GiB of 128 KiB blocks");
     assert_eq!(holes, 40960 - 4, "all but the four island blocks are holes");
@@ -565,7 +681,9 @@ fn a_5_gib_sparse_file_is_stored_as_holes_and_reads_back() {
 #[test]
 fn hundred_thousand_entries_in_one_directory() {
     let n = 100_000;
-    let mut inputs: Vec<Input> = (0..n).map(|i| file(&format!("d/f{i:06}"), format!("{i}\n").as_bytes())).collect();
+    let mut inputs: Vec<Input> = (0..n)
+        .map(|i| file(&format!("d/f{i:06}"), format!("{i}\n").as_bytes()))
+        .collect();
     inputs.push(file("d/zzzz-last", b"late\n"));
     inputs.push(file("d/mmmm-middle", b"middle\n"));
     let img = build(&inputs);
@@ -588,11 +706,17 @@ fn hundred_thousand_entries_in_one_directory() {
     if let Some(m) = oracle::kernel_mount(&img.path) {
         for name in ["zzzz-last", "mmmm-middle", "f000000", "f099999", "f031337"] {
             let p = m.path().join("d").join(name);
-            assert!(std::fs::symlink_metadata(&p).is_ok(), "kernel lookup of {name}");
+            assert!(
+                std::fs::symlink_metadata(&p).is_ok(),
+                "kernel lookup of {name}"
+            );
         }
         assert!(std::fs::symlink_metadata(m.path().join("d/f1000000")).is_err());
         assert!(std::fs::symlink_metadata(m.path().join("d/f05000")).is_err());
-        assert_eq!(std::fs::read(m.path().join("d/zzzz-last")).unwrap(), b"late\n");
+        assert_eq!(
+            std::fs::read(m.path().join("d/zzzz-last")).unwrap(),
+            b"late\n"
+        );
     }
 }
 
@@ -646,7 +770,17 @@ fn hard_links_share_one_inode_for_every_type() {
         hardlink("sym-link", "sym"),
         (entry("fifo", EntryKind::Fifo, meta(0o600)), vec![]),
         hardlink("fifo2", "fifo"),
-        (entry("dev", EntryKind::CharDevice { major: 4, minor: 64 }, meta(0o620)), vec![]),
+        (
+            entry(
+                "dev",
+                EntryKind::CharDevice {
+                    major: 4,
+                    minor: 64,
+                },
+                meta(0o620),
+            ),
+            vec![],
+        ),
         hardlink("dev2", "dev"),
         // A link keeps the content its target had; the target is then replaced.
         file("old", b"before"),
@@ -655,13 +789,33 @@ fn hard_links_share_one_inode_for_every_type() {
     ];
     let img = build(&inputs);
     let s = verify(&img, &inputs);
-    let nlinks: Vec<(u16, u32)> = s.inodes.values().filter(|i| i.nlink > 1 && i.itype != 1 && i.itype != 8).map(|i| (i.itype, i.nlink)).collect();
-    assert!(nlinks.contains(&(9, 4)), "file with four names, extended: {nlinks:?}");
-    assert!(nlinks.contains(&(3, 2)), "symlink with two names stays basic");
+    let nlinks: Vec<(u16, u32)> = s
+        .inodes
+        .values()
+        .filter(|i| i.nlink > 1 && i.itype != 1 && i.itype != 8)
+        .map(|i| (i.itype, i.nlink))
+        .collect();
+    assert!(
+        nlinks.contains(&(9, 4)),
+        "file with four names, extended: {nlinks:?}"
+    );
+    assert!(
+        nlinks.contains(&(3, 2)),
+        "symlink with two names stays basic"
+    );
     assert!(nlinks.contains(&(6, 2)) && nlinks.contains(&(5, 2)));
-    let mut sizes: Vec<u64> = s.inodes.values().filter(|i| i.itype == 2).map(|i| i.size).collect();
+    let mut sizes: Vec<u64> = s
+        .inodes
+        .values()
+        .filter(|i| i.itype == 2)
+        .map(|i| i.size)
+        .collect();
     sizes.sort();
-    assert_eq!(sizes, [5, 6], "'old' (after) and 'keeps-old' (before) are separate inodes");
+    assert_eq!(
+        sizes,
+        [5, 6],
+        "'old' (after) and 'keeps-old' (before) are separate inodes"
+    );
     if let Some(m) = oracle::kernel_mount(&img.path) {
         use std::os::unix::fs::MetadataExt;
         let a = std::fs::symlink_metadata(m.path().join("a/file")).unwrap();
@@ -672,31 +826,48 @@ fn hard_links_share_one_inode_for_every_type() {
 
 #[test]
 fn xattrs_in_every_namespace_and_shared_sets() {
-    let cap = vec![1u8, 0, 0, 2, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let cap = vec![
+        1u8, 0, 0, 2, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
     let x = |n: &str, v: &[u8]| Xattr {
         name: n.as_bytes().to_vec(),
         value: v.to_vec(),
     };
-    let shared = vec![x("security.capability", &cap), x("user.mime", b"text/plain")];
+    let shared = vec![
+        x("security.capability", &cap),
+        x("user.mime", b"text/plain"),
+    ];
     let inputs = vec![
         with(file("bin/ping", b"ping"), |m| m.xattrs = shared.clone()),
         with(file("bin/ping2", b"ping2"), |m| m.xattrs = shared.clone()),
         with(file("bin/ping3", b"ping3"), |m| m.xattrs = shared.clone()),
-        with(file("trusted", b"t"), |m| m.xattrs = vec![x("trusted.overlay.opaque", b"y")]),
+        with(file("trusted", b"t"), |m| {
+            m.xattrs = vec![x("trusted.overlay.opaque", b"y")]
+        }),
         with(dir("bin", 0o755), |m| m.xattrs = vec![x("user.dir", b"")]),
         // Linux allows only trusted.* and security.* on symlinks and special files.
-        with(symlink("link", b"bin/ping"), |m| m.xattrs = vec![x("trusted.l", b"1")]),
+        with(symlink("link", b"bin/ping"), |m| {
+            m.xattrs = vec![x("trusted.l", b"1")]
+        }),
         with((entry("fifo", EntryKind::Fifo, meta(0o600)), vec![]), |m| {
             m.xattrs = vec![x("trusted.f", &[0, 255, 7])]
         }),
         with(file("acl", b"acl"), |m| {
-            m.xattrs = vec![x("system.posix_acl_access", b"\x02\0\0\0"), x("user.kept", b"k")]
+            m.xattrs = vec![
+                x("system.posix_acl_access", b"\x02\0\0\0"),
+                x("user.kept", b"k"),
+            ]
         }),
-        with(file("big-value", b"v"), |m| m.xattrs = vec![x("user.big", &vec![b'v'; 3000])]),
+        with(file("big-value", b"v"), |m| {
+            m.xattrs = vec![x("user.big", &vec![b'v'; 3000])]
+        }),
     ];
     let img = build(&inputs);
     let s = verify(&img, &inputs);
-    assert_eq!(s.layout.xattr_ids, 7, "the three identical sets share one id");
+    assert_eq!(
+        s.layout.xattr_ids, 7,
+        "the three identical sets share one id"
+    );
     let w = &img.summary.warnings;
     assert_eq!(w.len(), 1, "{w:?}");
     assert_eq!(w[0].path, path("acl"));
@@ -738,7 +909,10 @@ fn replaced_paths_implicit_parents_and_late_directories() {
 fn the_same_entries_give_the_same_bytes_for_any_thread_count() {
     let mut inputs = Vec::new();
     for i in 0..60 {
-        inputs.push(file(&format!("d{}/f{i}", i % 7), &content(i * 9000 + 1, i as u64)));
+        inputs.push(file(
+            &format!("d{}/f{i}", i % 7),
+            &content(i * 9000 + 1, i as u64),
+        ));
     }
     inputs.push(file("dup", &content(60_000, 3)));
     inputs.push(file("zeros", &vec![0; 400_000]));
@@ -748,7 +922,10 @@ fn the_same_entries_give_the_same_bytes_for_any_thread_count() {
             .iter()
             .map(|&j| std::fs::read(build_with(&inputs, &opts, j).path).unwrap())
             .collect();
-        assert!(images[0] == images[1] && images[1] == images[2], "{spec}: images differ");
+        assert!(
+            images[0] == images[1] && images[1] == images[2],
+            "{spec}: images differ"
+        );
     }
 }
 
@@ -765,7 +942,11 @@ fn superblock_time_is_the_option_or_the_newest_entry() {
     assert_eq!(oracle::check_layout(&img.path).mtime, 42);
     let img = build(&[]);
     let l = oracle::check_layout(&img.path);
-    assert_eq!((l.mtime, l.inode_count), (0, 1), "an empty image: the root only, time 0");
+    assert_eq!(
+        (l.mtime, l.inode_count),
+        (0, 1),
+        "an empty image: the root only, time 0"
+    );
 }
 
 #[test]
@@ -785,9 +966,16 @@ fn identical_files_are_stored_once() {
     let files: Vec<_> = s.inodes.values().filter(|i| i.itype == 2).collect();
     assert_eq!(files.len(), 2, "dedup is not a hard link");
     assert_eq!(files[0].blocks_start, files[1].blocks_start);
-    assert_eq!((files[0].fragment, files[0].fragment_offset), (files[1].fragment, files[1].fragment_offset));
+    assert_eq!(
+        (files[0].fragment, files[0].fragment_offset),
+        (files[1].fragment, files[1].fragment_offset)
+    );
     // Without dedup both copies are stored.
-    let nodedup = build_with(&[file("a", &data), file("sub/b", &data)], &options(|o| o.dedup = false), 2);
+    let nodedup = build_with(
+        &[file("a", &data), file("sub/b", &data)],
+        &options(|o| o.dedup = false),
+        2,
+    );
     assert!(oracle::check_layout(&nodedup.path).bytes_used > l1.bytes_used + 10_000);
     // Equal size, equal first blocks, different last block: both kept, both correct.
     let mut other = data.clone();
@@ -796,23 +984,44 @@ fn identical_files_are_stored_once() {
     let img = build(&inputs);
     verify(&img, &inputs);
     // Tails only: identical small files share one fragment location.
-    let inputs = vec![file("x", b"same tail"), file("y", b"same tail"), file("z", b"other")];
+    let inputs = vec![
+        file("x", b"same tail"),
+        file("y", b"same tail"),
+        file("z", b"other"),
+    ];
     let s = verify(&build(&inputs), &inputs);
-    let locs: Vec<(u32, u32)> = s.inodes.values().filter(|i| i.itype == 2).map(|i| (i.fragment, i.fragment_offset)).collect();
-    assert_eq!(locs.iter().filter(|l| **l == locs[0]).count(), 2, "{locs:?}");
+    let locs: Vec<(u32, u32)> = s
+        .inodes
+        .values()
+        .filter(|i| i.itype == 2)
+        .map(|i| (i.fragment, i.fragment_offset))
+        .collect();
+    assert_eq!(
+        locs.iter().filter(|l| **l == locs[0]).count(),
+        2,
+        "{locs:?}"
+    );
 }
 
 #[test]
 fn flags_follow_the_options() {
     let inputs = vec![file("f", &content(200_000, 1))];
     let l = oracle::check_layout(&build(&inputs).path);
-    assert_eq!(l.flags, 0x40 | 0x80 | 0x400, "dedup, exportable, zstd-3 options");
-    let img = build_with(&inputs, &options(|o| {
-        o.exportable = false;
-        o.fragments = false;
-        o.dedup = false;
-        o.compression = "zstd:15".parse().unwrap();
-    }), 2);
+    assert_eq!(
+        l.flags,
+        0x40 | 0x80 | 0x400,
+        "dedup, exportable, zstd-3 options"
+    );
+    let img = build_with(
+        &inputs,
+        &options(|o| {
+            o.exportable = false;
+            o.fragments = false;
+            o.dedup = false;
+            o.compression = "zstd:15".parse().unwrap();
+        }),
+        2,
+    );
     let l = oracle::check_layout(&img.path);
     assert_eq!(l.flags, 0x10, "no fragments; no dedup, export or options");
     assert!(l.export.is_none());
@@ -846,7 +1055,11 @@ fn mksquashfs_sees_the_same_tree() {
         .args(["-no-progress", "-quiet", "-comp", "zstd"])
         .output()
         .unwrap();
-    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
     let diff = std::process::Command::new("sqfsdiff")
         .args(["-T", "-a"])
         .arg(&ours.path)
@@ -879,12 +1092,36 @@ fn symlink_targets_and_device_numbers_outside_the_format_are_refused() {
     for bad in [
         symlink("long", &[b'x'; 4097]),
         symlink("empty", b""),
-        (entry("d", EntryKind::CharDevice { major: 4096, minor: 0 }, meta(0)), vec![]),
-        (entry("d", EntryKind::BlockDevice { major: 0, minor: 1 << 20 }, meta(0)), vec![]),
+        (
+            entry(
+                "d",
+                EntryKind::CharDevice {
+                    major: 4096,
+                    minor: 0,
+                },
+                meta(0),
+            ),
+            vec![],
+        ),
+        (
+            entry(
+                "d",
+                EntryKind::BlockDevice {
+                    major: 0,
+                    minor: 1 << 20,
+                },
+                meta(0),
+            ),
+            vec![],
+        ),
         (entry("", EntryKind::Fifo, meta(0)), vec![]),
     ] {
         let e = attempt(bad.clone()).unwrap_err();
-        assert!(matches!(e, Error::Unrepresentable { .. }), "{:?}: {e}", bad.0.kind);
+        assert!(
+            matches!(e, Error::Unrepresentable { .. }),
+            "{:?}: {e}",
+            bad.0.kind
+        );
     }
     assert!(
         !dir.path().read_dir().unwrap().any(|_| true),
@@ -897,13 +1134,24 @@ fn more_than_65536_ids_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("ids.sqfs");
     let mut sink: Box<dyn Sink> = Box::new(
-        SquashfsSink::create(&img, &SquashfsOptions::default(), Jobs::new(1).unwrap(), None)
-            .unwrap(),
+        SquashfsSink::create(
+            &img,
+            &SquashfsOptions::default(),
+            Jobs::new(1).unwrap(),
+            None,
+        )
+        .unwrap(),
     );
     for i in 0..65537u32 {
-        let (e, _) = with((entry(&format!("f{i}"), EntryKind::Fifo, meta(0o644)), vec![]), |m| {
-            m.uid = i;
-        });
+        let (e, _) = with(
+            (
+                entry(&format!("f{i}"), EntryKind::Fifo, meta(0o644)),
+                vec![],
+            ),
+            |m| {
+                m.uid = i;
+            },
+        );
         sink.entry(&e, &mut io::empty()).unwrap();
     }
     let err = sink.finish().unwrap_err();
@@ -921,15 +1169,25 @@ fn leftovers(dir: &Path) -> Vec<String> {
 #[test]
 fn an_unwritable_output_path_is_an_error_naming_it() {
     let missing = Path::new("/nonexistent-ocirender-dir/out.sqfs");
-    match SquashfsSink::create(missing, &SquashfsOptions::default(), Jobs::new(1).unwrap(), None) {
+    match SquashfsSink::create(
+        missing,
+        &SquashfsOptions::default(),
+        Jobs::new(1).unwrap(),
+        None,
+    ) {
         Err(Error::Io { path, .. }) => assert_eq!(path, Path::new("/nonexistent-ocirender-dir")),
         Err(e) => panic!("unexpected error {e}"),
         Ok(_) => panic!("created an image in a missing directory"),
     }
     let proc_path = Path::new("/proc/ocirender.sqfs");
-    let err = SquashfsSink::create(proc_path, &SquashfsOptions::default(), Jobs::new(1).unwrap(), None)
-        .err()
-        .expect("cannot create files in /proc");
+    let err = SquashfsSink::create(
+        proc_path,
+        &SquashfsOptions::default(),
+        Jobs::new(1).unwrap(),
+        None,
+    )
+    .err()
+    .expect("cannot create files in /proc");
     assert!(err.to_string().contains("/proc"), "{err}");
 }
 
@@ -941,7 +1199,10 @@ struct FailingReader {
 impl Read for FailingReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.ok == 0 {
-            return Err(io::Error::new(io::ErrorKind::ConnectionReset, "layer download broke"));
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                "layer download broke",
+            ));
         }
         let n = buf.len().min(self.ok);
         buf[..n].fill(7);
@@ -954,19 +1215,49 @@ impl Read for FailingReader {
 fn an_input_error_mid_file_leaves_no_output_and_no_temp_file() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("out.sqfs");
-    let mut sink =
-        SquashfsSink::create(&img, &SquashfsOptions::default(), Jobs::new(2).unwrap(), None).unwrap();
-    sink.entry(&file("ok", b"fine").0, &mut Cursor::new(b"fine")).unwrap();
-    let e = entry("broken", EntryKind::File { size: 10 << 20, sparse: None }, meta(0o644));
-    let err = sink.entry(&e, &mut FailingReader { ok: 3 << 20 }).unwrap_err();
+    let mut sink = SquashfsSink::create(
+        &img,
+        &SquashfsOptions::default(),
+        Jobs::new(2).unwrap(),
+        None,
+    )
+    .unwrap();
+    sink.entry(&file("ok", b"fine").0, &mut Cursor::new(b"fine"))
+        .unwrap();
+    let e = entry(
+        "broken",
+        EntryKind::File {
+            size: 10 << 20,
+            sparse: None,
+        },
+        meta(0o644),
+    );
+    let err = sink
+        .entry(&e, &mut FailingReader { ok: 3 << 20 })
+        .unwrap_err();
     assert!(err.to_string().contains("layer download broke"), "{err}");
-    assert!(matches!(sink.entry(&file("more", b"x").0, &mut Cursor::new(b"x")), Err(Error::Stopped)));
+    assert!(matches!(
+        sink.entry(&file("more", b"x").0, &mut Cursor::new(b"x")),
+        Err(Error::Stopped)
+    ));
     drop(sink);
     assert_eq!(leftovers(dir.path()), Vec::<String>::new());
     // A reader that ends early is an error too.
-    let mut sink =
-        SquashfsSink::create(&img, &SquashfsOptions::default(), Jobs::new(1).unwrap(), None).unwrap();
-    let e = entry("short", EntryKind::File { size: 100, sparse: None }, meta(0o644));
+    let mut sink = SquashfsSink::create(
+        &img,
+        &SquashfsOptions::default(),
+        Jobs::new(1).unwrap(),
+        None,
+    )
+    .unwrap();
+    let e = entry(
+        "short",
+        EntryKind::File {
+            size: 100,
+            sparse: None,
+        },
+        meta(0o644),
+    );
     let err = sink.entry(&e, &mut Cursor::new(vec![1u8; 50])).unwrap_err();
     assert!(matches!(err, Error::Io { .. }), "{err}");
     drop(sink);
@@ -997,11 +1288,23 @@ fn a_full_disk_is_an_output_error_naming_the_path() {
     let _guard = Unmount(&mnt);
     let img = mnt.join("full.sqfs");
     let mut sink: Box<dyn Sink> = Box::new(
-        SquashfsSink::create(&img, &SquashfsOptions::default(), Jobs::new(2).unwrap(), None)
-            .unwrap(),
+        SquashfsSink::create(
+            &img,
+            &SquashfsOptions::default(),
+            Jobs::new(2).unwrap(),
+            None,
+        )
+        .unwrap(),
     );
     let data = noise(4 << 20, 1);
-    let e = entry("big", EntryKind::File { size: data.len() as u64, sparse: None }, meta(0o644));
+    let e = entry(
+        "big",
+        EntryKind::File {
+            size: data.len() as u64,
+            sparse: None,
+        },
+        meta(0o644),
+    );
     let result = match sink.entry(&e, &mut Cursor::new(&data)) {
         Ok(()) => sink.finish().map(|_| ()),
         Err(e) => {
@@ -1016,5 +1319,9 @@ fn a_full_disk_is_an_output_error_naming_the_path() {
         }
         other => panic!("expected an output error, got {other:?}"),
     }
-    assert_eq!(leftovers(&mnt), Vec::<String>::new(), "the partial file is removed");
+    assert_eq!(
+        leftovers(&mnt),
+        Vec::<String>::new(),
+        "the partial file is removed"
+    );
 }

@@ -85,7 +85,10 @@ fn realize(ops: &[Op]) -> Vec<(Entry, Vec<u8>)> {
         };
         let ep = EntryPath::new(&p).unwrap();
         // No entry below a non-directory.
-        if ep.ancestors().any(|a| state.get(a.as_bytes()) == Some(&false)) {
+        if ep
+            .ancestors()
+            .any(|a| state.get(a.as_bytes()) == Some(&false))
+        {
             continue;
         }
         let meta = Metadata {
@@ -95,7 +98,10 @@ fn realize(ops: &[Op]) -> Vec<(Entry, Vec<u8>)> {
             mtime: 1_600_000_000 + k as i64,
             xattrs: if k % 4 == 0 {
                 // trusted.* is allowed on every file type (user.* is not on symlinks and fifos).
-                vec![Xattr { name: b"trusted.k".to_vec(), value: vec![k as u8 % 2] }]
+                vec![Xattr {
+                    name: b"trusted.k".to_vec(),
+                    value: vec![k as u8 % 2],
+                }]
             } else {
                 Vec::new()
             },
@@ -103,12 +109,17 @@ fn realize(ops: &[Op]) -> Vec<(Entry, Vec<u8>)> {
         };
         let (kind, data) = match op {
             Op::File { len, seed, .. } => (
-                EntryKind::File { size: *len as u64, sparse: None },
+                EntryKind::File {
+                    size: *len as u64,
+                    sparse: None,
+                },
                 content(*len, *seed),
             ),
             Op::Dir { .. } => (EntryKind::Dir, Vec::new()),
             Op::Symlink { target, .. } => (
-                EntryKind::Symlink { target: format!("t{target}").into_bytes() },
+                EntryKind::Symlink {
+                    target: format!("t{target}").into_bytes(),
+                },
                 Vec::new(),
             ),
             Op::Fifo { .. } => (EntryKind::Fifo, Vec::new()),
@@ -116,7 +127,12 @@ fn realize(ops: &[Op]) -> Vec<(Entry, Vec<u8>)> {
                 if state.get(target) != Some(&false) || *target == p {
                     continue;
                 }
-                (EntryKind::Hardlink { target: EntryPath::new(target).unwrap() }, Vec::new())
+                (
+                    EntryKind::Hardlink {
+                        target: EntryPath::new(target).unwrap(),
+                    },
+                    Vec::new(),
+                )
             }
         };
         for a in ep.ancestors() {
@@ -136,7 +152,14 @@ fn realize(ops: &[Op]) -> Vec<(Entry, Vec<u8>)> {
             }
         }
         state.insert(p, is_dir);
-        out.push((Entry { path: ep, kind, meta }, data));
+        out.push((
+            Entry {
+                path: ep,
+                kind,
+                meta,
+            },
+            data,
+        ));
     }
     out
 }

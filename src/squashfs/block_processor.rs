@@ -204,12 +204,21 @@ impl BlockProcessor {
     }
 
     /// Reads a file of `size` bytes from `reader` and stores it; returns its file id.
-    pub(crate) fn add_file(&mut self, size: u64, reader: &mut dyn Read, path: &[u8]) -> Result<u32> {
+    pub(crate) fn add_file(
+        &mut self,
+        size: u64,
+        reader: &mut dyn Read,
+        path: &[u8],
+    ) -> Result<u32> {
         let file = self.writer.add_file(size);
         let bs = self.block_size as u64;
         let tail_len = size % bs;
         let with_fragment = self.fragments && tail_len > 0;
-        let blocks = if with_fragment { size / bs } else { size.div_ceil(bs) };
+        let blocks = if with_fragment {
+            size / bs
+        } else {
+            size.div_ceil(bs)
+        };
         for i in 0..blocks {
             let len = bs.min(size - i * bs) as usize;
             let mut buf = self.buffer();

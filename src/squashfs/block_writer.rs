@@ -151,7 +151,12 @@ pub(crate) struct BlockWriter {
 impl BlockWriter {
     /// Writes into `out` from its position on; files have `block_size` blocks and their tails
     /// in fragments if `fragments`; `dedup` enables whole-file dedup.
-    pub(crate) fn new(out: ImageFile, block_size: u64, fragments: bool, dedup: bool) -> BlockWriter {
+    pub(crate) fn new(
+        out: ImageFile,
+        block_size: u64,
+        fragments: bool,
+        dedup: bool,
+    ) -> BlockWriter {
         BlockWriter {
             out,
             store: FileStore {
@@ -279,8 +284,10 @@ impl BlockWriter {
             let n = CHUNK.min(total - done) as usize;
             self.bytes_a.resize(n, 0);
             self.bytes_b.resize(n, 0);
-            self.out.read_at(a.blocks_start() + done, &mut self.bytes_a)?;
-            self.out.read_at(b.blocks_start() + done, &mut self.bytes_b)?;
+            self.out
+                .read_at(a.blocks_start() + done, &mut self.bytes_a)?;
+            self.out
+                .read_at(b.blocks_start() + done, &mut self.bytes_b)?;
             if self.bytes_a != self.bytes_b {
                 return Ok(false);
             }

@@ -116,7 +116,10 @@ impl Compressor {
                 Le(&mut v).u32(self.level).u16(15).u16(0);
             }
             Algorithm::Xz if !self.xz_filters.is_empty() => {
-                let bits = self.xz_filters.iter().fold(0, |acc, f| acc | xz_filter_bit(*f));
+                let bits = self
+                    .xz_filters
+                    .iter()
+                    .fold(0, |acc, f| acc | xz_filter_bit(*f));
                 Le(&mut v).u32(self.block_size).u32(bits);
             }
             Algorithm::Lz4 => {
@@ -185,7 +188,8 @@ impl Compressor {
             // A single-shot frame knows its content size, so zstd shrinks the window to the
             // input (≤ block size): within what the kernel allocates.
             out.reserve(zstd::zstd_safe::compress_bound(input.len()));
-            ctx.compress_to_buffer(input, out).map_err(|source| self.error(source))?;
+            ctx.compress_to_buffer(input, out)
+                .map_err(|source| self.error(source))?;
             Ok(true)
         })
     }
@@ -303,14 +307,15 @@ pub(crate) fn decompress(
             let mut slot = slot.borrow_mut();
             let d = match &mut *slot {
                 Some(d) => d,
-                None => slot.insert(
-                    zstd::bulk::Decompressor::new().map_err(|e| format!("zstd: {e}"))?,
-                ),
+                None => {
+                    slot.insert(zstd::bulk::Decompressor::new().map_err(|e| format!("zstd: {e}"))?)
+                }
             };
             // The output room is bounded by the capacity, so a hostile frame that claims a
             // huge size fails instead of allocating.
             out.reserve(limit);
-            d.decompress_to_buffer(input, out).map_err(|e| format!("zstd: {e}"))?;
+            d.decompress_to_buffer(input, out)
+                .map_err(|e| format!("zstd: {e}"))?;
             check_limit(out, limit)
         }),
         compression_id::XZ => {
@@ -373,23 +378,37 @@ mod tests {
 
     #[test]
     fn every_algorithm_round_trips_and_stores_incompressible_blocks_raw() {
-        for spec in ["gzip", "gzip:1", "zstd", "zstd:19", "xz", "xz:0", "lz4", "lz4:12"] {
+        for spec in [
+            "gzip", "gzip:1", "zstd", "zstd:19", "xz", "xz:0", "lz4", "lz4:12",
+        ] {
             let c = codec(spec, &[]);
             let input = text(100_000);
             let mut out = Vec::new();
-            assert!(c.compress(&input, &mut out).unwrap(), "{spec} compresses text");
+            assert!(
+                c.compress(&input, &mut out).unwrap(),
+                "{spec} compresses text"
+            );
             assert!(out.len() < input.len() / 10, "{spec}: {}", out.len());
             let mut back = Vec::new();
             decompress(c.id(), &out, &mut back, 131072).unwrap();
             assert_eq!(back, input, "{spec} round trip");
-            assert!(!c.compress(&noise(65536), &mut out).unwrap(), "{spec}: noise is raw");
+            assert!(
+                !c.compress(&noise(65536), &mut out).unwrap(),
+                "{spec}: noise is raw"
+            );
             assert!(!c.compress(&[], &mut out).unwrap(), "{spec}: empty is raw");
         }
         let none = codec("none", &[]);
         let mut out = Vec::new();
-        assert!(!none.compress(&text(10_000), &mut out).unwrap(), "none never compresses");
+        assert!(
+            !none.compress(&text(10_000), &mut out).unwrap(),
+            "none never compresses"
+        );
         assert_eq!(none.id(), compression_id::GZIP);
-        assert_eq!(none.flags(), flags::NOI | flags::NOD | flags::NOF | flags::NOX);
+        assert_eq!(
+            none.flags(),
+            flags::NOI | flags::NOD | flags::NOF | flags::NOX
+        );
     }
 
     #[test]
@@ -399,8 +418,14 @@ mod tests {
             let mut out = Vec::new();
             assert!(c.compress(&text(20_000), &mut out).unwrap());
             let mut back = Vec::new();
-            assert!(decompress(c.id(), &out, &mut back, 8192).is_err(), "{spec}: over limit");
-            assert!(decompress(c.id(), b"not a stream", &mut back, 8192).is_err(), "{spec}");
+            assert!(
+                decompress(c.id(), &out, &mut back, 8192).is_err(),
+                "{spec}: over limit"
+            );
+            assert!(
+                decompress(c.id(), b"not a stream", &mut back, 8192).is_err(),
+                "{spec}"
+            );
         }
         let mut back = Vec::new();
         assert!(decompress(compression_id::LZO, b"x", &mut back, 10).is_err());
@@ -420,7 +445,12 @@ mod tests {
         let (mut a, mut b) = (Vec::new(), Vec::new());
         assert!(plain.compress(&code, &mut a).unwrap());
         assert!(bcj.compress(&code, &mut b).unwrap());
-        assert!(b.len() <= a.len(), "BCJ result is never larger: {} vs {}", b.len(), a.len());
+        assert!(
+            b.len() <= a.len(),
+            "BCJ result is never larger: {} vs {}",
+            b.len(),
+            a.len()
+        );
         let mut back = Vec::new();
         decompress(compression_id::XZ, &b, &mut back, 131072).unwrap();
         assert_eq!(back, code);
@@ -436,12 +466,30 @@ mod tests {
             codec("gzip:6", &[]).options(),
             Some(vec![6, 0, 0, 0, 15, 0, 0, 0])
         );
-        assert_eq!(codec("zstd:15", &[]).options(), None, "zstd 15 is the default");
+        assert_eq!(
+            codec("zstd:15", &[]).options(),
+            None,
+            "zstd 15 is the default"
+        );
         assert_eq!(codec("zstd:3", &[]).options(), Some(vec![3, 0, 0, 0]));
-        assert_eq!(codec("xz:9", &[]).options(), None, "the xz preset is not stored");
-        assert_eq!(codec("lz4", &[]).options(), Some(vec![1, 0, 0, 0, 0, 0, 0, 0]));
-        assert_eq!(codec("lz4:1", &[]).options(), Some(vec![1, 0, 0, 0, 1, 0, 0, 0]));
+        assert_eq!(
+            codec("xz:9", &[]).options(),
+            None,
+            "the xz preset is not stored"
+        );
+        assert_eq!(
+            codec("lz4", &[]).options(),
+            Some(vec![1, 0, 0, 0, 0, 0, 0, 0])
+        );
+        assert_eq!(
+            codec("lz4:1", &[]).options(),
+            Some(vec![1, 0, 0, 0, 1, 0, 0, 0])
+        );
         assert_eq!(codec("none", &[]).options(), None);
-        assert_eq!(codec("gzip", &[XzFilter::X86]).options(), None, "filters are xz-only");
+        assert_eq!(
+            codec("gzip", &[XzFilter::X86]).options(),
+            None,
+            "filters are xz-only"
+        );
     }
 }

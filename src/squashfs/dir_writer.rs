@@ -146,12 +146,10 @@ impl DirBuilder<'_> {
         let block = header_abs / METADATA_SIZE as u64;
         if block != self.last_indexed_block {
             self.index.push(DirIndex {
-                index: u32::try_from(header_abs - self.start_abs).map_err(|_| {
-                    Error::TooLarge {
-                        what: "directory listing",
-                        size: header_abs - self.start_abs,
-                        limit: u64::from(u32::MAX),
-                    }
+                index: u32::try_from(header_abs - self.start_abs).map_err(|_| Error::TooLarge {
+                    what: "directory listing",
+                    size: header_abs - self.start_abs,
+                    limit: u64::from(u32::MAX),
                 })?,
                 start: table_offset(pos.block)?,
                 name: self.run_first_name.clone(),
@@ -249,7 +247,8 @@ mod tests {
         let mut d = w.begin();
         let at = |block| MetaRef { block, offset: 0 };
         for i in 0..300u32 {
-            d.add(format!("{i:05}").as_bytes(), at(0), 1 + i, 2).unwrap();
+            d.add(format!("{i:05}").as_bytes(), at(0), 1 + i, 2)
+                .unwrap();
         }
         d.add(b"a", at(100), 302, 2).unwrap(); // other inode block
         d.add(b"b", at(100), 40000, 2).unwrap(); // delta > 32767
@@ -277,9 +276,15 @@ mod tests {
         let t = w.finish().unwrap();
         let hs = headers(&t, &l);
         for ix in &l.index {
-            assert!(hs.iter().any(|&(off, _, _)| off as u32 == ix.index), "index → header");
+            assert!(
+                hs.iter().any(|&(off, _, _)| off as u32 == ix.index),
+                "index → header"
+            );
             // Each indexed header starts in the metablock the index names.
-            assert_eq!((ix.index as usize + l.start.offset as usize) / 8192 * 8194, ix.start as usize);
+            assert_eq!(
+                (ix.index as usize + l.start.offset as usize) / 8192 * 8194,
+                ix.start as usize
+            );
         }
         assert!(l.index[0].name.ends_with(b"038") || l.index[0].name.ends_with(b"039"));
     }

@@ -582,6 +582,10 @@ mod tests {
         }
         .write(&mut v);
         assert_eq!(v.len(), DirEntry::FIXED_SIZE + 3);
-        assert_eq!(&v[6..8], &2u16.to_le_bytes(), "name size is stored minus one");
+        assert_eq!(
+            &v[6..8],
+            &2u16.to_le_bytes(),
+            "name size is stored minus one"
+        );
     }
 }

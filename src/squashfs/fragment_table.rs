@@ -171,13 +171,25 @@ mod tests {
     fn tails_pack_until_the_block_is_full() {
         let mut t = FragmentTable::new(4096, true);
         let a = t.append(&[1; 3000], 1, 0);
-        assert_eq!(a, TailRef { fragment: 0, offset: 0 });
+        assert_eq!(
+            a,
+            TailRef {
+                fragment: 0,
+                offset: 0
+            }
+        );
         assert!(t.fits(&[2; 1096]));
         assert!(!t.fits(&[2; 1097]));
         let (i, block) = t.take_block(Vec::new()).unwrap();
         assert_eq!((i, block.len()), (0, 3000));
         let b = t.append(&[2; 10], 2, 1);
-        assert_eq!(b, TailRef { fragment: 1, offset: 0 });
+        assert_eq!(
+            b,
+            TailRef {
+                fragment: 1,
+                offset: 0
+            }
+        );
         assert!(t.take_block(Vec::new()).is_some());
         assert!(t.take_block(Vec::new()).is_none(), "nothing left");
     }

@@ -67,7 +67,10 @@ mod tests {
         for id in 0..65536 {
             t.index(id).unwrap();
         }
-        assert!(matches!(t.index(70000), Err(Error::TooManyIds { count: 65537 })));
+        assert!(matches!(
+            t.index(70000),
+            Err(Error::TooManyIds { count: 65537 })
+        ));
         assert!(t.index(65535).is_ok(), "known ids still resolve");
     }
 }

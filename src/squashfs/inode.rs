@@ -142,7 +142,12 @@ pub(crate) fn is_extended(base: &InodeBase, data: &InodeData<'_>) -> bool {
             sparse,
             nlink,
             ..
-        } => nlink > 1 || size > u64::from(u32::MAX) || blocks_start > u64::from(u32::MAX) || sparse > 0,
+        } => {
+            nlink > 1
+                || size > u64::from(u32::MAX)
+                || blocks_start > u64::from(u32::MAX)
+                || sparse > 0
+        }
         InodeData::Dir {
             file_size,
             index,

@@ -81,7 +81,11 @@ impl MetaWriter {
             return Ok(());
         }
         let compressed = self.codec.compress(&self.block, &mut self.scratch)?;
-        let payload = if compressed { &self.scratch } else { &self.block };
+        let payload = if compressed {
+            &self.scratch
+        } else {
+            &self.block
+        };
         // Payload ≤ 8192 < 0x8000, so the length never collides with the raw bit.
         let header = payload.len() as u16 | if compressed { 0 } else { METADATA_RAW };
         Le(&mut self.out).u16(header).bytes(payload);
@@ -141,7 +145,10 @@ mod tests {
         m.append(&vec![7u8; 400]).unwrap();
         let pos = m.position();
         assert_eq!(pos.offset, 208, "8400 - 8192");
-        assert!(pos.block > 2 && pos.block < 200, "first block compressed: {pos:?}");
+        assert!(
+            pos.block > 2 && pos.block < 200,
+            "first block compressed: {pos:?}"
+        );
         let out = m.finish().unwrap();
         let b = blocks(&out);
         assert_eq!(b.len(), 2);

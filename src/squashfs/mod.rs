@@ -187,7 +187,9 @@ impl SquashfsSink {
                 let node = self.tree.link_target(&entry.path, target)?;
                 // A link shares its target's inode; its own metadata is not stored.
                 let meta = NodeMeta::implicit_dir();
-                return self.tree.insert(parent, name, NodeKind::Hardlink(node), meta);
+                return self
+                    .tree
+                    .insert(parent, name, NodeKind::Hardlink(node), meta);
             }
             EntryKind::CharDevice { major, minor } => NodeKind::CharDev(
                 format::encode_dev(*major, *minor)

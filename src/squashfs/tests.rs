@@ -37,8 +37,10 @@ fn metadata_costs_about_100_bytes_per_entry_beyond_the_names() {
     }
     let m = sink.memory_use();
     let per_entry = (m.total - m.names) as f64 / n as f64;
-    eprintln!("{per_entry:.1} bytes per entry beyond names ({} name bytes)", m.names);
-    assert!(per_entry < 130.0, "{per_entry:.1} bytes per entry beyond names");
+    assert!(
+        per_entry < 130.0,
+        "{per_entry:.1} bytes per entry beyond names"
+    );
     assert!(m.names as u64 >= n * 12, "names are counted");
 }
 
@@ -47,8 +49,13 @@ fn finish_writes_a_padded_image_and_reports_the_summary() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.sqfs");
     let mut sink: Box<dyn Sink> = Box::new(
-        SquashfsSink::create(&path, &SquashfsOptions::default(), Jobs::new(2).unwrap(), None)
-            .unwrap(),
+        SquashfsSink::create(
+            &path,
+            &SquashfsOptions::default(),
+            Jobs::new(2).unwrap(),
+            None,
+        )
+        .unwrap(),
     );
     sink.entry(&file_entry("a/b", 5), &mut Cursor::new(b"hello"))
         .unwrap();

@@ -316,7 +316,10 @@ impl Tree {
                 return Ok(());
             }
             node.mode |= DEAD;
-            if let Ok(e) = self.children.find_entry(child_hash(parent, name), |&i| i == old) {
+            if let Ok(e) = self
+                .children
+                .find_entry(child_hash(parent, name), |&i| i == old)
+            {
                 e.remove();
             }
             self.cache = None;
@@ -389,7 +392,9 @@ impl Tree {
             .collect();
         order.sort_unstable_by(|&a, &b| {
             let (na, nb) = (&self.nodes[a as usize], &self.nodes[b as usize]);
-            na.parent.cmp(&nb.parent).then_with(|| self.name(a).cmp(self.name(b)))
+            na.parent
+                .cmp(&nb.parent)
+                .then_with(|| self.name(a).cmp(self.name(b)))
         });
         let children = |d: u32| -> &[u32] {
             let lo = order.partition_point(|&c| self.nodes[c as usize].parent < d);
@@ -463,7 +468,8 @@ impl Tree {
                         }
                     }
                     newest_mtime = newest_mtime.max(node.mtime);
-                    refs[k as usize] = self.write_inode(&node, ino[k as usize], &data, t, &mut scratch)?;
+                    refs[k as usize] =
+                        self.write_inode(&node, ino[k as usize], &data, t, &mut scratch)?;
                 }
                 continue;
             }
@@ -530,9 +536,11 @@ impl Tree {
     ) -> Result<InodeData<'a>> {
         Ok(match node.kind {
             NodeKind::File(id) => {
-                let f = files.files.get(id as usize).copied().unwrap_or_else(|| {
-                    crate::squashfs::block_writer::FileData::new(0)
-                });
+                let f = files
+                    .files
+                    .get(id as usize)
+                    .copied()
+                    .unwrap_or_else(|| crate::squashfs::block_writer::FileData::new(0));
                 let blocks = files.words(&f);
                 let mut sparse = 0u64;
                 let size = f.size();
@@ -552,7 +560,11 @@ impl Tree {
                     sparse,
                     nlink,
                     fragment: f.fragment,
-                    fragment_offset: if f.fragment == NO_FRAGMENT { 0 } else { f.fragment_offset },
+                    fragment_offset: if f.fragment == NO_FRAGMENT {
+                        0
+                    } else {
+                        f.fragment_offset
+                    },
                     blocks,
                 }
             }
@@ -631,14 +643,18 @@ mod tests {
     fn add(t: &mut Tree, path: &str, kind: NodeKind) {
         let path = p(path);
         let parent = t.parent_dir(&path).unwrap();
-        t.insert(parent, path.file_name().unwrap(), kind, meta(0o644)).unwrap();
+        t.insert(parent, path.file_name().unwrap(), kind, meta(0o644))
+            .unwrap();
     }
 
     #[test]
     fn nodes_stay_36_bytes() {
         assert_eq!(std::mem::size_of::<Node>(), 36);
         assert_eq!(std::mem::size_of::<NodeKind>(), 8);
-        assert_eq!(std::mem::size_of::<crate::squashfs::block_writer::FileData>(), 28);
+        assert_eq!(
+            std::mem::size_of::<crate::squashfs::block_writer::FileData>(),
+            28
+        );
     }
 
     #[test]
@@ -660,7 +676,10 @@ mod tests {
         assert!(t.lookup(&p("d/x")).is_none());
         let d = t.lookup(&p("d")).unwrap();
         assert_eq!(t.nodes[d as usize].kind, NodeKind::Socket);
-        assert!(t.parent_dir(&p("d/y")).is_err(), "cannot go below a non-directory");
+        assert!(
+            t.parent_dir(&p("d/y")).is_err(),
+            "cannot go below a non-directory"
+        );
     }
 
     #[test]
@@ -670,7 +689,11 @@ mod tests {
         let f = t.lookup(&p("f")).unwrap();
         assert_eq!(t.link_target(&p("l"), &p("f")).unwrap(), f);
         add(&mut t, "l", NodeKind::Hardlink(f));
-        assert_eq!(t.link_target(&p("l2"), &p("l")).unwrap(), f, "link to a link");
+        assert_eq!(
+            t.link_target(&p("l2"), &p("l")).unwrap(),
+            f,
+            "link to a link"
+        );
         add(&mut t, "dir/x", NodeKind::Fifo);
         assert!(matches!(
             t.link_target(&p("l3"), &p("dir")),

@@ -190,7 +190,10 @@ impl XattrWriter {
         let locations = table::write_metablocks(out, codec, &ids)?;
         let start = out.position();
         let mut header = Vec::with_capacity(16);
-        Le(&mut header).u64(kv_start).u32(self.order.len() as u32).u32(0);
+        Le(&mut header)
+            .u64(kv_start)
+            .u32(self.order.len() as u32)
+            .u32(0);
         out.write(&header)?;
         table::write_locations(out, &locations)?;
         Ok(start)
@@ -212,9 +215,15 @@ mod tests {
     fn identical_sets_share_a_handle_and_ids_follow_first_use() {
         let mut w = XattrWriter::default();
         let none = |_: &[u8]| panic!("all storable");
-        let a = w.intern(&[x("user.a", b"1"), x("security.capability", b"\x01\x02")], none);
+        let a = w.intern(
+            &[x("user.a", b"1"), x("security.capability", b"\x01\x02")],
+            none,
+        );
         let b = w.intern(&[x("trusted.t", b"")], none);
-        let a2 = w.intern(&[x("user.a", b"1"), x("security.capability", b"\x01\x02")], none);
+        let a2 = w.intern(
+            &[x("user.a", b"1"), x("security.capability", b"\x01\x02")],
+            none,
+        );
         assert_eq!(a, a2);
         assert_ne!(a, b);
         assert_eq!(w.id_for(b), 0, "first used gets id 0");

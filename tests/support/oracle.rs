@@ -58,8 +58,16 @@ pub fn unsquashfs_paths(img: &Path, paths: &[&str]) -> Tree {
 /// `unsquashfs -s IMG` output (superblock summary).
 pub fn unsquashfs_stat(img: &Path) -> String {
     require("unsquashfs");
-    let out = Command::new("unsquashfs").arg("-s").arg(img).output().expect("run unsquashfs");
-    assert!(out.status.success(), "unsquashfs -s failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("unsquashfs")
+        .arg("-s")
+        .arg(img)
+        .output()
+        .expect("run unsquashfs");
+    assert!(
+        out.status.success(),
+        "unsquashfs -s failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -92,7 +100,9 @@ pub fn backhand(img: &Path) -> Tree {
                 }
             }
             backhand::InnerNode::Dir(_) => Kind::Dir,
-            backhand::InnerNode::Symlink(s) => Kind::Symlink(s.link.as_os_str().as_bytes().to_vec()),
+            backhand::InnerNode::Symlink(s) => {
+                Kind::Symlink(s.link.as_os_str().as_bytes().to_vec())
+            }
             backhand::InnerNode::CharacterDevice(d) => {
                 let (ma, mi) = decode_dev(d.device_number);
                 Kind::CharDev(ma, mi)
@@ -143,12 +153,19 @@ pub fn expected_tree(entries: &[(Entry, Vec<u8>)]) -> Tree {
             EntryKind::File { .. } => Node::file(data, e.meta.mode),
             EntryKind::Dir => Node::new(Kind::Dir, e.meta.mode),
             EntryKind::Symlink { target } => Node::new(Kind::Symlink(target.clone()), 0o777),
-            EntryKind::CharDevice { major, minor } => Node::new(Kind::CharDev(*major, *minor), e.meta.mode),
-            EntryKind::BlockDevice { major, minor } => Node::new(Kind::BlockDev(*major, *minor), e.meta.mode),
+            EntryKind::CharDevice { major, minor } => {
+                Node::new(Kind::CharDev(*major, *minor), e.meta.mode)
+            }
+            EntryKind::BlockDevice { major, minor } => {
+                Node::new(Kind::BlockDev(*major, *minor), e.meta.mode)
+            }
             EntryKind::Fifo => Node::new(Kind::Fifo, e.meta.mode),
             EntryKind::Socket => Node::new(Kind::Socket, e.meta.mode),
             EntryKind::Hardlink { target } => {
-                let (n, id) = nodes.get(target.as_bytes()).cloned().expect("link target exists");
+                let (n, id) = nodes
+                    .get(target.as_bytes())
+                    .cloned()
+                    .expect("link target exists");
                 add_parents(&mut nodes, &e.path, &mut next_id);
                 remove(&mut nodes, &path);
                 nodes.insert(path, (n, id));
@@ -200,11 +217,15 @@ pub fn expected_tree(entries: &[(Entry, Vec<u8>)]) -> Tree {
 }
 
 /// Creates the missing ancestors of `path` as implicit directories.
-fn add_parents(nodes: &mut BTreeMap<Vec<u8>, (Node, usize)>, path: &ocirender::EntryPath, next_id: &mut usize) {
+fn add_parents(
+    nodes: &mut BTreeMap<Vec<u8>, (Node, usize)>,
+    path: &ocirender::EntryPath,
+    next_id: &mut usize,
+) {
     for anc in path.ancestors().filter(|a| !a.is_root()) {
         let a = anc.as_bytes().to_vec();
-        if !nodes.contains_key(&a) {
-            nodes.insert(a, (Node::new(Kind::Dir, 0o755), *next_id));
+        if let std::collections::btree_map::Entry::Vacant(v) = nodes.entry(a) {
+            v.insert((Node::new(Kind::Dir, 0o755), *next_id));
             *next_id += 1;
         }
     }
@@ -215,7 +236,11 @@ fn remove(nodes: &mut BTreeMap<Vec<u8>, (Node, usize)>, path: &[u8]) {
     nodes.remove(path);
     let mut prefix = path.to_vec();
     prefix.push(b'/');
-    let below: Vec<Vec<u8>> = nodes.range(prefix.clone()..).map(|(k, _)| k.clone()).take_while(|k| k.starts_with(&prefix)).collect();
+    let below: Vec<Vec<u8>> = nodes
+        .range(prefix.clone()..)
+        .map(|(k, _)| k.clone())
+        .take_while(|k| k.starts_with(&prefix))
+        .collect();
     for k in below {
         nodes.remove(&k);
     }
@@ -357,10 +382,14 @@ pub fn decompress(compression: u16, data: &[u8], max: usize) -> Vec<u8> {
     let mut out = Vec::new();
     match compression {
         1 => {
-            flate2::read::ZlibDecoder::new(data).read_to_end(&mut out).expect("zlib");
+            flate2::read::ZlibDecoder::new(data)
+                .read_to_end(&mut out)
+                .expect("zlib");
         }
         4 => {
-            liblzma::read::XzDecoder::new(data).read_to_end(&mut out).expect("xz");
+            liblzma::read::XzDecoder::new(data)
+                .read_to_end(&mut out)
+                .expect("xz");
         }
         5 => {
             out = lz4::block::decompress(data, Some(max as i32)).expect("lz4");
@@ -370,7 +399,11 @@ pub fn decompress(compression: u16, data: &[u8], max: usize) -> Vec<u8> {
         }
         c => panic!("unexpected compressor {c}"),
     }
-    assert!(out.len() <= max, "block decompresses to {} > {max}", out.len());
+    assert!(
+        out.len() <= max,
+        "block decompresses to {} > {max}",
+        out.len()
+    );
     out
 }
 
@@ -382,11 +415,22 @@ fn metadata_stream(img: &[u8], comp: u16, start: u64, end: u64) -> (Vec<u8>, Vec
     while pos < end as usize {
         let h = le16(img, pos);
         let len = (h & 0x7fff) as usize;
-        assert!(len > 0 && len <= 8192, "metadata block length {len} at {pos}");
+        assert!(
+            len > 0 && len <= 8192,
+            "metadata block length {len} at {pos}"
+        );
         let payload = &img[pos + 2..pos + 2 + len];
-        let data = if h & 0x8000 != 0 { payload.to_vec() } else { decompress(comp, payload, 8192) };
+        let data = if h & 0x8000 != 0 {
+            payload.to_vec()
+        } else {
+            decompress(comp, payload, 8192)
+        };
         if let Some(&(_, prev)) = blocks.last() {
-            assert_eq!(out.len() - prev, 8192, "a metadata block before the last is not 8192 bytes");
+            assert_eq!(
+                out.len() - prev,
+                8192,
+                "a metadata block before the last is not 8192 bytes"
+            );
         }
         blocks.push((pos as u64 - start, out.len()));
         out.extend_from_slice(&data);
@@ -397,28 +441,58 @@ fn metadata_stream(img: &[u8], comp: u16, start: u64, end: u64) -> (Vec<u8>, Vec
 }
 
 /// Checks a lookup table's location list the way the kernel does and returns the entries.
-fn lookup_table(img: &[u8], comp: u16, list_at: u64, entries: usize, entry_size: usize, exact_end: Option<u64>, what: &str) -> (Vec<u8>, Vec<u64>) {
-    lookup_table_with_header(img, comp, list_at, list_at, entries, entry_size, exact_end, what)
+fn lookup_table(
+    img: &[u8],
+    comp: u16,
+    list_at: u64,
+    entries: usize,
+    entry_size: usize,
+    exact_end: Option<u64>,
+    what: &str,
+) -> (Vec<u8>, Vec<u64>) {
+    lookup_table_with_header(
+        img, comp, list_at, list_at, entries, entry_size, exact_end, what,
+    )
 }
 
 /// Like [`lookup_table`] where the table's blocks end at `blocks_end` (a header may sit
 /// between the blocks and the list, as for the xattr id table).
 #[allow(clippy::too_many_arguments)]
-fn lookup_table_with_header(img: &[u8], comp: u16, blocks_end: u64, list_at: u64, entries: usize, entry_size: usize, exact_end: Option<u64>, what: &str) -> (Vec<u8>, Vec<u64>) {
+fn lookup_table_with_header(
+    img: &[u8],
+    comp: u16,
+    blocks_end: u64,
+    list_at: u64,
+    entries: usize,
+    entry_size: usize,
+    exact_end: Option<u64>,
+    what: &str,
+) -> (Vec<u8>, Vec<u64>) {
     let bytes = entries * entry_size;
     let n = bytes.div_ceil(8192);
     let list_end = list_at + 8 * n as u64;
     if let Some(end) = exact_end {
-        assert_eq!(list_end, end, "{what} location list must end exactly at the next table");
+        assert_eq!(
+            list_end, end,
+            "{what} location list must end exactly at the next table"
+        );
     } else {
         assert!(list_end <= img.len() as u64, "{what} list out of the image");
     }
-    let locs: Vec<u64> = (0..n).map(|i| le64(img, list_at as usize + 8 * i)).collect();
+    let locs: Vec<u64> = (0..n)
+        .map(|i| le64(img, list_at as usize + 8 * i))
+        .collect();
     for w in locs.windows(2) {
-        assert!(w[0] < w[1] && w[1] - w[0] <= 8194, "{what} locations not increasing within 8194: {locs:?}");
+        assert!(
+            w[0] < w[1] && w[1] - w[0] <= 8194,
+            "{what} locations not increasing within 8194: {locs:?}"
+        );
     }
     if let Some(&last) = locs.last() {
-        assert!(last < blocks_end && blocks_end - last <= 8194, "{what} last block not right below the table start");
+        assert!(
+            last < blocks_end && blocks_end - last <= 8194,
+            "{what} last block not right below the table start"
+        );
     }
     let mut data = Vec::new();
     for (i, &l) in locs.iter().enumerate() {
@@ -429,7 +503,12 @@ fn lookup_table_with_header(img: &[u8], comp: u16, blocks_end: u64, list_at: u64
         }
         data.extend_from_slice(&d);
     }
-    assert_eq!(data.len(), bytes, "{what} holds {} bytes, expected {bytes}", data.len());
+    assert_eq!(
+        data.len(),
+        bytes,
+        "{what} holds {} bytes, expected {bytes}",
+        data.len()
+    );
     (data, locs)
 }
 
@@ -455,12 +534,25 @@ pub fn check_layout(img_path: &Path) -> Layout {
     let block_log = le16(&img, 22);
     assert_eq!((le16(&img, 28), le16(&img, 30)), (4, 0), "version 4.0");
     assert!(l.block_size.is_power_of_two() && (4096..=1 << 20).contains(&l.block_size));
-    assert_eq!(1u32 << block_log, l.block_size, "block_log matches block_size");
-    let (id_table, xattr_table, inode_table, dir_table, frag_table, export_table) =
-        (le64(&img, 48), le64(&img, 56), le64(&img, 64), le64(&img, 72), le64(&img, 80), le64(&img, 88));
+    assert_eq!(
+        1u32 << block_log,
+        l.block_size,
+        "block_log matches block_size"
+    );
+    let (id_table, xattr_table, inode_table, dir_table, frag_table, export_table) = (
+        le64(&img, 48),
+        le64(&img, 56),
+        le64(&img, 64),
+        le64(&img, 72),
+        le64(&img, 80),
+        le64(&img, 88),
+    );
     assert!(l.bytes_used <= l.file_len);
     assert_eq!(l.file_len % 4096, 0, "padded to 4 KiB");
-    assert!(l.file_len - l.bytes_used < 4096, "no more than the padding after bytes_used");
+    assert!(
+        l.file_len - l.bytes_used < 4096,
+        "no more than the padding after bytes_used"
+    );
     // Options block.
     if l.flags & 0x400 != 0 {
         let h = le16(&img, 96);
@@ -475,32 +567,84 @@ pub fn check_layout(img_path: &Path) -> Layout {
         l.xattr_ids = le32(&img, xattr_table as usize + 8);
         assert_eq!(le32(&img, xattr_table as usize + 12), 0);
         assert!(l.xattr_ids >= 1, "an xattr table has at least one id");
-        let (_, locs) = lookup_table_with_header(&img, l.compression, xattr_table, xattr_table + 16, l.xattr_ids as usize, 16, Some(l.bytes_used), "xattr id");
+        let (_, locs) = lookup_table_with_header(
+            &img,
+            l.compression,
+            xattr_table,
+            xattr_table + 16,
+            l.xattr_ids as usize,
+            16,
+            Some(l.bytes_used),
+            "xattr id",
+        );
         assert!(kv_start < locs[0], "xattr kv data below the id blocks");
         next = kv_start;
     }
     assert!(l.id_count >= 1, "no_ids ≥ 1");
-    let (ids, id_locs) = lookup_table(&img, l.compression, id_table, l.id_count as usize, 4, Some(next), "id");
-    l.ids = ids.chunks(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect();
+    let (ids, id_locs) = lookup_table(
+        &img,
+        l.compression,
+        id_table,
+        l.id_count as usize,
+        4,
+        Some(next),
+        "id",
+    );
+    l.ids = ids
+        .chunks(4)
+        .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
     next = id_locs[0];
     if export_table != u64::MAX {
         assert!(l.flags & 0x80 != 0, "export table ⇔ exportable flag");
         assert!(l.inode_count >= 1);
-        let (refs, locs) = lookup_table(&img, l.compression, export_table, l.inode_count as usize, 8, Some(next), "export");
-        l.export = Some(refs.chunks(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect());
+        let (refs, locs) = lookup_table(
+            &img,
+            l.compression,
+            export_table,
+            l.inode_count as usize,
+            8,
+            Some(next),
+            "export",
+        );
+        l.export = Some(
+            refs.chunks(8)
+                .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+        );
         next = locs[0];
     } else {
-        assert!(l.flags & 0x80 == 0, "exportable flag without an export table");
+        assert!(
+            l.flags & 0x80 == 0,
+            "exportable flag without an export table"
+        );
     }
     if l.frag_count > 0 {
-        let (_, locs) = lookup_table(&img, l.compression, frag_table, l.frag_count as usize, 16, None, "fragment");
-        assert!(frag_table + 8 * locs.len() as u64 <= next, "fragment list fits below the next table");
+        let (_, locs) = lookup_table(
+            &img,
+            l.compression,
+            frag_table,
+            l.frag_count as usize,
+            16,
+            None,
+            "fragment",
+        );
+        assert!(
+            frag_table + 8 * locs.len() as u64 <= next,
+            "fragment list fits below the next table"
+        );
         next = locs[0];
     } else {
-        assert!(frag_table <= l.bytes_used, "empty fragment table points inside the image (mksquashfs form)");
+        assert!(
+            frag_table <= l.bytes_used,
+            "empty fragment table points inside the image (mksquashfs form)"
+        );
     }
     assert!(dir_table <= next, "directory table below the next table");
-    assert!(inode_table < dir_table, "inode table below the directory table");
+    assert!(
+        inode_table < dir_table,
+        "inode table below the directory table"
+    );
     let (it, ib) = metadata_stream(&img, l.compression, inode_table, dir_table);
     let (dt, db) = metadata_stream(&img, l.compression, dir_table, next);
     l.inode_table = it;
@@ -549,7 +693,10 @@ pub struct Structure {
 
 fn meta_at(table: &[u8], blocks: &[(u64, usize)], r: u64) -> usize {
     let (block, offset) = (r >> 16, (r & 0xffff) as usize);
-    let (_, start) = blocks.iter().find(|(b, _)| *b == block).unwrap_or_else(|| panic!("ref {r:#x} names no metablock"));
+    let (_, start) = blocks
+        .iter()
+        .find(|(b, _)| *b == block)
+        .unwrap_or_else(|| panic!("ref {r:#x} names no metablock"));
     assert!(offset < 8192);
     let at = start + offset;
     assert!(at < table.len().max(1), "ref past the table");
@@ -558,7 +705,12 @@ fn meta_at(table: &[u8], blocks: &[(u64, usize)], r: u64) -> usize {
 
 fn parse_inode(t: &[u8], at: usize, block_size: u32) -> (RawInode, usize) {
     let itype = le16(t, at);
-    let mut i = RawInode { itype, mode: le16(t, at + 2), number: le32(t, at + 12), ..Default::default() };
+    let mut i = RawInode {
+        itype,
+        mode: le16(t, at + 2),
+        number: le32(t, at + 12),
+        ..Default::default()
+    };
     let p = at + 16;
     let end = match itype {
         1 => {
@@ -580,7 +732,8 @@ fn parse_inode(t: &[u8], at: usize, block_size: u32) -> (RawInode, usize) {
             let mut q = p + 24;
             for _ in 0..count {
                 let n = le32(t, q + 8) as usize + 1;
-                i.index.push((le32(t, q), le32(t, q + 4), t[q + 12..q + 12 + n].to_vec()));
+                i.index
+                    .push((le32(t, q), le32(t, q + 4), t[q + 12..q + 12 + n].to_vec()));
                 q += 12 + n;
             }
             q
@@ -605,7 +758,11 @@ fn parse_inode(t: &[u8], at: usize, block_size: u32) -> (RawInode, usize) {
                 q = p + 40;
             }
             let bs = u64::from(block_size);
-            let n = if i.fragment == u32::MAX { i.size.div_ceil(bs) } else { i.size / bs };
+            let n = if i.fragment == u32::MAX {
+                i.size.div_ceil(bs)
+            } else {
+                i.size / bs
+            };
             i.blocks = (0..n as usize).map(|k| le32(t, q + 4 * k)).collect();
             q + 4 * n as usize
         }
@@ -620,10 +777,24 @@ fn parse_inode(t: &[u8], at: usize, block_size: u32) -> (RawInode, usize) {
                 q
             }
         }
-        4 | 5 => { i.nlink = le32(t, p); p + 8 }
-        11 | 12 => { i.nlink = le32(t, p); i.xattr = Some(le32(t, p + 8)); p + 12 }
-        6 | 7 => { i.nlink = le32(t, p); p + 4 }
-        13 | 14 => { i.nlink = le32(t, p); i.xattr = Some(le32(t, p + 4)); p + 8 }
+        4 | 5 => {
+            i.nlink = le32(t, p);
+            p + 8
+        }
+        11 | 12 => {
+            i.nlink = le32(t, p);
+            i.xattr = Some(le32(t, p + 8));
+            p + 12
+        }
+        6 | 7 => {
+            i.nlink = le32(t, p);
+            p + 4
+        }
+        13 | 14 => {
+            i.nlink = le32(t, p);
+            i.xattr = Some(le32(t, p + 4));
+            p + 8
+        }
         other => panic!("unknown inode type {other}"),
     };
     (i, end)
@@ -646,13 +817,21 @@ pub fn check_structure(img: &Path) -> Structure {
         let r = (block.0 << 16) | (pos - block.1) as u64;
         let (mut i, end) = parse_inode(it, pos, bs);
         i.at = r;
-        assert!(by_number.insert(i.number, r).is_none(), "inode number {} used twice", i.number);
+        assert!(
+            by_number.insert(i.number, r).is_none(),
+            "inode number {} used twice",
+            i.number
+        );
         inodes.insert(r, i);
         pos = end;
     }
     let n = layout.inode_count;
     assert_eq!(inodes.len() as u32, n, "inode_count");
-    assert_eq!(by_number.keys().copied().collect::<Vec<_>>(), (1..=n).collect::<Vec<_>>(), "numbers dense 1..N");
+    assert_eq!(
+        by_number.keys().copied().collect::<Vec<_>>(),
+        (1..=n).collect::<Vec<_>>(),
+        "numbers dense 1..N"
+    );
     if let Some(export) = &layout.export {
         for (k, r) in export.iter().enumerate() {
             assert_eq!(by_number[&(k as u32 + 1)], *r, "export table entry {k}");
@@ -660,7 +839,10 @@ pub fn check_structure(img: &Path) -> Structure {
     }
     let root = &inodes[&layout.root_inode];
     assert!(root.itype == 1 || root.itype == 8, "root is a directory");
-    assert_eq!(root.number, n, "root is the last inode (mksquashfs numbering)");
+    assert_eq!(
+        root.number, n,
+        "root is the last inode (mksquashfs numbering)"
+    );
     assert_eq!(root.parent, n + 1, "root's parent is inode_count + 1");
     // Directories.
     let (dt, db) = (&layout.dir_table, &layout.dir_blocks);
@@ -672,7 +854,11 @@ pub fn check_structure(img: &Path) -> Structure {
         let mut headers = 0;
         let mut header_offsets = BTreeMap::new();
         if listing_len > 0 {
-            let start = meta_at(dt, db, (u64::from(d.dir_block) << 16) | u64::from(d.dir_offset));
+            let start = meta_at(
+                dt,
+                db,
+                (u64::from(d.dir_block) << 16) | u64::from(d.dir_offset),
+            );
             let mut p = start;
             while p < start + listing_len {
                 let count = le32(dt, p) + 1;
@@ -690,28 +876,67 @@ pub fn check_structure(img: &Path) -> Structure {
                     let len = le16(dt, p + 6) as usize + 1;
                     assert!(len <= 256);
                     let name = dt[p + 8..p + 8 + len].to_vec();
-                    assert!(!name.contains(&b'/') && !name.contains(&0) && name != b"." && name != b"..");
+                    assert!(
+                        !name.contains(&b'/')
+                            && !name.contains(&0)
+                            && name != b"."
+                            && name != b".."
+                    );
                     if k == 0 {
                         header_offsets.get_mut(&(hp - start)).unwrap().1 = Some(name.clone());
                     }
                     let er = (u64::from(iblock) << 16) | u64::from(off);
                     let number = (i64::from(base) + i64::from(delta)) as u32;
-                    let target = inodes.get(&er).unwrap_or_else(|| panic!("entry {:?} points at no inode", String::from_utf8_lossy(&name)));
-                    assert_eq!(target.number, number, "entry inode number matches the inode");
+                    let target = inodes.get(&er).unwrap_or_else(|| {
+                        panic!(
+                            "entry {:?} points at no inode",
+                            String::from_utf8_lossy(&name)
+                        )
+                    });
+                    assert_eq!(
+                        target.number, number,
+                        "entry inode number matches the inode"
+                    );
                     assert!((1..=7).contains(&ty), "entry type is basic");
-                    assert_eq!(ty, if target.itype > 7 { target.itype - 7 } else { target.itype }, "entry type");
+                    assert_eq!(
+                        ty,
+                        if target.itype > 7 {
+                            target.itype - 7
+                        } else {
+                            target.itype
+                        },
+                        "entry type"
+                    );
                     entries.push((name, er, number, ty));
                     p += 8 + len;
                 }
             }
-            assert_eq!(p, start + listing_len, "directory file_size = listing + 3 exactly");
+            assert_eq!(
+                p,
+                start + listing_len,
+                "directory file_size = listing + 3 exactly"
+            );
             // Directory index: each entry names a header and its first entry.
             for (idx, blk, name) in &d.index {
-                let (hp, first) = header_offsets.get(&(*idx as usize)).unwrap_or_else(|| panic!("index {idx} is not a header offset"));
-                assert_eq!(first.as_deref(), Some(&name[..]), "index name = first name of the header");
+                let (hp, first) = header_offsets
+                    .get(&(*idx as usize))
+                    .unwrap_or_else(|| panic!("index {idx} is not a header offset"));
+                assert_eq!(
+                    first.as_deref(),
+                    Some(&name[..]),
+                    "index name = first name of the header"
+                );
                 let expect_block = db.iter().rev().find(|(_, s)| *s <= *hp).unwrap().0;
-                assert_eq!(u64::from(*blk), expect_block, "index start names the header's metablock");
-                assert_eq!((*idx as usize + d.dir_offset as usize) % 8192, hp - db.iter().rev().find(|(_, s)| *s <= *hp).unwrap().1, "kernel offset arithmetic");
+                assert_eq!(
+                    u64::from(*blk),
+                    expect_block,
+                    "index start names the header's metablock"
+                );
+                assert_eq!(
+                    (*idx as usize + d.dir_offset as usize) % 8192,
+                    hp - db.iter().rev().find(|(_, s)| *s <= *hp).unwrap().1,
+                    "kernel offset arithmetic"
+                );
             }
         }
         for w in entries.windows(2) {
@@ -720,10 +945,14 @@ pub fn check_structure(img: &Path) -> Structure {
         let subdirs = entries.iter().filter(|e| e.3 == 1).count() as u32;
         assert_eq!(d.nlink, 2 + subdirs, "dir nlink = 2 + subdirectories");
         for e in entries.iter().filter(|e| e.3 == 1) {
-            assert_eq!(inodes[&e.1].parent, d.number, "subdirectory's parent number");
+            assert_eq!(
+                inodes[&e.1].parent, d.number,
+                "subdirectory's parent number"
+            );
         }
         let ext = d.itype == 8;
-        let want_ext = d.xattr_is_set() || d.size > 65535 || !d.index.is_empty() || entries.len() >= 256;
+        let want_ext =
+            d.xattr_is_set() || d.size > 65535 || !d.index.is_empty() || entries.len() >= 256;
         assert_eq!(ext, want_ext, "directory extended exactly when needed");
         dirs.insert(*r, (entries, headers));
     }
@@ -738,12 +967,27 @@ pub fn check_structure(img: &Path) -> Structure {
         if i.itype == 1 || i.itype == 8 {
             continue;
         }
-        assert_eq!(names.get(r).copied().unwrap_or(0), i.nlink, "nlink = number of names");
+        assert_eq!(
+            names.get(r).copied().unwrap_or(0),
+            i.nlink,
+            "nlink = number of names"
+        );
         if i.itype == 2 || i.itype == 9 {
-            let want_ext = i.nlink > 1 || i.size >= 1 << 32 || i.blocks_start >= 1 << 32 || i.sparse > 0 || i.xattr_is_set();
-            assert_eq!(i.itype == 9, want_ext, "file extended exactly when needed: {i:?}");
+            let want_ext = i.nlink > 1
+                || i.size >= 1 << 32
+                || i.blocks_start >= 1 << 32
+                || i.sparse > 0
+                || i.xattr_is_set();
+            assert_eq!(
+                i.itype == 9,
+                want_ext,
+                "file extended exactly when needed: {i:?}"
+            );
             if i.fragment != u32::MAX {
-                assert!(i.size % u64::from(bs) != 0, "fragment only for a partial last block");
+                assert!(
+                    i.size % u64::from(bs) != 0,
+                    "fragment only for a partial last block"
+                );
                 assert!(i.fragment < layout.frag_count);
             }
             let holes = i.blocks.iter().filter(|&&w| w == 0).count();
@@ -751,16 +995,29 @@ pub fn check_structure(img: &Path) -> Structure {
                 assert!(i.sparse > 0, "sparse counts hole bytes");
             }
             for &w in &i.blocks {
-                assert!(w & !(1 << 24) <= bs, "block size word within the block size");
+                assert!(
+                    w & !(1 << 24) <= bs,
+                    "block size word within the block size"
+                );
             }
         } else if i.itype == 3 || i.itype == 10 {
-            assert!((1..=4096).contains(&i.size), "symlink target 1..=4096 bytes");
+            assert!(
+                (1..=4096).contains(&i.size),
+                "symlink target 1..=4096 bytes"
+            );
         }
         if i.itype > 7 && i.itype != 9 {
-            assert!(i.xattr_is_set(), "non-file, non-dir inode extended only for xattrs");
+            assert!(
+                i.xattr_is_set(),
+                "non-file, non-dir inode extended only for xattrs"
+            );
         }
     }
-    Structure { layout, inodes, dirs }
+    Structure {
+        layout,
+        inodes,
+        dirs,
+    }
 }
 
 impl RawInode {
