@@ -195,6 +195,16 @@ pub enum Error {
         codec: &'static str,
     },
 
+    /// A squashfs compressor failed while writing the output (a library error, out of memory).
+    #[error("{codec} compression failed: {source}")]
+    Compress {
+        /// The compressor in use.
+        codec: &'static str,
+        /// The library's error.
+        #[source]
+        source: io::Error,
+    },
+
     /// The layer's tar stream is malformed or truncated.
     #[error("malformed tar stream: {source}")]
     Tar {

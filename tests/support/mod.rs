@@ -1,8 +1,10 @@
 //! Shared test helpers: canonical dumps ([`dump`]), images built from code ([`builder`]), the
-//! reference model of the overlay rules ([`model`]), and conversions read back ([`outputs`]).
+//! reference model of the overlay rules ([`model`]), conversions read back ([`outputs`]) and the
+//! squashfs oracles ([`oracle`]: unsquashfs and backhand).
 #![allow(dead_code)]
 
 pub mod builder;
 pub mod dump;
 pub mod model;
+pub mod oracle;
 pub mod outputs;
