@@ -277,11 +277,14 @@ pub enum Error {
         written: String,
     },
 
-    /// An entry would be written beneath a symbolic link that a lower layer planted.
-    #[error("entry {path:?} lies beneath symlink {symlink:?} from a lower layer")]
+    /// An entry would be written beneath a symbolic link (one a lower layer planted, or one
+    /// the output already holds).
+    #[error("entry {path:?}{} lies beneath symlink {symlink:?}", entry_layer.map(|l| format!(" of layer {l}")).unwrap_or_default())]
     BeneathSymlink {
         /// The entry's path.
         path: String,
+        /// The layer the entry comes from, when known.
+        entry_layer: Option<usize>,
         /// The symlink's path.
         symlink: String,
     },

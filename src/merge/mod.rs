@@ -626,11 +626,10 @@ impl Merger {
             .tree
             .descendants(node)
             .into_iter()
-            .find(|&d| self.tree.status(d).0 != Status::Unseen)
-            .map(|d| self.tree.path(d).lossy())
-            .unwrap_or_default();
+            .find(|&d| self.tree.status(d).0 != Status::Unseen);
         Error::BeneathSymlink {
-            path: below,
+            path: below.map(|d| self.tree.path(d).lossy()).unwrap_or_default(),
+            entry_layer: below.map(|d| self.tree.status(d).1 as usize),
             symlink: self.tree.path(node).lossy(),
         }
     }
@@ -657,6 +656,7 @@ impl Merger {
                     Status::Symlink => {
                         return Err(Error::BeneathSymlink {
                             path: self.tree.path(node).lossy(),
+                            entry_layer: Some(layer as usize),
                             symlink: self.tree.path(p).lossy(),
                         })
                     }

@@ -145,7 +145,14 @@ pub fn read_output(target: &Path, format: Format) -> Tree {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     panic!("unsquashfs not found: apt-get install squashfs-tools")
                 }
-                _ => run(&mut cmd),
+                Err(e) => panic!("{cmd:?}: {e}"),
+                Ok(out) => assert!(
+                    out.status.success(),
+                    "{cmd:?} failed ({}):\n{}{}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ),
             }
             Tree::from_dir(&root)
         }

@@ -149,6 +149,7 @@ impl Resolver {
                     if st.is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink) {
                         return Err(Error::BeneathSymlink {
                             path: entry.lossy(),
+                            entry_layer: None,
                             symlink: String::from_utf8_lossy(here).into_owned(),
                         });
                     }
