@@ -405,7 +405,9 @@ impl Listing {
             return Ok(());
         }
         let mut msg = format!("kernel listing of image `{}` differs\n", self.label);
-        if want != got {
+        if got.is_empty() {
+            msg.push_str("(the kernel listed nothing)\n");
+        } else if want != got {
             msg.push_str("--- expected / +++ kernel:\n");
             msg.push_str(&line_diff(&want, &got));
         }
@@ -413,13 +415,16 @@ impl Listing {
             let _ = writeln!(msg, "problem: {p}");
         }
         for k in &self.kernel_log {
-            let _ = writeln!(msg, "kernel: {k}");
+            if !self.problems.iter().any(|p| p.ends_with(k.as_str())) {
+                let _ = writeln!(msg, "kernel: {k}");
+            }
         }
         Err(msg)
     }
 }
 
-/// Lines only in `want` (`-`) or only in `got` (`+`), at most 60 of each kind.
+/// Lines only in `want` (`-`) or only in `got` (`+`), at most 60 of each kind, each cut to 300
+/// characters (long symlink targets and xattr values would bury the rest).
 fn line_diff(want: &str, got: &str) -> String {
     let w: BTreeSet<&str> = want.lines().collect();
     let g: BTreeSet<&str> = got.lines().collect();
@@ -427,7 +432,11 @@ fn line_diff(want: &str, got: &str) -> String {
     for (sign, only) in [("-", w.difference(&g)), ("+", g.difference(&w))] {
         let only: Vec<_> = only.collect();
         for l in only.iter().take(60) {
-            let _ = writeln!(out, "{sign}{l}");
+            match l.char_indices().nth(300) {
+                Some((cut, _)) => writeln!(out, "{sign}{}…", &l[..cut]),
+                None => writeln!(out, "{sign}{l}"),
+            }
+            .unwrap();
         }
         if only.len() > 60 {
             let _ = writeln!(out, "{sign}… {} more", only.len() - 60);
@@ -861,6 +870,8 @@ fn parse_section(disk: &Disk, body: &[&[u8]], xattrs_listed: bool) -> Listing {
                 } else if let Some(found) = hashes.remove(path) {
                     *h = found;
                 } else {
+                    // The dump shows 16 characters of the hash; make the gap visible there too.
+                    *h = "unread".repeat(11);
                     l.problems.push(format!(
                         "{}: no content hash (files over {FULL_HASH_LIMIT} bytes need windows, \
                          or sha256sum failed)",
