@@ -818,55 +818,67 @@ fn sparse_allocation_bound(block: u64) -> u64 {
 // ---------------------------------------------------------------------------------------------
 // The harness's own parts, checked without QEMU so that a broken parser cannot pass silently.
 
-/// The guest's console lines for two disks: `good` lists a small tree correctly; `bad` holds one
-/// instance of every problem the parser must report.
-const CONSOLE: &[u8] = b"\x1b[2Jjunk==== ocirender-kernel-harness start 6.1.0-test\r
-K boot noise outside any section\r
-==== begin good\r
-U 1.00\r
-S 1|41ed|0|0|3|100|3|0|0|0|.\r
-S 2|81a4|1000|1000|5|200|2|0|0|8|./a\r
-S 2|81a4|1000|1000|5|200|2|0|0|8|./b\r
-S 3|a1ff|0|0|1|300|1|0|0|0|./l\r
-S 4|21b6|0|0|0|400|1|1|3|0|./null\r
-S 5|8fff|0|0|0|0|1|0|0|0|./caf\xe9\r
-S 6|43ff|0|0|3|0|2|0|0|0|./d\r
-S 7|81a4|0|0|10485760|0|1|0|0|16|./big\r
-H 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824  ./a\r
-H 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824  ./b\r
-H 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824  ./big\r
-W aaaa|0|1|big\r
-W bbbb|2|3|big\r
-L ./l\r
-T a\r
-X # file: .\r
-X user.root=0x746f70\r
-X \r
-X # file: caf\\351\r
-X trusted.empty=\"\"\r
-X security.capability=0x0100\r
-X \r
-E getfattr: ./l: Operation not supported\r
-K [    1.0] random: crng init done\r
-U 2.50\r
-==== end good\r
-==== begin bad\r
-S 1|41ed|0|0|3|0|2|0|0|0|.\r
-S 2|41ed|0|0|3|0|3|0|0|0|./sub\r
-S 3|41ed|0|0|3|0|2|0|0|0|./sub/deeper\r
-S 4|81a4|0|0|1|0|3|0|0|0|./x\r
-S 4|81a4|0|0|1|0|3|0|0|0|./y\r
-S 5|81a4|0|0|1|0|1|0|0|0|./p\r
-S 5|81a4|0|0|1|0|1|0|0|0|./q\r
-H 0000  ./x\r
-H 0000  ./y\r
-H 0000  ./p\r
-E sha256sum: ./q: Input/output error\r
-K [    2.0] SQUASHFS error: Unable to read fragment cache entry [1234]\r
-M failed: mount: mounting /dev/vdb on /mnt/bad failed: Invalid argument\r
-Q what is this\r
-==== end bad\r
-==== ocirender-kernel-harness done\r
+/// What the guest prints for two disks: `good` lists a small tree correctly; `bad` holds one
+/// instance of every problem the parser must report. Sections travel as `gzip | base64`, in
+/// 76-column lines with CR LF as the console writes them.
+fn console() -> Vec<u8> {
+    let mut out = b"\x1b[2Jjunk==== ocirender-kernel-harness start 6.1.0-test\r\n".to_vec();
+    out.extend_from_slice(b"K boot noise outside any section\r\n");
+    for (label, plain) in [("good", GOOD), ("bad", BAD)] {
+        out.extend_from_slice(format!("==== begin {label}\r\n").as_bytes());
+        let encoded = support::kernel::encode_section(plain);
+        for line in encoded.as_bytes().chunks(76) {
+            out.extend_from_slice(line);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(format!("==== end {label}\r\n").as_bytes());
+    }
+    out.extend_from_slice(b"==== ocirender-kernel-harness done\r\n");
+    out
+}
+
+const GOOD: &[u8] = b"U 1.00
+S 1|41ed|0|0|3|100|3|0|0|0|.
+S 2|81a4|1000|1000|5|200|2|0|0|8|./a
+S 2|81a4|1000|1000|5|200|2|0|0|8|./b
+S 3|a1ff|0|0|1|300|1|0|0|0|./l
+S 4|21b6|0|0|0|400|1|1|3|0|./null
+S 5|8fff|0|0|0|0|1|0|0|0|./caf\xe9
+S 6|43ff|0|0|3|0|2|0|0|0|./d
+S 7|81a4|0|0|10485760|0|1|0|0|16|./big
+H 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824  ./a
+H 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824  ./b
+H 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824  ./big
+W aaaa|0|1|big
+W bbbb|2|3|big
+L ./l
+T a
+X # file: .
+X user.root=0x746f70
+X 
+X # file: caf\\351
+X trusted.empty=\"\"
+X security.capability=0x0100
+X 
+E getfattr: ./l: Operation not supported
+K [    1.0] random: crng init done
+U 2.50
+";
+
+const BAD: &[u8] = b"S 1|41ed|0|0|3|0|2|0|0|0|.
+S 2|41ed|0|0|3|0|3|0|0|0|./sub
+S 3|41ed|0|0|3|0|2|0|0|0|./sub/deeper
+S 4|81a4|0|0|1|0|3|0|0|0|./x
+S 4|81a4|0|0|1|0|3|0|0|0|./y
+S 5|81a4|0|0|1|0|1|0|0|0|./p
+S 5|81a4|0|0|1|0|1|0|0|0|./q
+H 0000  ./x
+H 0000  ./y
+H 0000  ./p
+E sha256sum: ./q: Input/output error
+K [    2.0] SQUASHFS error: Unable to read fragment cache entry [1234]
+M failed: mount: mounting /dev/vdb on /mnt/bad failed: Invalid argument
+Q what is this
 ";
 
 fn console_disks() -> Vec<Disk> {
@@ -888,7 +900,7 @@ fn console_disks() -> Vec<Disk> {
 
 #[test]
 fn console_listing_becomes_a_tree() {
-    let listings = support::kernel::parse_console(CONSOLE, &console_disks(), true).unwrap();
+    let listings = support::kernel::parse_console(&console(), &console_disks(), true).unwrap();
     let good = &listings[0];
     assert_eq!(good.problems, Vec::<String>::new());
     let windows = windowed_sha256([(0, 4096, "aaaa".into()), (8192, 12288, "bbbb".into())]);
@@ -936,7 +948,7 @@ fn console_without_a_finished_guest_is_an_error() {
     let disks = console_disks();
     let parse = |text: &[u8]| support::kernel::parse_console(text, &disks, true);
     let edit = |from: &str, to: &str| {
-        let text = String::from_utf8_lossy(CONSOLE).replace(from, to);
+        let text = String::from_utf8_lossy(&console()).replace(from, to);
         text.into_bytes()
     };
     assert!(parse(b"SeaBIOS\nKernel panic - not syncing\n")
@@ -949,6 +961,10 @@ fn console_without_a_finished_guest_is_an_error() {
         "E insmod: can't insert 'squashfs.ko': invalid module format",
     );
     assert!(parse(&insmod).unwrap_err().contains("guest setup failed"));
+    let garbled = edit("==== end good", "@@@@\r\n==== end good");
+    assert!(parse(&garbled)
+        .unwrap_err()
+        .contains("listing of disk good is not gzip | base64"));
     let missing = edit("==== begin bad", "==== begin other");
     assert!(parse(&missing)
         .unwrap_err()

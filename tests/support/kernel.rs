@@ -116,6 +116,9 @@ pub struct Listing {
     pub kernel_log: Vec<String>,
     /// Guest seconds spent on this disk (mount, listing, hashing).
     pub guest_seconds: f64,
+    /// The guest's lines for this disk, decoded (written to `<label>.listing` beside the console
+    /// log, for a look after a failure).
+    pub text: Vec<u8>,
 }
 
 /// The `stat` fields the dump does not show.
@@ -289,6 +292,9 @@ impl Harness {
                 tail(&console)
             )
         });
+        for l in &listings {
+            fs::write(work.join(format!("{}.listing", l.label)), &l.text).unwrap();
+        }
         let per_disk: Vec<String> = listings
             .iter()
             .map(|l| format!("{} {:.1}s", l.label, l.guest_seconds))
@@ -728,8 +734,8 @@ pub fn parse_console(log: &[u8], disks: &[Disk], xattrs: bool) -> Result<Vec<Lis
         return Err("the guest stopped before listing every disk".into());
     }
     let mut boot_problems = Vec::new();
-    let mut sections: BTreeMap<String, Vec<&[u8]>> = BTreeMap::new();
-    let mut current: Option<(String, Vec<&[u8]>)> = None;
+    let mut sections: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut current: Option<(String, Vec<u8>)> = None;
     for line in &lines[start + 1..] {
         if let Some(label) = line.strip_prefix(b"==== begin ") {
             current = Some((String::from_utf8_lossy(label).into_owned(), Vec::new()));
@@ -738,7 +744,7 @@ pub fn parse_console(log: &[u8], disks: &[Disk], xattrs: bool) -> Result<Vec<Lis
                 sections.insert(label, body);
             }
         } else if let Some((_, body)) = &mut current {
-            body.push(line);
+            body.extend_from_slice(line);
         } else if line.starts_with(b"E ") {
             boot_problems.push(String::from_utf8_lossy(line).into_owned());
         }
@@ -752,9 +758,59 @@ pub fn parse_console(log: &[u8], disks: &[Disk], xattrs: bool) -> Result<Vec<Lis
             let body = sections
                 .get(&d.label)
                 .ok_or_else(|| format!("no listing for disk {}", d.label))?;
-            Ok(parse_section(d, body, xattrs))
+            let text = decode_section(body)
+                .ok_or_else(|| format!("the listing of disk {} is not gzip | base64", d.label))?;
+            let lines: Vec<&[u8]> = text.split(|&b| b == b'\n').collect();
+            let mut listing = parse_section(d, &lines, xattrs);
+            listing.text = text.clone();
+            Ok(listing)
         })
         .collect()
+}
+
+/// What the guest's `gzip | base64` does to a section's lines (for tests of the parser).
+pub fn encode_section(plain: &[u8]) -> String {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(plain).unwrap();
+    let bytes = gz.finish().unwrap();
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(BASE64[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Undoes the guest's `gzip | base64` (line breaks already removed).
+fn decode_section(b64: &[u8]) -> Option<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(b64.len() / 4 * 3);
+    let (mut acc, mut bits) = (0u32, 0);
+    for &c in b64.iter().filter(|&&c| c != b'=') {
+        let v = BASE64.iter().position(|&a| a == c)?;
+        acc = (acc << 6) | v as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            bytes.push((acc >> bits) as u8);
+        }
+    }
+    let mut text = Vec::new();
+    flate2::read::GzDecoder::new(&bytes[..])
+        .read_to_end(&mut text)
+        .ok()?;
+    Some(text)
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -778,6 +834,7 @@ fn parse_section(disk: &Disk, body: &[&[u8]], xattrs_listed: bool) -> Listing {
         problems: Vec::new(),
         kernel_log: Vec::new(),
         guest_seconds: 0.0,
+        text: Vec::new(),
     };
     let mut uptimes = Vec::new();
     let mut hashes: BTreeMap<Vec<u8>, String> = BTreeMap::new();
