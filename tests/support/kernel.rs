@@ -6,13 +6,16 @@
 //! ```text
 //! Harness::find ── newest /boot/vmlinuz-<release> + /lib/modules/<release>, qemu-system-x86_64,
 //!   │              busybox, getfattr (optional: xattrs)
-//! Harness::boot(&[Disk]) ── vmlinux (the ELF unpacked from vmlinuz: PVH boot skips the guest's
-//!   │   slow self-decompression), initramfs.cpio (newc, written here): /init = scripts/kernel-harness/init,
-//!   │   busybox, the modules squashfs and virtio need (modules.dep order, decompressed),
-//!   │   getfattr with the libraries ldd names, /harness/{disks,windows}
-//!   ├─ qemu-system-x86_64 (TCG, software emulation): one boot, every image a read-only
-//!   │   virtio disk whose serial number is its label
-//!   └─ console.log ── parse ── one Listing per disk { tree: dump::Tree, stats, problems, kernel log }
+//! Harness::boot(&[Disk])
+//!   ├─ vmlinux: the ELF unpacked from vmlinuz (PVH boot skips the guest's slow self-decompression)
+//!   ├─ initramfs.cpio (newc, written here): /init = scripts/kernel-harness/init, busybox, the
+//!   │   modules squashfs and virtio need (modules.dep order, decompressed), getfattr with the
+//!   │   libraries ldd names, /harness/{disks,windows}
+//!   ├─ qemu-system-x86_64 (TCG, software emulation): one boot, every image a read-only virtio
+//!   │   disk whose serial number is its label
+//!   └─ console.log: per disk `gzip | base64` of the guest's lines ── decode ── parse
+//!        └─ one Listing per disk { tree: dump::Tree, stats, problems, kernel log }
+//!           (decoded lines kept as <label>.listing beside console.log)
 //! ```
 //!
 //! Why: unsquashfs and backhand are user-space readers with their own leniencies; the reader that
@@ -264,14 +267,13 @@ impl Harness {
                 .unwrap_or(300),
         );
         let started = Instant::now();
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+        let mut child = Guest(cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}")));
         let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
+            if let Some(status) = child.0.try_wait().unwrap() {
                 break status;
             }
             if started.elapsed() > timeout {
-                let _ = child.kill();
-                let _ = child.wait();
+                drop(child);
                 panic!(
                     "the guest did not power off within {timeout:?} (OCIRENDER_KERNEL_TIMEOUT)\n{}",
                     tail(&console)
@@ -375,6 +377,19 @@ impl Harness {
     }
 }
 
+/// The running QEMU process; killed when dropped, so that no test failure or panic leaves a
+/// guest running.
+struct Guest(std::process::Child);
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// The digest a windowed file gets on both sides: sha256 over one `offset len sha256\n` line per
 /// window, in the order the windows were given. `parts` holds the sha256 of each window's bytes
 /// (clipped at the end of the file).
@@ -452,7 +467,7 @@ fn line_diff(want: &str, got: &str) -> String {
 }
 
 fn which(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
+    let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
         .map(|d| d.join(name))
