@@ -11,13 +11,15 @@
 //!
 //! Cases: every compressor (gzip, zstd, xz, lz4, none) on the base tree (hard links, devices,
 //! fifo, socket, 255-byte names, symlinks up to 4000 bytes, setuid/setgid/sticky, uid/gid above
-//! 65535, xattrs, fragments, dedup, raw and hole blocks), the base tree without fragments and with
-//! 4 KiB blocks, a directory of 10,000 entries, and a 5 GiB sparse file. A control disk holds the
-//! base tree written by mksquashfs (when present): it proves the harness and fixture right, so a
-//! failure elsewhere points at our writer.
+//! 65535, xattrs, fragments, dedup, raw and hole blocks), the base tree without fragments, with
+//! 4 KiB blocks and with the xz x86 BCJ filter, a directory of 10,000 entries, and a 5 GiB sparse
+//! file. A control disk holds the base tree written by mksquashfs (when present and running as
+//! root): it proves the harness and fixture right, so a failure elsewhere points at our writer.
 //!
-//! `OCIRENDER_KERNEL_WRITER=mksquashfs` writes every case with mksquashfs instead (to tell a
-//! harness bug from a writer bug). Skipped with a notice without QEMU or a kernel in /boot, unless
+//! Knobs: `OCIRENDER_KERNEL_WRITER=mksquashfs` writes every case with mksquashfs instead (to tell
+//! a harness bug from a writer bug); `OCIRENDER_KERNEL_WORKDIR=DIR` keeps the images, the console
+//! log and each disk's decoded listing under DIR; `OCIRENDER_KERNEL_TIMEOUT` (seconds, default
+//! 300) bounds the boot. Skipped with a notice without QEMU or a kernel in /boot, unless
 //! `OCIRENDER_REQUIRE_KERNEL=1`.
 
 mod support;
@@ -30,7 +32,7 @@ use std::process::Command;
 use ocirender::squashfs::SquashfsSink;
 use ocirender::{
     Algorithm, BlockSize, Compression, Entry, EntryKind, EntryPath, Jobs, Metadata, Sink,
-    SquashfsOptions, Xattr,
+    SquashfsOptions, Xattr, XzFilter,
 };
 use support::dump::{self, DumpOptions, Kind, Node, Tree};
 use support::kernel::{windowed_sha256, Disk, Harness, Window};
@@ -82,6 +84,16 @@ fn kernel_mounts_every_image() {
             SquashfsOptions {
                 block_size: BlockSize::new(4096).unwrap(),
                 ..gzip
+            },
+        ),
+        // The kernel has only the x86 BCJ decoder (XZ_DEC_X86); code-like data makes the
+        // writer pick the filter for its blocks.
+        Case::new(
+            "base-xz-bcj",
+            &with_x86_code(&base),
+            SquashfsOptions {
+                xz_filters: vec![XzFilter::X86],
+                ..options(Algorithm::Xz)
             },
         ),
         Case::new("bigdir", &big_dir(), options(Algorithm::Zstd)),
@@ -572,6 +584,9 @@ impl Writer {
                 if !options.fragments {
                     cmd.arg("-no-fragments");
                 }
+                if options.xz_filters.contains(&XzFilter::X86) {
+                    cmd.args(["-Xbcj", "x86"]);
+                }
                 let out = cmd.output().unwrap();
                 assert!(out.status.success(), "{cmd:?}: {out:?}");
             }
@@ -730,6 +745,26 @@ fn base_tree() -> Fixture {
             bytes(100 + i, 10 + 37 * i as usize, true),
         );
     }
+    f
+}
+
+/// `base` plus a file that looks like x86 code to the BCJ filter: calls (`E8 rel32`) to a few
+/// functions, whose relative offsets differ at every call site but become equal once the filter
+/// turns them absolute (xz shrinks a block of it some 40 times more with the filter).
+fn with_x86_code(base: &Fixture) -> Fixture {
+    let mut f = base.clone();
+    let mut code = Vec::new();
+    for call in 0u32.. {
+        if code.len() >= 200_000 {
+            break;
+        }
+        code.extend_from_slice(&[0x48, 0x89, 0xc7]); // mov rdi, rax
+        let next = code.len() as i64 + 5;
+        let target = 0x1000 + i64::from(call * 7 % 16) * 0x400;
+        code.push(0xe8);
+        code.extend_from_slice(&((target - next) as i32).to_le_bytes());
+    }
+    f.file("bin/x86", meta(0o755), code);
     f
 }
 
