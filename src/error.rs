@@ -184,6 +184,17 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// A layer's media type promises compression that its bytes do not carry.
+    #[error(
+        "media type {media_type:?} says {codec} but the blob does not start with the {codec} magic"
+    )]
+    WrongMagic {
+        /// The media type as written in the image.
+        media_type: String,
+        /// The codec the media type names.
+        codec: &'static str,
+    },
+
     /// The layer's tar stream is malformed or truncated.
     #[error("malformed tar stream: {source}")]
     Tar {
@@ -252,12 +263,33 @@ pub enum Error {
         symlink: String,
     },
 
+    /// A sparse file's data has non-zero bytes inside a region its sparse map calls a hole, so
+    /// writing it sparse would lose them.
+    #[error("sparse file {path:?} has non-zero data at offset {offset}, inside a hole of its sparse map")]
+    SparseHoleNotZero {
+        /// The file's path in the image.
+        path: String,
+        /// Offset of the first non-zero byte found in the hole.
+        offset: u64,
+    },
+
     /// An input-controlled size exceeds what ocirender accepts.
     #[error("{what} is {size} bytes, more than the limit of {limit}")]
     TooLarge {
         /// What is too large.
         what: &'static str,
         /// The size found.
+        size: u64,
+        /// The largest size accepted.
+        limit: u64,
+    },
+
+    /// A JSON document of the image (index, manifest, config) is larger than ocirender reads.
+    #[error("{what} is {size} bytes, more than the {limit} bytes accepted for a JSON document")]
+    DocumentTooLarge {
+        /// Which document: a file name or a blob digest.
+        what: String,
+        /// Its size (from its descriptor or on disk).
         size: u64,
         /// The largest size accepted.
         limit: u64,
@@ -405,6 +437,7 @@ impl From<Error> for io::Error {
             Error::OutputExists { .. } => io::ErrorKind::AlreadyExists,
             Error::Tar { .. }
             | Error::Decompress { .. }
+            | Error::WrongMagic { .. }
             | Error::DigestMismatch { .. }
             | Error::SizeMismatch { .. }
             | Error::Json { .. }

@@ -1,20 +1,786 @@
 //! A layer's tar stream → [`Entry`] values: PAX and GNU long names and link targets, PAX and GNU
 //! sparse files (expanded), base-256 numbers, xattrs, non-UTF-8 names kept as bytes.
+//!
+//! ```text
+//! 512-byte header ──► x / L / K / g / V ? ──► kept (bounded) for the next entry, or skipped
+//!        │                                      │
+//!        ▼                                      ▼
+//!   Member (type, raw path, link, sizes, sparse map) ──► Entry + data reader ──► f(entry, data)
+//!        │                                                                          │
+//!        └─────────────── skip what f left unread, then the padding ◄───────────────┘
+//! ```
+//!
+//! Why not `tar::Archive::entries()`: the `tar` crate (0.4) reads PAX and GNU long-name
+//! records with an unbounded `read_to_end`, splits PAX records on newlines (so a binary xattr
+//! value can hide a forged `path=` or `size=` record that then moves the entry boundaries), does
+//! not expand PAX sparse files and does not expose the GNU sparse map. The header *layout* is
+//! still the crate's: [`tar::Header`] gives the ustar/GNU field views, and this module does the
+//! stepping, bounded reads and number parsing (octal or base-256, negative times included).
+//!
+//! Invariants: at most [`MAX_EXTENSION`] bytes of one extension record are ever held in memory
+//! (and [`MAX_EXTENSIONS_PER_ENTRY`] before one entry); a size field larger than what the
+//! stream holds is found by reading, never by allocating; every path goes through
+//! [`EntryPath::new`].
 
-use std::io::Read;
+use std::io::{self, BufReader, Read};
 
-use crate::entry::Entry;
-use crate::error::Result;
+use tar::Header;
+
+use crate::entry::{Entry, EntryKind, Metadata};
+use crate::error::{Error, Result};
+use crate::path::EntryPath;
+
+use super::pax::{normalize_xattrs, Pax};
+use super::sparse::{self, Expand, MAX_SPARSE_REGIONS};
+
+/// The largest PAX extended header or GNU long name/link record accepted.
+pub const MAX_EXTENSION: u64 = 1 << 20;
+
+/// The most extension-record bytes accepted before one entry (several `x`, `L`, `K` records).
+pub const MAX_EXTENSIONS_PER_ENTRY: u64 = 4 << 20;
+
+const BLOCK: u64 = 512;
 
 /// Calls `f` for every entry of the tar stream, in order, with a reader of the entry's content
 /// (exactly `size` bytes for a regular file, holes expanded; empty otherwise). Content that `f`
 /// leaves unread is skipped. Returns at the end-of-archive marker (or at EOF), leaving whatever
 /// follows unread. Errors from `f` are returned unchanged; errors of the stream are
-/// [`Error::Tar`](crate::Error::Tar) / [`Error::TarHeader`](crate::Error::TarHeader), tagged with
+/// [`Error::Tar`] / [`Error::TarHeader`], tagged with
 /// the entry's path when it is known.
 pub fn for_each_entry(
     stream: &mut dyn Read,
     f: &mut dyn FnMut(Entry, &mut dyn Read) -> Result<()>,
 ) -> Result<()> {
-    todo!("helper A")
+    let mut walker = Walker::new(stream);
+    while let Some(member) = walker.next_member()? {
+        let entry = member
+            .to_entry()
+            .map_err(|e| e.in_entry(member.raw_path()))?;
+        let mut data = Region {
+            inner: &mut walker.input,
+            remaining: member.stored,
+            path: member.raw_path(),
+        };
+        match (&entry.kind, &member.sparse) {
+            (EntryKind::File { size, .. }, Some(sparse)) => {
+                let size = *size;
+                f(entry, &mut Expand::new(&mut data, &sparse.map, size))?
+            }
+            (EntryKind::File { .. }, None) => f(entry, &mut data)?,
+            _ => f(entry, &mut io::empty())?,
+        }
+        // Whatever `f` left unread (all of it for non-files, the stored bytes of a sparse
+        // file), then the padding to the next header.
+        skip_all(&mut data).map_err(|e| tar_error(e, &member))?;
+        walker
+            .input
+            .skip(padding(member.stored_with_map))
+            .map_err(|e| tar_error(e, &member))?;
+    }
+    Ok(())
+}
+
+fn tar_error(e: io::Error, member: &Member) -> Error {
+    Error::from_io(e, |source| Error::Tar { source }).in_entry(member.raw_path())
+}
+
+/// Bytes of padding after `len` bytes of data.
+fn padding(len: u64) -> u64 {
+    (BLOCK - len % BLOCK) % BLOCK
+}
+
+/// Reads and discards everything `r` yields.
+fn skip_all(r: &mut dyn Read) -> io::Result<()> {
+    let mut buf = [0u8; 16 << 10];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The bytes a tar walker reads, with a way to jump forward and a count of the position.
+pub(crate) trait TarInput: Read {
+    /// Moves `n` bytes forward; an error if the stream ends first.
+    fn skip(&mut self, n: u64) -> io::Result<()>;
+    /// Bytes consumed so far.
+    fn position(&self) -> u64;
+}
+
+/// A plain stream: skipping is reading.
+pub(crate) struct Stream<'a> {
+    inner: &'a mut dyn Read,
+    pos: u64,
+}
+
+impl Read for Stream<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl TarInput for Stream<'_> {
+    fn skip(&mut self, mut n: u64) -> io::Result<()> {
+        let mut buf = [0u8; 16 << 10];
+        while n > 0 {
+            let want = usize::try_from(n).map_or(buf.len(), |n| n.min(buf.len()));
+            match self.read(&mut buf[..want]) {
+                Ok(0) => return Err(truncated("the tar stream ends inside an entry's data")),
+                Ok(got) => n -= got as u64,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn position(&self) -> u64 {
+        self.pos
+    }
+}
+
+/// A tar file on disk: skipping is seeking, so indexing a large archive reads only headers.
+pub(crate) struct SeekableFile {
+    inner: BufReader<std::fs::File>,
+    pos: u64,
+    len: u64,
+}
+
+impl SeekableFile {
+    pub(crate) fn new(file: std::fs::File) -> io::Result<SeekableFile> {
+        let len = file.metadata()?.len();
+        Ok(SeekableFile {
+            inner: BufReader::with_capacity(64 << 10, file),
+            pos: 0,
+            len,
+        })
+    }
+}
+
+impl Read for SeekableFile {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl TarInput for SeekableFile {
+    fn skip(&mut self, n: u64) -> io::Result<()> {
+        let target = self
+            .pos
+            .checked_add(n)
+            .filter(|&t| t <= self.len)
+            .ok_or_else(|| truncated("the tar file ends inside a member's data"))?;
+        let delta = i64::try_from(n).map_err(|_| truncated("member too large"))?;
+        self.inner.seek_relative(delta)?;
+        self.pos = target;
+        Ok(())
+    }
+
+    fn position(&self) -> u64 {
+        self.pos
+    }
+}
+
+fn truncated(what: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::UnexpectedEof, what)
+}
+
+/// Exactly `remaining` bytes of the stream; an early end is a truncation error naming `path`.
+struct Region<'a, R> {
+    inner: &'a mut R,
+    remaining: u64,
+    path: &'a [u8],
+}
+
+impl<R: Read> Read for Region<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        let n = usize::try_from(self.remaining).map_or(buf.len(), |r| r.min(buf.len()));
+        let got = self.inner.read(&mut buf[..n])?;
+        if got == 0 {
+            let e = Error::Tar {
+                source: truncated("the tar stream ends inside an entry's data"),
+            };
+            return Err(io::Error::from(e.in_entry(self.path)));
+        }
+        self.remaining -= got as u64;
+        Ok(got)
+    }
+}
+
+/// A sparse file's data map (validated; the real size is the entry's size).
+pub(crate) struct SparseInfo {
+    pub map: Vec<(u64, u64)>,
+}
+
+/// One entry as the archive describes it, extension records folded in.
+pub(crate) struct Member {
+    typeflag: u8,
+    path: Vec<u8>,
+    link: Vec<u8>,
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    mtime: (i64, u32),
+    devmajor: u32,
+    devminor: u32,
+    xattrs: Vec<crate::entry::Xattr>,
+    /// The expanded size of a regular file.
+    pub size: u64,
+    /// Bytes of content data that follow in the archive (after a PAX 1.0 map).
+    pub stored: u64,
+    /// Bytes following the header up to the padding, a PAX 1.0 map included.
+    pub stored_with_map: u64,
+    /// Stream position of the first data byte.
+    pub data_offset: u64,
+    pub sparse: Option<SparseInfo>,
+}
+
+impl Member {
+    /// The path as the archive spells it (before normalization).
+    pub fn raw_path(&self) -> &[u8] {
+        &self.path
+    }
+
+    /// The link target as the archive spells it (empty for other types).
+    pub fn raw_link(&self) -> &[u8] {
+        &self.link
+    }
+
+    /// The raw typeflag byte.
+    pub fn typeflag(&self) -> u8 {
+        self.typeflag
+    }
+
+    /// The crate's [`Entry`] for this member.
+    pub fn to_entry(&self) -> Result<Entry> {
+        let path = EntryPath::new(&self.path)?;
+        let kind = match self.typeflag {
+            b'1' => EntryKind::Hardlink {
+                target: EntryPath::new(&self.link)?,
+            },
+            b'2' => EntryKind::Symlink {
+                target: self.link.clone(),
+            },
+            b'3' => EntryKind::CharDevice {
+                major: self.devmajor,
+                minor: self.devminor,
+            },
+            b'4' => EntryKind::BlockDevice {
+                major: self.devmajor,
+                minor: self.devminor,
+            },
+            b'5' | b'D' => EntryKind::Dir,
+            b'6' => EntryKind::Fifo,
+            // An old-style regular typeflag on a name ending in '/' is a directory (v7 tar).
+            0 if self.path.ends_with(b"/") => EntryKind::Dir,
+            _ => EntryKind::File {
+                size: self.size,
+                sparse: self.sparse.as_ref().map(|s| s.map.clone()),
+            },
+        };
+        let id = |what: &str, v: u64| {
+            u32::try_from(v).map_err(|_| Error::TarHeader {
+                problem: format!("{what} {v} does not fit in 32 bits"),
+            })
+        };
+        Ok(Entry {
+            path,
+            kind,
+            meta: Metadata {
+                mode: self.mode & 0o7777,
+                uid: id("uid", self.uid)?,
+                gid: id("gid", self.gid)?,
+                mtime: self.mtime.0,
+                mtime_nsec: self.mtime.1,
+                xattrs: self.xattrs.clone(),
+            },
+        })
+    }
+}
+
+/// Steps through the headers of a tar stream.
+pub(crate) struct Walker<R> {
+    pub(crate) input: R,
+    header: Header,
+    pax: Pax,
+    long_name: Option<Vec<u8>>,
+    long_link: Option<Vec<u8>>,
+    scratch: Vec<u8>,
+    done: bool,
+}
+
+impl<'a> Walker<Stream<'a>> {
+    /// A walker over a stream that can only be read.
+    pub(crate) fn new(stream: &'a mut dyn Read) -> Self {
+        Walker::with_input(Stream {
+            inner: stream,
+            pos: 0,
+        })
+    }
+}
+
+impl<R: TarInput> Walker<R> {
+    /// A walker over any tar input.
+    pub(crate) fn with_input(input: R) -> Self {
+        Walker {
+            input,
+            header: Header::new_old(),
+            pax: Pax::default(),
+            long_name: None,
+            long_link: None,
+            scratch: Vec::new(),
+            done: false,
+        }
+    }
+
+    /// The next entry-producing member, with its extension records applied; `None` at the
+    /// end-of-archive marker or at a clean EOF. The member's data is next in the input: read
+    /// `stored_with_map` bytes (or [`Walker::skip_data`]) before calling again.
+    pub(crate) fn next_member(&mut self) -> Result<Option<Member>> {
+        if self.done {
+            return Ok(None);
+        }
+        let mut extension_bytes = 0u64;
+        self.pax.clear();
+        self.long_name = None;
+        self.long_link = None;
+        loop {
+            if !self.read_header()? {
+                self.done = true;
+                if extension_bytes > 0 {
+                    return Err(Error::Tar {
+                        source: truncated("the archive ends after extension records"),
+                    });
+                }
+                return Ok(None);
+            }
+            let typeflag = self.header.as_old().linkflag[0];
+            let header_size = field_u64(&self.header.as_old().size, "size")?;
+            match typeflag {
+                b'x' | b'L' | b'K' => {
+                    let what = match typeflag {
+                        b'x' => "PAX extended header",
+                        b'L' => "GNU long name record",
+                        _ => "GNU long link-name record",
+                    };
+                    if header_size > MAX_EXTENSION {
+                        return Err(Error::TooLarge {
+                            what,
+                            size: header_size,
+                            limit: MAX_EXTENSION,
+                        });
+                    }
+                    extension_bytes += header_size;
+                    if extension_bytes > MAX_EXTENSIONS_PER_ENTRY {
+                        return Err(Error::TooLarge {
+                            what: "extension records before one entry",
+                            size: extension_bytes,
+                            limit: MAX_EXTENSIONS_PER_ENTRY,
+                        });
+                    }
+                    self.read_extension(header_size)?;
+                    let data = &self.scratch;
+                    match typeflag {
+                        b'x' => self.pax.apply(data)?,
+                        b'L' => self.long_name = Some(until_nul(data).to_vec()),
+                        _ => self.long_link = Some(until_nul(data).to_vec()),
+                    }
+                }
+                // Global PAX headers and volume labels describe no file.
+                b'g' | b'V' => {
+                    // header_size came from an i64: adding the padding cannot overflow.
+                    self.skip_exact(header_size + padding(header_size))?
+                }
+                b'M' => {
+                    return Err(Error::TarHeader {
+                        problem: "GNU multi-volume continuation entries are not supported".into(),
+                    })
+                }
+                _ => return self.member(typeflag, header_size).map(Some),
+            }
+        }
+    }
+
+    /// Skips the data of a member returned by [`Walker::next_member`], padding included.
+    pub(crate) fn skip_data(&mut self, member: &Member) -> Result<()> {
+        let len = member.stored_with_map;
+        // A PAX size may be any u64; one that overflows cannot be in the stream anyway.
+        let total = len.checked_add(padding(len)).ok_or_else(|| Error::Tar {
+            source: truncated("an entry's size exceeds any stream"),
+        })?;
+        self.skip_exact(total)
+    }
+
+    fn skip_exact(&mut self, n: u64) -> Result<()> {
+        self.input
+            .skip(n)
+            .map_err(|e| Error::from_io(e, |source| Error::Tar { source }))
+    }
+
+    /// Reads the next header block; `false` at the end-of-archive marker or a clean EOF.
+    fn read_header(&mut self) -> Result<bool> {
+        let block = self.header.as_mut_bytes();
+        let mut filled = 0;
+        while filled < block.len() {
+            match self.input.read(&mut block[filled..]) {
+                Ok(0) if filled == 0 => return Ok(false),
+                Ok(0) => {
+                    return Err(Error::Tar {
+                        source: truncated("the tar stream ends inside a header"),
+                    })
+                }
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::from_io(e, |source| Error::Tar { source })),
+            }
+        }
+        let block = self.header.as_bytes();
+        if block.iter().all(|&b| b == 0) {
+            return Ok(false);
+        }
+        self.check_checksum()?;
+        Ok(true)
+    }
+
+    fn check_checksum(&self) -> Result<()> {
+        let bytes = self.header.as_bytes();
+        let (mut unsigned, mut signed) = (0u32, 0i32);
+        for (i, &b) in bytes.iter().enumerate() {
+            let b = if (148..156).contains(&i) { b' ' } else { b };
+            unsigned += u32::from(b);
+            signed += i32::from(b as i8);
+        }
+        let stored = parse_number(&self.header.as_old().cksum);
+        let ok = match stored {
+            Some(v) => v == i64::from(unsigned) || v == i64::from(signed),
+            None => false,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::TarHeader {
+                problem: format!(
+                    "header checksum mismatch (computed {unsigned}) at byte {}",
+                    self.input.position().saturating_sub(BLOCK)
+                ),
+            })
+        }
+    }
+
+    /// Reads an extension record of `size` (≤ [`MAX_EXTENSION`]) bytes and its padding.
+    fn read_extension(&mut self, size: u64) -> Result<()> {
+        let len = usize::try_from(size).unwrap_or(usize::MAX);
+        self.scratch.clear();
+        let read = (&mut self.input)
+            .take(size)
+            .read_to_end(&mut self.scratch)
+            .map_err(|e| Error::from_io(e, |source| Error::Tar { source }))?;
+        if read < len {
+            return Err(Error::Tar {
+                source: truncated("the tar stream ends inside an extension record"),
+            });
+        }
+        self.input
+            .skip(padding(size))
+            .map_err(|e| Error::from_io(e, |source| Error::Tar { source }))?;
+        Ok(())
+    }
+
+    /// Builds the member for the current (entry-producing) header.
+    fn member(&mut self, typeflag: u8, header_size: u64) -> Result<Member> {
+        let old = self.header.as_old();
+        let mut pax = std::mem::take(&mut self.pax);
+        let path = match (&pax.sparse.name, &pax.path, &self.long_name) {
+            (Some(name), _, _) if pax.sparse.is_present() => name.clone(),
+            (_, Some(p), _) => p.clone(),
+            (_, _, Some(long)) => long.clone(),
+            _ => header_path(&self.header),
+        };
+        let link = match (&pax.linkpath, &self.long_link) {
+            (Some(p), _) => p.clone(),
+            (_, Some(long)) => long.clone(),
+            _ => until_nul(&old.linkname).to_vec(),
+        };
+        let in_entry = |e: Error| e.in_entry(&path);
+        let mode = field_u64(&old.mode, "mode").map_err(in_entry)?;
+        let uid = match pax.uid {
+            Some(uid) => uid,
+            None => field_u64(&old.uid, "uid").map_err(in_entry)?,
+        };
+        let gid = match pax.gid {
+            Some(gid) => gid,
+            None => field_u64(&old.gid, "gid").map_err(in_entry)?,
+        };
+        let mtime = match pax.mtime {
+            Some(t) => t,
+            None => (
+                parse_number(&old.mtime).ok_or_else(|| {
+                    in_entry(Error::TarHeader {
+                        problem: "mtime field is not a valid number".into(),
+                    })
+                })?,
+                0,
+            ),
+        };
+        let (devmajor, devminor) = match self.header.as_ustar().map(|u| (u.dev_major, u.dev_minor))
+        {
+            Some(dev) => dev,
+            None => match self.header.as_gnu() {
+                Some(g) => (g.dev_major, g.dev_minor),
+                None => ([0; 8], [0; 8]),
+            },
+        };
+        let device = |field: &[u8; 8], what: &str| -> Result<u32> {
+            if !matches!(typeflag, b'3' | b'4') {
+                return Ok(0);
+            }
+            field_u64(field, what)
+                .and_then(|v| {
+                    u32::try_from(v).map_err(|_| Error::TarHeader {
+                        problem: format!("{what} {v} does not fit in 32 bits"),
+                    })
+                })
+                .map_err(in_entry)
+        };
+        let devmajor = device(&devmajor, "device major")?;
+        let devminor = device(&devminor, "device minor")?;
+        let stored_with_map = pax.size.unwrap_or(header_size);
+        let regular = matches!(typeflag, 0 | b'0' | b'7');
+        let data_offset = self.input.position();
+
+        let mut member = Member {
+            typeflag,
+            path,
+            link,
+            mode: u32::try_from(mode).unwrap_or(u32::MAX),
+            uid,
+            gid,
+            mtime,
+            devmajor,
+            devminor,
+            xattrs: normalize_xattrs(std::mem::take(&mut pax.xattrs)),
+            size: stored_with_map,
+            stored: stored_with_map,
+            stored_with_map,
+            data_offset,
+            sparse: None,
+        };
+        if typeflag == b'S' {
+            let map = self
+                .gnu_sparse_map(stored_with_map)
+                .map_err(in_entry_of(&member))?;
+            member.size = map.1;
+            member.sparse = Some(SparseInfo { map: map.0 });
+            member.data_offset = self.input.position();
+        } else if regular && pax.sparse.is_present() {
+            self.pax_sparse(&mut member, &pax)
+                .map_err(in_entry_of(&member))?;
+        }
+        Ok(member)
+    }
+
+    /// Reads the GNU old sparse map: four entries in the header, then 21 per extension block.
+    /// Returns the map and the real size.
+    fn gnu_sparse_map(&mut self, stored: u64) -> Result<(Vec<(u64, u64)>, u64)> {
+        let gnu = self.header.as_gnu().ok_or_else(|| Error::TarHeader {
+            problem: "GNU sparse entry without a GNU header".into(),
+        })?;
+        let real_size = field_u64(&gnu.realsize, "sparse real size")?;
+        let mut pairs = Vec::new();
+        let push = |entries: &[tar::GnuSparseHeader], pairs: &mut Vec<u64>| -> Result<()> {
+            for e in entries {
+                // GNU tar ends the list at the first entry without an offset.
+                if e.offset[0] == 0 {
+                    break;
+                }
+                if pairs.len() >= 2 * MAX_SPARSE_REGIONS {
+                    return Err(Error::TarHeader {
+                        problem: format!("sparse map has more than {MAX_SPARSE_REGIONS} regions"),
+                    });
+                }
+                pairs.push(field_u64(&e.offset, "sparse offset")?);
+                pairs.push(field_u64(&e.numbytes, "sparse length")?);
+            }
+            Ok(())
+        };
+        push(&gnu.sparse, &mut pairs)?;
+        let mut extended = gnu.isextended[0] != 0;
+        let mut ext = tar::GnuExtSparseHeader::new();
+        while extended {
+            self.input
+                .read_exact(ext.as_mut_bytes())
+                .map_err(|e| Error::from_io(e, |source| Error::Tar { source }))?;
+            push(&ext.sparse, &mut pairs)?;
+            extended = ext.isextended[0] != 0;
+        }
+        let map = sparse::validate(&pairs, real_size, stored)?;
+        Ok((map, real_size))
+    }
+
+    /// Applies a PAX sparse format (0.0, 0.1 or 1.0) to `member`.
+    fn pax_sparse(&mut self, member: &mut Member, pax: &Pax) -> Result<()> {
+        let records = &pax.sparse;
+        let real_size = records
+            .size
+            .or(records.realsize)
+            .ok_or_else(|| Error::TarHeader {
+                problem: "PAX sparse file without GNU.sparse.size or GNU.sparse.realsize".into(),
+            })?;
+        let pairs = match (records.major, records.minor) {
+            (Some(1), Some(0)) => {
+                let mut region = Region {
+                    inner: &mut self.input,
+                    remaining: member.stored_with_map,
+                    path: &member.path,
+                };
+                let (pairs, used) = sparse::read_map_1x0(&mut region)?;
+                member.stored = member.stored_with_map - used;
+                member.data_offset += used;
+                pairs
+            }
+            (None | Some(0), None | Some(0 | 1)) => {
+                let pairs = records.map.clone();
+                if let Some(n) = records.numblocks {
+                    if u64::try_from(pairs.len() / 2).ok() != Some(n) || pairs.len() % 2 != 0 {
+                        return Err(Error::TarHeader {
+                            problem: format!(
+                                "GNU.sparse.numblocks says {n} but the map lists {} values",
+                                pairs.len()
+                            ),
+                        });
+                    }
+                }
+                pairs
+            }
+            (major, minor) => {
+                return Err(Error::TarHeader {
+                    problem: format!(
+                        "unknown PAX sparse format version {}.{}",
+                        major.map_or("?".into(), |v| v.to_string()),
+                        minor.map_or("?".into(), |v| v.to_string())
+                    ),
+                })
+            }
+        };
+        member.sparse = Some(SparseInfo {
+            map: sparse::validate(&pairs, real_size, member.stored)?,
+        });
+        member.size = real_size;
+        Ok(())
+    }
+}
+
+/// Parses an unsigned numeric header field.
+fn field_u64(field: &[u8], what: &str) -> Result<u64> {
+    parse_number(field)
+        .and_then(|v| u64::try_from(v).ok())
+        .ok_or_else(|| Error::TarHeader {
+            problem: format!(
+                "{what} field {:?} is not a valid number",
+                String::from_utf8_lossy(field)
+            ),
+        })
+}
+
+fn in_entry_of(member: &Member) -> impl Fn(Error) -> Error + '_ {
+    move |e| e.in_entry(&member.path)
+}
+
+/// The path a header spells: the ustar prefix joined to the name, or the name alone.
+fn header_path(header: &Header) -> Vec<u8> {
+    let name = until_nul(&header.as_old().name);
+    match header.as_ustar() {
+        Some(ustar) if ustar.prefix[0] != 0 => {
+            let prefix = until_nul(&ustar.prefix);
+            let mut path = Vec::with_capacity(prefix.len() + 1 + name.len());
+            path.extend_from_slice(prefix);
+            path.push(b'/');
+            path.extend_from_slice(name);
+            path
+        }
+        _ => name.to_vec(),
+    }
+}
+
+fn until_nul(bytes: &[u8]) -> &[u8] {
+    match bytes.iter().position(|&b| b == 0) {
+        Some(i) => &bytes[..i],
+        None => bytes,
+    }
+}
+
+/// Parses a numeric header field: octal text (spaces and NULs around it ignored; empty is 0)
+/// or GNU base-256 (high bit set; two's complement when the sign bit is set too).
+pub(crate) fn parse_number(field: &[u8]) -> Option<i64> {
+    let first = *field.first()?;
+    if first & 0x80 != 0 {
+        let negative = first & 0x40 != 0;
+        let invert = if negative { 0xff } else { 0 };
+        let mut value: u64 = 0;
+        for (i, &b) in field.iter().enumerate() {
+            let mut b = b ^ invert;
+            if i == 0 {
+                b &= 0x7f;
+            }
+            if value >> 56 != 0 {
+                return None;
+            }
+            value = value << 8 | u64::from(b);
+        }
+        let value = i64::try_from(value).ok()?;
+        // -a-1 == !a: the inverted bits hold the magnitude minus one.
+        return Some(if negative { !value } else { value });
+    }
+    let text = until_nul(field);
+    let text = trim_spaces(text);
+    if text.is_empty() {
+        return Some(0);
+    }
+    text.iter().try_fold(0i64, |n, &d| match d {
+        b'0'..=b'7' => n.checked_mul(8)?.checked_add(i64::from(d - b'0')),
+        _ => None,
+    })
+}
+
+fn trim_spaces(mut s: &[u8]) -> &[u8] {
+    while let [b' ', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' '] = s {
+        s = rest;
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_octal_and_base256() {
+        assert_eq!(parse_number(b"0000644\0"), Some(0o644));
+        assert_eq!(parse_number(b"  644 \0"), Some(0o644));
+        assert_eq!(parse_number(b"\0\0\0\0"), Some(0));
+        assert_eq!(parse_number(b"0009"), None);
+        assert_eq!(parse_number(&[0x80, 0, 0, 0, 0, 0, 0x01, 0x00]), Some(256));
+        assert_eq!(parse_number(&[0xff; 12]), Some(-1));
+        let mut minus_two = [0xffu8; 12];
+        minus_two[11] = 0xfe;
+        assert_eq!(parse_number(&minus_two), Some(-2));
+        // More than 63 bits of magnitude.
+        assert_eq!(
+            parse_number(&[0x80, 0, 0, 0xff, 0, 0, 0, 0, 0, 0, 0, 0]),
+            None
+        );
+    }
 }

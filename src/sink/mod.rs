@@ -83,6 +83,11 @@ pub enum WarningKind {
         /// The OS error number.
         errno: i32,
     },
+    /// An entry of a type the format cannot store (tar has no socket type); it is left out.
+    EntryNotStorable {
+        /// What was left out ("socket", "hard link to a socket").
+        what: &'static str,
+    },
     /// An extended attribute in a namespace the format cannot store (squashfs: `system.*`).
     XattrNotStorable {
         /// The attribute's name.
@@ -116,6 +121,11 @@ impl fmt::Display for Warning {
                 self.path.display(),
                 String::from_utf8_lossy(name),
                 errno(*e)
+            ),
+            WarningKind::EntryNotStorable { what } => write!(
+                f,
+                "{}: {what} cannot be stored in this format; left out",
+                self.path.display()
             ),
             WarningKind::XattrNotStorable { name } => write!(
                 f,
