@@ -195,6 +195,16 @@ pub enum Error {
         codec: &'static str,
     },
 
+    /// A squashfs compressor failed while writing the output (a library error, out of memory).
+    #[error("{codec} compression failed: {source}")]
+    Compress {
+        /// The compressor in use.
+        codec: &'static str,
+        /// The library's error.
+        #[source]
+        source: io::Error,
+    },
+
     /// The layer's tar stream is malformed or truncated.
     #[error("malformed tar stream: {source}")]
     Tar {
@@ -252,6 +262,19 @@ pub enum Error {
         link: String,
         /// The target's path.
         target: String,
+    },
+
+    /// Within one layer, a non-directory replaces a directory after entries beneath it were
+    /// already written. Extraction would remove them; a streaming writer cannot take them back.
+    #[error(
+        "layer replaces directory {path:?} by a non-directory after writing entries beneath it \
+         ({written:?}); ocirender writes each entry once and cannot remove it"
+    )]
+    ReplacedAfterWrite {
+        /// The directory's path.
+        path: String,
+        /// An entry beneath it that was already written.
+        written: String,
     },
 
     /// An entry would be written beneath a symbolic link that a lower layer planted.

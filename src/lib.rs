@@ -36,6 +36,8 @@ pub mod image;
 pub mod layer;
 mod merge;
 mod options;
+#[cfg(feature = "async")]
+mod packer;
 mod path;
 pub mod progress;
 pub mod sink;
@@ -51,6 +53,8 @@ pub use options::{
     Algorithm, BlockSize, Compression, ConvertOptions, Format, ImageSpec, Jobs, Ownership,
     ProgressFn, SquashfsOptions, XzFilter,
 };
+#[cfg(feature = "async")]
+pub use packer::{convert_streaming, LayerBlob, LayerMeta, StreamingPacker};
 pub use path::EntryPath;
 pub use progress::Progress;
 pub use sink::{Sink, Summary, Warning, WarningKind};

@@ -41,9 +41,10 @@ pub struct LayerMeta {
     pub index: usize,
     /// The layer's media type (empty: detect the codec from the first bytes).
     pub media_type: String,
-    /// The blob's digest, checked while the layer streams; `None` when the caller has already
-    /// verified the blob.
-    pub digest: Option<Digest>,
+    /// The blob's digest (from the manifest), checked while the layer streams.
+    pub digest: Digest,
+    /// What the digest covers: the blob as stored (OCI descriptors) or the uncompressed tar.
+    pub digest_of: DigestOf,
     /// The blob's size, when known.
     pub size: Option<u64>,
 }
@@ -54,7 +55,8 @@ impl LayerMeta {
         LayerMeta {
             index: desc.index,
             media_type: desc.media_type.clone(),
-            digest: (desc.digest_of == DigestOf::Blob).then(|| desc.digest.clone()),
+            digest: desc.digest.clone(),
+            digest_of: desc.digest_of,
             size: desc.size,
         }
     }
@@ -69,8 +71,8 @@ pub struct LayerBlob {
     pub path: PathBuf,
     /// The layer's media type (empty: detect from the bytes).
     pub media_type: String,
-    /// The blob's digest, checked while it streams (`None`: not checked).
-    pub digest: Option<Digest>,
+    /// The blob's digest, checked while it streams.
+    pub digest: Digest,
 }
 
 enum Delivery {
@@ -179,7 +181,10 @@ impl StreamingPacker {
     where
         R: AsyncRead + Send + Unpin + 'static,
     {
-        self.deliver(index, Delivery::Reader(Box::new(AsyncBridge::spawn(stream))))
+        self.deliver(
+            index,
+            Delivery::Reader(Box::new(AsyncBridge::spawn(stream))),
+        )
     }
 
     /// Layer `index` arrives as a blocking reader (read on the merge's threads).
@@ -299,10 +304,7 @@ impl Worker {
         if self.stop.load(Ordering::SeqCst) {
             return self.stopped();
         }
-        match &self.metas[index].digest {
-            Some(d) => e.in_layer(index, d),
-            None => e,
-        }
+        e.in_layer(index, &self.metas[index].digest)
     }
 
     /// Why the conversion stopped early: a caller's error if one is waiting, else `Stopped`.
@@ -334,22 +336,19 @@ impl Worker {
         let source: Box<dyn Read + Send> = match d {
             Delivery::Path(p) => {
                 let desc_path = p.clone();
-                let f = std::fs::File::open(&p).map_err(|e| Error::io("open layer", desc_path, e))?;
+                let f =
+                    std::fs::File::open(&p).map_err(|e| Error::io("open layer", desc_path, e))?;
                 Box::new(f)
             }
             Delivery::Reader(r) => r,
             Delivery::Failed(source) => return Err(Error::LayerSource { source }),
         };
-        let (digest, digest_of) = match &meta.digest {
-            Some(d) => (Some(d.clone()), DigestOf::Blob),
-            None => (None, DigestOf::Blob),
-        };
-        LayerReader::from_reader_unchecked(
+        LayerReader::from_reader(
             index,
             source,
             &meta.media_type,
-            digest,
-            digest_of,
+            meta.digest.clone(),
+            meta.digest_of,
             meta.size,
             self.options.progress.clone(),
         )
@@ -386,7 +385,10 @@ impl Worker {
             return Error::Stopped;
         }
         let total = self.metas.len();
-        let missing: Vec<usize> = (0..total).rev().filter(|i| !arrived.contains_key(i)).collect();
+        let missing: Vec<usize> = (0..total)
+            .rev()
+            .filter(|i| !arrived.contains_key(i))
+            .collect();
         Error::MissingLayers {
             missing: missing.len(),
             total,

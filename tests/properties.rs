@@ -102,9 +102,17 @@ fn check(layers: &[Layer], format: Format) -> Result<(), TestCaseError> {
     let img = ImageBuilder::new()
         .layers(layers.iter().cloned())
         .build(t.path().join("img"));
-    let expected = model::apply(layers);
+    let (expected, may_refuse) = model::apply_detailed(layers);
     let actual = convert_one(&img, format, &ConvertOptions::default()).result;
     match (expected, actual) {
+        // A layer replaced a directory after writing entries beneath it: extraction removes
+        // them, a streaming writer refuses (the one place the rules allow a refusal).
+        (Ok(_), Err(err))
+            if may_refuse
+                && matches!(
+                    err.root_cause(),
+                    ocirender::Error::ReplacedAfterWrite { .. }
+                ) => {}
         (Ok(e), Ok(a)) => {
             let (e, a) = (
                 e.dump(DumpOptions::default()),

@@ -98,7 +98,14 @@ fn real_image_every_format_equals_umoci_unpack() {
     let x = tmp.path().join("tar-x");
     std::fs::create_dir(&x).unwrap();
     run(Command::new("tar")
-        .args(["--xattrs", "--xattrs-include=*", "--numeric-owner", "-xpf"])
+        .args([
+            "--xattrs",
+            "--xattrs-include=*",
+            "--numeric-owner",
+            "--delay-directory-restore",
+            "-P",
+            "-xpf",
+        ])
         .arg(&tar)
         .arg("-C")
         .arg(&x));

@@ -23,6 +23,9 @@ use crate::merge::spool::SpoolRef;
 
 pub(crate) type SlotId = u32;
 
+/// A link waiting for its target: its layer, its slot, its position in its layer.
+pub(crate) type Waiter = (u32, SlotId, u64);
+
 /// Where an inode's content comes from.
 #[derive(Debug)]
 pub(crate) enum Source {
@@ -48,8 +51,9 @@ struct Slot {
 #[derive(Default)]
 pub(crate) struct Links {
     slots: Vec<Slot>,
-    /// Links waiting for a version of the target path in an older layer.
-    pending: HashMap<NodeId, Vec<(u32, SlotId)>>,
+    /// Links waiting for a version of the target path in an older layer: (layer, slot, the
+    /// link's ordinal in its layer).
+    pending: HashMap<NodeId, Vec<Waiter>>,
     /// Output paths that belong to a group, with their slot.
     members: HashMap<NodeId, SlotId>,
     /// Header metadata of each winning link, for the hard-link entry written at the end.
@@ -93,23 +97,25 @@ impl Links {
         self.slots[r as usize].source.as_mut()
     }
 
-    /// A link of `layer` waits for `target` in an older layer.
-    pub(crate) fn wait(&mut self, target: NodeId, layer: u32, link_slot: SlotId) {
-        self.pending
-            .entry(target)
-            .or_default()
-            .push((layer, link_slot));
+    /// A link waits for a version of `target` in a layer older than its own.
+    pub(crate) fn wait(&mut self, target: NodeId, waiter: Waiter) {
+        self.pending.entry(target).or_default().push(waiter);
+    }
+
+    /// Whether any link waits for a target in an older layer.
+    pub(crate) fn any_pending(&self) -> bool {
+        !self.pending.is_empty()
     }
 
     /// Takes the links waiting for `target` that are newer than `layer`.
-    pub(crate) fn take_waiting(&mut self, target: NodeId, layer: u32) -> Vec<(u32, SlotId)> {
+    pub(crate) fn take_waiting(&mut self, target: NodeId, layer: u32) -> Vec<Waiter> {
         if self.pending.is_empty() {
             return Vec::new();
         }
         let Some(list) = self.pending.get_mut(&target) else {
             return Vec::new();
         };
-        let (newer, same): (Vec<_>, Vec<_>) = list.drain(..).partition(|&(l, _)| l > layer);
+        let (newer, same): (Vec<_>, Vec<_>) = list.drain(..).partition(|w| w.0 > layer);
         if same.is_empty() {
             self.pending.remove(&target);
         } else {
@@ -139,6 +145,16 @@ impl Links {
 
     pub(crate) fn link_meta(&self, node: NodeId) -> Metadata {
         self.link_meta.get(&node).cloned().unwrap_or_default()
+    }
+
+    /// Another output path sharing `node`'s inode, for messages.
+    pub(crate) fn other_member(&self, node: NodeId) -> Option<NodeId> {
+        let root = self.root(*self.members.get(&node)?);
+        self.members
+            .iter()
+            .filter(|(&m, &s)| m != node && self.root(s) == root)
+            .map(|(&m, _)| m)
+            .min()
     }
 
     /// Whether another output path shares the inode of the delivered entry at `node`, so that
@@ -193,7 +209,7 @@ impl Links {
             .map(|(&t, _)| t)
             .min()?;
         self.pending.get(&target).and_then(|list| {
-            list.first().map(|&(_, slot)| {
+            list.first().map(|&(_, slot, _)| {
                 let link = match self.slots[slot as usize].source.as_ref() {
                     Some(Source::Pending { link, .. }) => tree.path(*link).lossy(),
                     _ => String::new(),

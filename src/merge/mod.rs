@@ -34,7 +34,7 @@ use crate::path::EntryPath;
 use crate::progress::Progress;
 use crate::sink::{Sink, Summary};
 
-use hardlink::{Links, SlotId, Source};
+use hardlink::{Links, SlotId, Source, Waiter};
 use paths::{NodeId, PathTree, Status, ROOT};
 use spool::{Spool, SpoolRef};
 use whiteout::{Barriers, Hides, Name};
@@ -66,8 +66,16 @@ enum Version {
 
 #[derive(Default)]
 struct Waiting {
-    links: Vec<(u32, SlotId)>,
-    version: Option<Version>,
+    links: Vec<Waiter>,
+    /// The latest version and its position in the layer.
+    version: Option<(Version, u64)>,
+}
+
+/// Where an entry sits: its layer and its position in the layer's stream.
+#[derive(Clone, Copy, Debug)]
+struct Pos {
+    layer: u32,
+    ordinal: u64,
 }
 
 /// Merges layers newest-first into a [`Sink`].
@@ -95,6 +103,9 @@ pub struct Merger {
     layer_hidden: HashMap<NodeId, Hidden>,
     /// Links of newer layers waiting for paths the current layer has.
     layer_waiting: HashMap<NodeId, Waiting>,
+    /// Symlinks of the current layer at paths newer entries need as directories: an error
+    /// unless a later entry of the layer replaces the symlink.
+    layer_symlinks: Vec<NodeId>,
     /// Slots of the current layer whose content must be fetched by re-reading the layer.
     refetch: Vec<(u64, SlotId)>,
     /// Spool position at the start of the current layer, and the end of what it must keep.
@@ -119,6 +130,7 @@ impl Merger {
             last_layer: None,
             layer_hidden: HashMap::new(),
             layer_waiting: HashMap::new(),
+            layer_symlinks: Vec::new(),
             refetch: Vec::new(),
             spool_start: 0,
             spool_keep: 0,
@@ -216,13 +228,19 @@ impl Merger {
             self.fetch_again(reopen)?;
         }
         self.layer_hidden.clear();
+        if let Some(&node) = self.layer_symlinks.iter().min() {
+            self.layer_symlinks.clear();
+            return Err(self.beneath_symlink(node));
+        }
         let layer = self.last_layer.unwrap_or(0);
         let mut waiting: Vec<(NodeId, Waiting)> = self.layer_waiting.drain().collect();
         waiting.sort_by_key(|(n, _)| *n);
         for (node, w) in waiting {
             match w.version {
-                Some(Version::Slot(slot)) => self.bind_waiting(node, layer, w.links, slot)?,
-                Some(Version::Dir) => return Err(self.link_to_dir(&w.links, node)),
+                Some((Version::Slot(slot), ord)) => {
+                    self.bind_waiting(node, (layer, ord), w.links, slot)?
+                }
+                Some((Version::Dir, _)) => return Err(self.link_to_dir(&w.links, node)),
                 None => {}
             }
         }
@@ -270,7 +288,7 @@ impl Merger {
         Ok(())
     }
 
-    /// One entry of layer `layer`.
+    /// One entry of layer `layer`, the `ordinal`-th of its stream.
     fn entry(
         &mut self,
         layer: u32,
@@ -279,22 +297,23 @@ impl Merger {
         e: Entry,
         data: &mut dyn Read,
     ) -> Result<()> {
+        let at = Pos { layer, ordinal };
         match whiteout::classify(&e.path)? {
             Name::Whiteout(target) => {
                 let n = self.tree.intern(&target);
                 self.barriers
-                    .record(&mut self.tree, n, layer, Hides::SelfAndChildren);
+                    .record(&mut self.tree, n, layer, ordinal, Hides::Whiteout);
                 return Ok(());
             }
             Name::Opaque(dir) => {
                 let n = self.tree.intern(&dir);
                 self.barriers
-                    .record(&mut self.tree, n, layer, Hides::Children);
+                    .record(&mut self.tree, n, layer, ordinal, Hides::Opaque);
                 return Ok(());
             }
             Name::Aufs => {
                 let n = self.tree.intern(&e.path);
-                return self.hidden(layer, ordinal, refetchable, n, e, data);
+                return self.hidden(at, refetchable, n, e, data, false);
             }
             Name::Plain => {}
         }
@@ -306,68 +325,103 @@ impl Merger {
         }
         if let EntryKind::Hardlink { target } = &e.kind {
             if *target == e.path {
-                // A link to itself: extraction keeps what was there; so do we.
-                return Ok(());
+                // Extraction clears a link's own path before linking, so a link to itself
+                // finds nothing.
+                return Err(Error::HardlinkTargetMissing {
+                    link: e.path.lossy(),
+                    target: target.lossy(),
+                });
             }
         }
         let node = self.tree.intern(&e.path);
+        // A later entry replaces a symlink this layer put where newer entries need a directory.
+        self.layer_symlinks.retain(|&n| n != node);
         if !e.kind.is_dir() {
             // A non-directory replaced whatever older layers had beneath this path, whether or
             // not it survives itself.
             self.barriers
-                .record(&mut self.tree, node, layer, Hides::Children);
+                .record(&mut self.tree, node, layer, ordinal, Hides::NonDir);
         }
         if self.tree.hidden(node, layer) {
-            return self.hidden(layer, ordinal, refetchable, node, e, data);
+            return self.hidden(at, refetchable, node, e, data, true);
         }
-        let (status, at) = self.tree.status(node);
+        let (status, set_by) = self.tree.status(node);
+        if set_by > layer && status != Status::Unseen {
+            return self.shadowed(at, refetchable, node, e, data);
+        }
         match status {
-            Status::Unseen => self.deliver(layer, node, e, data),
-            Status::Implicit if at > layer => {
-                // Newer layers put entries beneath this path, so it is a directory there.
-                match e.kind {
-                    EntryKind::Dir => self.deliver(layer, node, e, data),
-                    EntryKind::Symlink { .. } => Err(self.beneath_symlink(node)),
-                    _ => {
-                        // This non-directory was replaced by the directory newer entries need;
-                        // no older directory entry may describe that directory now.
-                        self.deliver_implicit(node, at)?;
-                        self.hidden(layer, ordinal, refetchable, node, e, data)
-                    }
-                }
-            }
-            Status::Implicit => {
+            Status::Unseen => self.deliver(at, node, e, data),
+            Status::Implicit | Status::Dir => {
                 if !e.kind.is_dir() {
-                    self.drop_subtree(node)?;
+                    self.drop_subtree(node, layer)?;
                 }
-                self.deliver(layer, node, e, data)
-            }
-            _ if at > layer => self.hidden(layer, ordinal, refetchable, node, e, data),
-            Status::Dir => {
-                if !e.kind.is_dir() {
-                    self.drop_subtree(node)?;
-                }
-                self.deliver(layer, node, e, data)
+                self.deliver(at, node, e, data)
             }
             Status::Symlink | Status::Other | Status::Link => {
                 self.replace_nondir(node)?;
-                self.deliver(layer, node, e, data)
+                self.deliver(at, node, e, data)
             }
         }
     }
 
+    /// An entry at a path whose type a newer layer decided. A newer non-directory simply hides
+    /// it. Under a newer directory, it may still matter: a directory entry gives the directory
+    /// its metadata (the newest valid one wins: later in a layer, or from a newer layer, and not
+    /// replaced by a non-directory since), and a non-directory removes what its own layer wrote
+    /// there before it.
+    fn shadowed(
+        &mut self,
+        at: Pos,
+        refetchable: bool,
+        node: NodeId,
+        e: Entry,
+        data: &mut dyn Read,
+    ) -> Result<()> {
+        let layer = at.layer;
+        let (status, set_by) = self.tree.status(node);
+        if !matches!(status, Status::Implicit | Status::Dir) {
+            return self.hidden(at, refetchable, node, e, data, true);
+        }
+        // Replaced by a non-directory of a newer layer before the newer entries made it a
+        // directory again: this entry no longer describes anything.
+        let replaced = self.barriers.nondir_after(node, layer);
+        let described_by = self.tree.meta_layer(node);
+        if e.kind.is_dir() {
+            if replaced || described_by.is_some_and(|l| l > layer) {
+                return self.hidden(at, refetchable, node, e, data, true);
+            }
+            self.deliver(at, node, e, data)?;
+            self.tree.set_status(node, Status::Dir, set_by);
+            return Ok(());
+        }
+        let symlink = matches!(e.kind, EntryKind::Symlink { .. });
+        if symlink && !replaced && described_by.is_none_or(|l| l <= layer) {
+            // Newer entries lie beneath this path and no newer directory entry replaced the
+            // symlink: applying them would write through it, unless a later entry of this layer
+            // replaces the symlink first.
+            self.layer_symlinks.push(node);
+        }
+        self.drop_subtree(node, layer)?;
+        if described_by == Some(layer) {
+            // This layer's own directory entry was replaced by this non-directory.
+            self.deliver_implicit(node, set_by)?;
+        }
+        self.hidden(at, refetchable, node, e, data, true)
+    }
+
     /// Delivers a winning entry (or, for a hard link, records it for the end).
-    fn deliver(&mut self, layer: u32, node: NodeId, e: Entry, data: &mut dyn Read) -> Result<()> {
-        self.require_parents(node, layer)?;
+    fn deliver(&mut self, at: Pos, node: NodeId, e: Entry, data: &mut dyn Read) -> Result<()> {
+        let layer = at.layer;
+        self.require_parents(node, at, false)?;
         let waits = self.take_waiting(node, layer);
         let status = match &e.kind {
             EntryKind::Hardlink { target } => {
-                let slot = self.link_slot(layer, node, target)?;
+                let slot = self.link_slot(at, node, target)?;
                 self.links.add_member(node, slot);
                 self.links.set_link_meta(node, e.meta.clone());
                 self.tree.set_status(node, Status::Link, layer);
                 if waits {
-                    self.set_version(node, Version::Slot(slot));
+                    self.set_version(node, Version::Slot(slot), at.ordinal);
                 }
                 return Ok(());
             }
@@ -377,47 +431,55 @@ impl Merger {
         };
         self.send(&e, data)?;
         self.tree.set_status(node, status, layer);
+        if status == Status::Dir {
+            self.tree.set_meta_layer(node, Some(layer));
+        }
         if waits {
             let v = if status == Status::Dir {
                 Version::Dir
             } else {
                 Version::Slot(self.delivered_slot(node))
             };
-            self.set_version(node, v);
+            self.set_version(node, v, at.ordinal);
         }
         Ok(())
     }
 
-    /// Handles an entry of `layer` that the output does not show: it is hidden by a newer
-    /// layer, shadowed by a newer entry, or AUFS metadata. Only hard links care about it.
+    /// Handles an entry that the output does not show: hidden by a newer layer, shadowed by a
+    /// newer entry, or AUFS metadata. Its parents still became directories when its layer was
+    /// applied (`real`: not AUFS metadata), and hard links may still need it.
     fn hidden(
         &mut self,
-        layer: u32,
-        ordinal: u64,
+        at: Pos,
         refetchable: bool,
         node: NodeId,
         mut e: Entry,
         data: &mut dyn Read,
+        real: bool,
     ) -> Result<()> {
+        let layer = at.layer;
+        if real {
+            self.require_parents(node, at, true)?;
+        }
         let waits = self.take_waiting(node, layer);
         e.path = EntryPath::root();
         let version = match e.kind {
             EntryKind::Dir => {
                 if waits {
-                    self.set_version(node, Version::Dir);
+                    self.set_version(node, Version::Dir, at.ordinal);
                 }
                 Hidden::Dir
             }
             EntryKind::Hardlink { ref target } => {
                 let target = target.clone();
-                Hidden::Slot(self.link_slot(layer, node, &target)?)
+                Hidden::Slot(self.link_slot(at, node, &target)?)
             }
             EntryKind::File { size, .. } if waits => {
                 let spool = self.spool.append(data, size)?;
                 self.spool_keep = self.spool_keep.max(spool.end());
                 Hidden::Slot(self.links.slot(Source::Spooled { entry: e, spool }))
             }
-            EntryKind::File { .. } if refetchable => Hidden::Refetchable(e, ordinal),
+            EntryKind::File { .. } if refetchable => Hidden::Refetchable(e, at.ordinal),
             EntryKind::File { size, .. } => {
                 let spool = self.spool.append(data, size)?;
                 Hidden::Spooled(e, spool)
@@ -427,7 +489,7 @@ impl Merger {
         };
         if let Hidden::Slot(slot) = version {
             if waits {
-                self.set_version(node, Version::Slot(slot));
+                self.set_version(node, Version::Slot(slot), at.ordinal);
             }
         }
         self.layer_hidden.insert(node, version);
@@ -448,15 +510,16 @@ impl Merger {
         self.layer_waiting.contains_key(&node)
     }
 
-    fn set_version(&mut self, node: NodeId, version: Version) {
+    fn set_version(&mut self, node: NodeId, version: Version, ordinal: u64) {
         if let Some(w) = self.layer_waiting.get_mut(&node) {
-            w.version = Some(version);
+            w.version = Some((version, ordinal));
         }
     }
 
     /// The inode slot a hard link of `layer` at `link` to `target` belongs to: the target's
     /// version earlier in the same layer, or a pending slot that an older layer will resolve.
-    fn link_slot(&mut self, layer: u32, link: NodeId, target: &EntryPath) -> Result<SlotId> {
+    fn link_slot(&mut self, at: Pos, link: NodeId, target: &EntryPath) -> Result<SlotId> {
+        let layer = at.layer;
         let t = self.tree.intern(target);
         if let Some(h) = self.layer_hidden.remove(&t) {
             let slot = match h {
@@ -482,8 +545,8 @@ impl Merger {
             self.layer_hidden.insert(t, Hidden::Slot(slot));
             return Ok(slot);
         }
-        let (status, at) = self.tree.status(t);
-        if at == layer {
+        let (status, set_by) = self.tree.status(t);
+        if set_by == layer {
             match status {
                 Status::Dir | Status::Implicit => {
                     return Err(Error::HardlinkToDirectory {
@@ -501,7 +564,7 @@ impl Merger {
             }
         }
         let slot = self.links.slot(Source::Pending { target: t, link });
-        self.links.wait(t, layer, slot);
+        self.links.wait(t, (layer, slot, at.ordinal));
         Ok(slot)
     }
 
@@ -515,19 +578,20 @@ impl Merger {
         s
     }
 
-    /// Binds links of newer layers to the version of `node` found in `layer`, unless something
-    /// between that layer and the link's hid it (then the link's target did not exist).
+    /// Binds links of newer layers to the version of `node` that entry `target.1` of layer
+    /// `target.0` wrote, unless something removed that version before the link was applied
+    /// (then the link's target did not exist).
     fn bind_waiting(
         &mut self,
         node: NodeId,
-        layer: u32,
-        waiting: Vec<(u32, SlotId)>,
-        target: SlotId,
+        target: (u32, u64),
+        waiting: Vec<Waiter>,
+        slot: SlotId,
     ) -> Result<()> {
-        for (link_layer, link_slot) in waiting {
+        for (link_layer, link_slot, link_ord) in waiting {
             if self
                 .barriers
-                .hides_between(&self.tree, node, layer, link_layer)
+                .hides_between(&self.tree, node, target, (link_layer, link_ord))
             {
                 let link = match self.links.source(link_slot) {
                     Some(Source::Pending { link, .. }) => self.tree.path(*link).lossy(),
@@ -538,15 +602,15 @@ impl Merger {
                     target: self.tree.path(node).lossy(),
                 });
             }
-            self.links.bind(link_slot, target);
+            self.links.bind(link_slot, slot);
         }
         Ok(())
     }
 
-    fn link_to_dir(&self, waiting: &[(u32, SlotId)], node: NodeId) -> Error {
+    fn link_to_dir(&self, waiting: &[Waiter], node: NodeId) -> Error {
         let link = waiting
             .first()
-            .and_then(|&(_, s)| match self.links.source(s) {
+            .and_then(|&(_, s, _)| match self.links.source(s) {
                 Some(Source::Pending { link, .. }) => Some(self.tree.path(*link).lossy()),
                 _ => None,
             })
@@ -571,29 +635,44 @@ impl Merger {
         }
     }
 
-    /// Makes sure every ancestor of `node` is a directory in the output.
-    fn require_parents(&mut self, node: NodeId, layer: u32) -> Result<()> {
+    /// Makes every ancestor of `node` a directory as of `at`: applying an entry creates its
+    /// parents. For an entry the output does not show (`hidden_entry`), ancestors whose own
+    /// version in this layer is hidden are skipped, but their parents still count. Links of
+    /// newer layers waiting for an ancestor learn that it is a directory at this point.
+    fn require_parents(&mut self, node: NodeId, at: Pos, hidden_entry: bool) -> Result<()> {
+        let layer = at.layer;
         let mut cur = node;
+        let mut settled = false;
         while let Some(p) = self.tree.parent(cur) {
-            let (status, _) = self.tree.status(p);
-            match status {
-                // An ancestor that is (or will be) a directory had its own ancestors required.
-                Status::Dir | Status::Implicit => return Ok(()),
-                Status::Unseen => self.tree.set_status(p, Status::Implicit, layer),
-                Status::Symlink => {
-                    return Err(Error::BeneathSymlink {
-                        path: self.tree.path(node).lossy(),
-                        symlink: self.tree.path(p).lossy(),
-                    })
-                }
-                Status::Other | Status::Link => {
-                    // Earlier in this layer the path was a non-directory; this entry makes it a
-                    // directory again, as extraction would.
-                    self.replace_nondir(p)?;
-                    self.deliver_implicit(p, layer)?;
+            cur = p;
+            if !settled && !(hidden_entry && self.tree.hidden(p, layer)) {
+                let (status, set_by) = self.tree.status(p);
+                match status {
+                    // An ancestor that is (or will be) a directory had its own ancestors
+                    // required already.
+                    Status::Dir | Status::Implicit => settled = true,
+                    // A newer layer's non-directory replaced this layer's directory here.
+                    _ if set_by > layer && status != Status::Unseen => settled = true,
+                    Status::Unseen => self.tree.set_status(p, Status::Implicit, layer),
+                    Status::Symlink => {
+                        return Err(Error::BeneathSymlink {
+                            path: self.tree.path(node).lossy(),
+                            symlink: self.tree.path(p).lossy(),
+                        })
+                    }
+                    Status::Other | Status::Link => {
+                        // Earlier in this layer the path was a non-directory; this entry makes
+                        // it a directory again, as extraction would.
+                        self.replace_nondir(p)?;
+                        self.deliver_implicit(p, layer)?;
+                    }
                 }
             }
-            cur = p;
+            if self.take_waiting(p, layer) {
+                self.set_version(p, Version::Dir, at.ordinal);
+            } else if settled && !self.links.any_pending() {
+                return Ok(());
+            }
         }
         Ok(())
     }
@@ -607,6 +686,7 @@ impl Merger {
         };
         self.send(&e, &mut io::empty())?;
         self.tree.set_status(node, Status::Dir, layer);
+        self.tree.set_meta_layer(node, None);
         Ok(())
     }
 
@@ -619,12 +699,26 @@ impl Merger {
         Ok(())
     }
 
-    /// The directory at `node`, delivered or required earlier in this layer, is being replaced
-    /// by a non-directory: its subtree goes (the sink drops it too).
-    fn drop_subtree(&mut self, node: NodeId) -> Result<()> {
+    /// A non-directory of `layer` replaces the directory at `node`: what this layer put
+    /// beneath it goes. Entries not yet written (links, directories only required) are simply
+    /// forgotten; an entry already written cannot be taken back, which is an error.
+    fn drop_subtree(&mut self, node: NodeId, layer: u32) -> Result<()> {
         for d in self.tree.descendants(node) {
-            if self.tree.status(d).0 == Status::Unseen {
+            let (status, set_by) = self.tree.status(d);
+            if status == Status::Dir && set_by > layer && self.tree.meta_layer(d) == Some(layer) {
+                // A newer layer keeps this directory, but the description this layer gave it
+                // went with the replaced subtree.
+                self.deliver_implicit(d, set_by)?;
                 continue;
+            }
+            if status == Status::Unseen || set_by != layer {
+                continue;
+            }
+            if matches!(status, Status::Dir | Status::Symlink | Status::Other) {
+                return Err(Error::ReplacedAfterWrite {
+                    path: self.tree.path(node).lossy(),
+                    written: self.tree.path(d).lossy(),
+                });
             }
             if self.links.is_bound(d) {
                 return Err(self.replaced_target(d));
@@ -637,7 +731,11 @@ impl Merger {
 
     fn replaced_target(&self, node: NodeId) -> Error {
         Error::HardlinkTargetReplaced {
-            link: String::new(),
+            link: self
+                .links
+                .other_member(node)
+                .map(|m| self.tree.path(m).lossy())
+                .unwrap_or_default(),
             target: self.tree.path(node).lossy(),
         }
     }

@@ -45,6 +45,9 @@ struct Node {
     status: Status,
     /// The layer whose entry set `status`.
     status_layer: u32,
+    /// The layer whose directory entry gave the delivered directory its metadata (`NONE`:
+    /// the default metadata of a directory no entry describes).
+    meta_layer: u32,
     /// 1 + the newest layer whose whiteout hides this path and its subtree (0: none).
     hide_self: u32,
     /// 1 + the newest layer that hides this path's descendants (opaque marker, or the path
@@ -71,6 +74,7 @@ impl PathTree {
                 name_len: 0,
                 status: Status::Unseen,
                 status_layer: 0,
+                meta_layer: NONE,
                 hide_self: 0,
                 hide_children: 0,
             }],
@@ -136,6 +140,7 @@ impl PathTree {
             name_len,
             status: Status::Unseen,
             status_layer: 0,
+            meta_layer: NONE,
             hide_self: 0,
             hide_children: 0,
         });
@@ -182,6 +187,16 @@ impl PathTree {
     pub(crate) fn status(&self, id: NodeId) -> (Status, u32) {
         let n = &self.nodes[id as usize];
         (n.status, n.status_layer)
+    }
+
+    /// The layer whose directory entry described the directory at `id`, if one did.
+    pub(crate) fn meta_layer(&self, id: NodeId) -> Option<u32> {
+        let l = self.nodes[id as usize].meta_layer;
+        (l != NONE).then_some(l)
+    }
+
+    pub(crate) fn set_meta_layer(&mut self, id: NodeId, layer: Option<u32>) {
+        self.nodes[id as usize].meta_layer = layer.unwrap_or(NONE);
     }
 
     pub(crate) fn set_status(&mut self, id: NodeId, status: Status, layer: u32) {

@@ -258,9 +258,12 @@ fn whiteout_of_dir_then_recreate_drops_old_children() {
 #[test]
 fn duplicate_path_in_one_layer_later_wins() {
     check!([vec![f("a", "1"), f("a", "2")]], "/ dir\n/a file 2");
-    check!(
-        [vec![d("a"), f("a/x", "1"), f("a", "file")]],
-        "/ dir\n/a file file"
+    check!([vec![d("a"), f("a", "file")]], "/ dir\n/a file file");
+    // Entries already written beneath the replaced directory cannot be taken back.
+    let err = merge(&[vec![d("a"), f("a/x", "1"), f("a", "file")]]).unwrap_err();
+    assert!(
+        matches!(err.root_cause(), Error::ReplacedAfterWrite { .. }),
+        "{err}"
     );
     check!(
         [vec![f("a", "file"), d("a"), f("a/x", "1")]],
@@ -521,6 +524,64 @@ fn implicit_dir_over_lower_file() {
     )
     .unwrap();
     assert_eq!(out, lines("/ dir 755\n/a dir 755\n/a/new file 644 n"));
+}
+
+#[test]
+fn hidden_entries_still_create_their_parents() {
+    // a/x made `a` a directory in layer 0; layer 1 deleting a/x leaves `a` empty, and a lower
+    // file at `a` stays replaced.
+    check!(
+        [vec![f("a", "file")], vec![f("a/y", "y")], vec![wh("a/y")]],
+        "/ dir\n/a dir"
+    );
+    check!([vec![f("a/x", "x")], vec![wh("a/x")]], "/ dir\n/a dir");
+}
+
+#[test]
+fn dir_replacing_same_layer_nondir_keeps_its_metadata() {
+    let mut x = d("a/x");
+    x.0.meta.mode = 0o711;
+    let out = merge_with(
+        &[vec![d("a"), f("a/x", "fifo-ish"), x], vec![d("a/x/y")]],
+        true,
+    )
+    .unwrap();
+    assert_eq!(
+        out,
+        lines("/ dir 755\n/a dir 700\n/a/x dir 711\n/a/x/y dir 700")
+    );
+}
+
+#[test]
+fn link_to_lower_file_survives_its_layer_replacing_the_parent_afterwards() {
+    check!(
+        [
+            vec![d("b"), f("b/x", "x")],
+            vec![ln("c", "b/x"), f("b", "now a file")]
+        ],
+        "/ dir\n/b file now a file\n/c file x"
+    );
+    // ...but not when the parent was replaced before the link.
+    let err = merge(&[
+        vec![d("b"), f("b/x", "x")],
+        vec![f("b", "file"), ln("c", "b/x")],
+    ]);
+    assert!(err.is_err());
+}
+
+#[test]
+fn self_links_find_nothing() {
+    // Extraction clears the link's path first: whatever was there is gone.
+    for layers in [
+        vec![vec![ln("a", "a")]],
+        vec![vec![f("a", "A")], vec![ln("a", "a")]],
+    ] {
+        let err = merge(&layers).unwrap_err();
+        assert!(
+            matches!(err.root_cause(), Error::HardlinkTargetMissing { .. }),
+            "{err}"
+        );
+    }
 }
 
 #[test]

@@ -66,54 +66,76 @@ pub(crate) fn classify(path: &EntryPath) -> Result<Name> {
     Ok(Name::Plain)
 }
 
-/// What a record hides.
+/// A hiding record: what made older content disappear.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Hides {
-    /// The path and its subtree (a whiteout).
-    SelfAndChildren,
-    /// Only the subtree (an opaque marker, or a non-directory at the path).
-    Children,
+    /// A whiteout: the path and its subtree. Applies to older layers, before the layer's own
+    /// entries, whatever its position.
+    Whiteout,
+    /// An opaque marker: the subtree only. Applies like a whiteout.
+    Opaque,
+    /// A non-directory at the path: the subtree only, from its position in its layer on.
+    NonDir,
 }
 
 /// Every hiding record, by path, for layer-range questions.
 #[derive(Default)]
 pub(crate) struct Barriers {
-    log: HashMap<NodeId, Vec<(u32, Hides)>>,
+    log: HashMap<NodeId, Vec<(u32, u64, Hides)>>,
 }
 
 impl Barriers {
-    /// Records that `layer` hides `hides` of `node` from older layers.
-    pub(crate) fn record(&mut self, tree: &mut PathTree, node: NodeId, layer: u32, hides: Hides) {
+    /// Records that entry `ordinal` of `layer` hides `hides` of `node`.
+    pub(crate) fn record(
+        &mut self,
+        tree: &mut PathTree,
+        node: NodeId,
+        layer: u32,
+        ordinal: u64,
+        hides: Hides,
+    ) {
         match hides {
-            Hides::SelfAndChildren => tree.hide_self(node, layer),
-            Hides::Children => tree.hide_children(node, layer),
+            Hides::Whiteout => tree.hide_self(node, layer),
+            Hides::Opaque | Hides::NonDir => tree.hide_children(node, layer),
         }
-        let log = self.log.entry(node).or_default();
-        if !log.contains(&(layer, hides)) {
-            log.push((layer, hides));
-        }
+        self.log
+            .entry(node)
+            .or_default()
+            .push((layer, ordinal, hides));
     }
 
-    /// Whether a record from a layer in `(older, newer]` hides an entry of layer `older` at
-    /// `node`: the question a hard link of layer `newer` asks about the version of its target
-    /// found in layer `older`.
+    /// Whether the version of `node` that entry `target_ord` of layer `older` wrote was gone
+    /// by the time entry `link_ord` of layer `newer` (a hard link to it) was applied: deleted
+    /// or hidden by a layer in between, by the link's own layer up to the link (a link replaces
+    /// its own path first), or by a later entry of its own layer making an ancestor a
+    /// non-directory.
     pub(crate) fn hides_between(
         &self,
         tree: &PathTree,
         node: NodeId,
-        older: u32,
-        newer: u32,
+        (older, target_ord): (u32, u64),
+        (newer, link_ord): (u32, u64),
     ) -> bool {
         if !tree.any_hiding(node) {
             return false;
         }
-        let in_range = |l: u32| l > older && l <= newer;
         let mut cur = node;
         loop {
             if let Some(log) = self.log.get(&cur) {
-                let hit = log
-                    .iter()
-                    .any(|&(l, h)| in_range(l) && (cur != node || h == Hides::SelfAndChildren));
+                let hit = log.iter().any(|&(layer, ord, hides)| {
+                    if cur == node && hides != Hides::Whiteout {
+                        return false;
+                    }
+                    if layer > older && layer < newer {
+                        return true;
+                    }
+                    if layer == newer {
+                        // A link clears its own path first, so a link at an ancestor of its
+                        // own target removes the target (`<=`).
+                        return hides != Hides::NonDir || ord <= link_ord;
+                    }
+                    layer == older && cur != node && hides == Hides::NonDir && ord > target_ord
+                });
                 if hit {
                     return true;
                 }
@@ -123,6 +145,14 @@ impl Barriers {
                 None => return false,
             }
         }
+    }
+
+    /// Whether a layer newer than `layer` had a non-directory at `node` (so a directory entry
+    /// of `layer` there was replaced and no longer describes the directory).
+    pub(crate) fn nondir_after(&self, node: NodeId, layer: u32) -> bool {
+        self.log
+            .get(&node)
+            .is_some_and(|log| log.iter().any(|&(l, _, h)| h == Hides::NonDir && l > layer))
     }
 }
 
@@ -170,17 +200,29 @@ mod tests {
         let mut b = Barriers::default();
         let d = t.intern(&p("d"));
         let x = t.intern(&p("d/x"));
-        b.record(&mut t, x, 4, Hides::SelfAndChildren);
-        b.record(&mut t, d, 2, Hides::Children);
+        b.record(&mut t, x, 4, 0, Hides::Whiteout);
+        b.record(&mut t, d, 2, 0, Hides::Opaque);
         assert!(
-            b.hides_between(&t, x, 1, 2),
+            b.hides_between(&t, x, (1, 0), (2, 9)),
             "opaque at 2 hides x@1 from a link at 2"
         );
-        assert!(!b.hides_between(&t, x, 2, 3));
-        assert!(b.hides_between(&t, x, 3, 4));
+        assert!(!b.hides_between(&t, x, (2, 0), (3, 0)));
+        assert!(b.hides_between(&t, x, (3, 0), (4, 0)));
         assert!(
-            !b.hides_between(&t, d, 1, 3),
-            "opaque does not hide the directory itself"
+            !b.hides_between(&t, d, (1, 0), (3, 0)),
+            "opaque does not hide the dir itself"
         );
+        // A non-directory replacing an ancestor counts only before the link in the link's
+        // layer, and only after the target in the target's layer.
+        let e = t.intern(&p("e"));
+        let y = t.intern(&p("e/y"));
+        b.record(&mut t, e, 6, 5, Hides::NonDir);
+        assert!(!b.hides_between(&t, y, (5, 0), (6, 3)));
+        assert!(b.hides_between(&t, y, (5, 0), (6, 7)));
+        b.record(&mut t, e, 5, 5, Hides::NonDir);
+        assert!(b.hides_between(&t, y, (5, 2), (6, 3)));
+        assert!(!b.hides_between(&t, y, (5, 8), (6, 3)));
+        assert!(b.nondir_after(e, 4));
+        assert!(!b.nondir_after(e, 6));
     }
 }

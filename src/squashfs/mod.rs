@@ -1,17 +1,83 @@
 //! The squashfs 4.0 writer: [`SquashfsSink`] turns the entry stream into an image the Linux
 //! kernel, `unsquashfs` and `backhand` read.
+//!
+//! Data flow: each [`Entry`] goes to [`SquashfsSink::entry`]. A regular file's content is read
+//! once, split into blocks and compressed in parallel by the [`block_processor`], which writes
+//! the blocks in order right behind the superblock (dedup and fragments included). Everything
+//! else about the entry — name, type, metadata — becomes one compact node of the [`tree`].
+//! [`Sink::finish`] then writes the tables after the data, in on-disk order, and finally the
+//! superblock at offset 0:
+//!
+//! ```text
+//! superblock · options · data/fragments · inodes · directories · fragment table ·
+//! export table · id table · xattrs
+//! ```
+//!
+//! The output appears at its path only when `finish` succeeds (a temporary file is renamed);
+//! dropping the sink earlier, after an error for instance, deletes it. After an error from
+//! `entry` the sink refuses further calls: drop it.
+//!
+//! One component per table, each with a begin/append/end style interface: [`format`] (records),
+//! [`compressor`], [`block_processor`], [`block_writer`], [`fragment_table`], [`meta_writer`],
+//! [`tree`], [`inode`], [`dir_writer`], [`id_table`], [`xattr_writer`], [`table`] and
+//! [`superblock`].
+
+mod block_processor;
+mod block_writer;
+mod compressor;
+mod dir_writer;
+pub mod format;
+mod fragment_table;
+mod id_table;
+mod image_file;
+mod inode;
+mod meta_writer;
+mod superblock;
+mod table;
+mod tree;
+mod xattr_writer;
 
 use std::io::Read;
 use std::path::Path;
+use std::sync::Arc;
 
-use crate::entry::Entry;
-use crate::error::Result;
+use crate::entry::{Entry, EntryKind};
+use crate::error::{Error, Result};
 use crate::options::{Jobs, ProgressFn, SquashfsOptions};
-use crate::sink::{Sink, Summary};
+use crate::progress::Progress;
+use crate::sink::{Sink, Summary, Warning, WarningKind};
+
+use block_processor::BlockProcessor;
+use compressor::Compressor;
+use dir_writer::DirWriter;
+use format::{Le, NO_TABLE, SUPERBLOCK_SIZE, SYMLINK_MAX};
+use id_table::IdTable;
+use image_file::ImageFile;
+use meta_writer::MetaWriter;
+use tree::{NodeKind, NodeMeta, Tables, Tree};
+use xattr_writer::XattrWriter;
 
 /// Writes the entry stream as a squashfs image.
 pub struct SquashfsSink {
-    _todo: (),
+    options: SquashfsOptions,
+    codec: Arc<Compressor>,
+    has_options_block: bool,
+    blocks: BlockProcessor,
+    tree: Tree,
+    xattrs: XattrWriter,
+    warnings: Vec<Warning>,
+    progress: Option<ProgressFn>,
+    failed: bool,
+}
+
+/// Memory held by a [`SquashfsSink`] for the entries received so far (see
+/// [`SquashfsSink::memory_use`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryUse {
+    /// Bytes of per-path metadata: tree nodes, indexes, file placements, dedup tables, names.
+    pub total: usize,
+    /// Of `total`, the bytes of names and symlink targets.
+    pub names: usize,
 }
 
 impl SquashfsSink {
@@ -22,16 +88,203 @@ impl SquashfsSink {
         jobs: Jobs,
         progress: Option<ProgressFn>,
     ) -> Result<SquashfsSink> {
-        todo!("helper B")
+        let codec = Arc::new(Compressor::new(
+            options.compression,
+            options.block_size,
+            &options.xz_filters,
+        ));
+        let mut image = ImageFile::create(path, SUPERBLOCK_SIZE as u64)?;
+        let comp_options = codec.options();
+        if let Some(opts) = &comp_options {
+            // One metadata block, always marked uncompressed.
+            let mut block = Vec::with_capacity(2 + opts.len());
+            Le(&mut block)
+                .u16(opts.len() as u16 | format::METADATA_RAW)
+                .bytes(opts);
+            image.write(&block)?;
+        }
+        let blocks = BlockProcessor::new(
+            image,
+            Arc::clone(&codec),
+            options.block_size.get() as usize,
+            options.fragments,
+            options.dedup,
+            jobs,
+            progress.clone(),
+        )?;
+        Ok(SquashfsSink {
+            options: options.clone(),
+            codec,
+            has_options_block: comp_options.is_some(),
+            blocks,
+            tree: Tree::new(),
+            xattrs: XattrWriter::default(),
+            warnings: Vec::new(),
+            progress,
+            failed: false,
+        })
+    }
+
+    /// The memory held for the entries received so far; file data is never held, so this is
+    /// what grows with the number of entries.
+    pub fn memory_use(&self) -> MemoryUse {
+        MemoryUse {
+            total: self.tree.heap_bytes() + self.blocks.heap_bytes() + self.xattrs.heap_bytes(),
+            names: self.tree.name_bytes(),
+        }
+    }
+
+    fn meta(&mut self, entry: &Entry) -> NodeMeta {
+        let mut skipped = Vec::new();
+        let xattrs = self
+            .xattrs
+            .intern(&entry.meta.xattrs, |name| skipped.push(name.to_vec()));
+        for name in skipped {
+            let warning = Warning {
+                path: entry.path.clone(),
+                kind: WarningKind::XattrNotStorable { name },
+            };
+            if let Some(p) = &self.progress {
+                p(&Progress::Warning(warning.clone()));
+            }
+            self.warnings.push(warning);
+        }
+        NodeMeta {
+            mode: (entry.meta.mode & 0o7777) as u16,
+            uid: entry.meta.uid,
+            gid: entry.meta.gid,
+            mtime: entry.meta.mtime.clamp(0, i64::from(u32::MAX)) as u32,
+            xattrs,
+        }
+    }
+
+    fn add(&mut self, entry: &Entry, data: &mut dyn Read) -> Result<()> {
+        let unrepresentable = |problem| Error::Unrepresentable {
+            path: entry.path.lossy(),
+            problem,
+        };
+        let Some(name) = entry.path.file_name() else {
+            if !entry.kind.is_dir() {
+                return Err(unrepresentable("the root must be a directory"));
+            }
+            let meta = self.meta(entry);
+            self.tree.set_root(meta);
+            return Ok(());
+        };
+        let parent = self.tree.parent_dir(&entry.path)?;
+        let kind = match &entry.kind {
+            EntryKind::File { size, .. } => {
+                NodeKind::File(self.blocks.add_file(*size, data, entry.path.as_bytes())?)
+            }
+            EntryKind::Dir => NodeKind::Dir,
+            EntryKind::Symlink { target } => {
+                if target.is_empty() || target.len() > SYMLINK_MAX {
+                    return Err(unrepresentable("a symlink target must be 1 to 4096 bytes"));
+                }
+                self.tree.symlink(target)?
+            }
+            EntryKind::Hardlink { target } => {
+                let node = self.tree.link_target(&entry.path, target)?;
+                // A link shares its target's inode; its own metadata is not stored.
+                let meta = NodeMeta::implicit_dir();
+                return self
+                    .tree
+                    .insert(parent, name, NodeKind::Hardlink(node), meta);
+            }
+            EntryKind::CharDevice { major, minor } => NodeKind::CharDev(
+                format::encode_dev(*major, *minor)
+                    .ok_or_else(|| unrepresentable("device major ≥ 4096 or minor ≥ 2^20"))?,
+            ),
+            EntryKind::BlockDevice { major, minor } => NodeKind::BlockDev(
+                format::encode_dev(*major, *minor)
+                    .ok_or_else(|| unrepresentable("device major ≥ 4096 or minor ≥ 2^20"))?,
+            ),
+            EntryKind::Fifo => NodeKind::Fifo,
+            EntryKind::Socket => NodeKind::Socket,
+        };
+        let meta = self.meta(entry);
+        self.tree.insert(parent, name, kind, meta)
     }
 }
 
 impl Sink for SquashfsSink {
     fn entry(&mut self, entry: &Entry, data: &mut dyn Read) -> Result<()> {
-        todo!("helper B")
+        if self.failed {
+            return Err(Error::Stopped);
+        }
+        let r = self.add(entry, data);
+        self.failed = r.is_err();
+        r
     }
 
     fn finish(self: Box<Self>) -> Result<Summary> {
-        todo!("helper B")
+        let sink = *self;
+        if sink.failed {
+            return Err(Error::Stopped);
+        }
+        let codec = sink.codec;
+        let options = sink.options;
+        let mut xattrs = sink.xattrs;
+        let mut ids = IdTable::default();
+        let (mut image, files, frags) = sink.blocks.finish()?;
+
+        let inode_table = image.position();
+        let mut inodes = MetaWriter::new(Arc::clone(&codec));
+        let mut dirs = DirWriter::new(Arc::clone(&codec));
+        let tree = sink.tree.serialize(&mut Tables {
+            image: &mut image,
+            inodes: &mut inodes,
+            dirs: &mut dirs,
+            ids: &mut ids,
+            xattrs: &mut xattrs,
+            files: &files,
+            block_size: u64::from(options.block_size.get()),
+        })?;
+        image.write(&inodes.finish()?)?;
+        let dir_table = image.position();
+        image.write(&dirs.finish()?)?;
+        let frag_table = table::write_lookup_table(&mut image, &codec, &frags.to_bytes())?;
+        let export_table = if options.exportable {
+            let mut refs = Vec::with_capacity(tree.export.len() * 8);
+            for &r in &tree.export {
+                Le(&mut refs).u64(r);
+            }
+            table::write_lookup_table(&mut image, &codec, &refs)?
+        } else {
+            NO_TABLE
+        };
+        let id_table = table::write_lookup_table(&mut image, &codec, &ids.to_bytes())?;
+        let xattr_table = xattrs.write(&mut image, &codec)?;
+        let bytes_used = image.position();
+
+        let sb = superblock::fill(superblock::Fields {
+            options: &options,
+            codec: &codec,
+            has_options_block: sink.has_options_block,
+            inode_count: tree.inode_count,
+            mtime: options.mtime.unwrap_or(tree.newest_mtime),
+            frag_count: frags.len(),
+            id_count: ids.len(),
+            root_inode: tree.root,
+            bytes_used,
+            id_table,
+            xattr_table,
+            inode_table,
+            dir_table,
+            frag_table,
+            export_table,
+        })?;
+        image.write_at(0, &sb.to_bytes())?;
+        let output_bytes = superblock::padded_len(bytes_used);
+        image.commit(output_bytes)?;
+        Ok(Summary {
+            entries: tree.entries,
+            file_bytes: tree.file_bytes,
+            output_bytes,
+            warnings: sink.warnings,
+        })
     }
 }
+
+#[cfg(test)]
+mod tests;

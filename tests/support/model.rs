@@ -47,7 +47,21 @@ enum Name {
 
 /// Applies `layers`, oldest first, to an empty root.
 pub fn apply(layers: &[Layer]) -> Result<Tree, String> {
+    apply_detailed(layers).0
+}
+
+/// Like [`apply`], and also whether ocirender may refuse the stack with
+/// `Error::ReplacedAfterWrite`: some layer replaces a directory by a non-directory after
+/// entries of that same layer went beneath it (extraction removes them; a streaming writer has
+/// already written them). The model's tree is what extraction gives either way.
+pub fn apply_detailed(layers: &[Layer]) -> (Result<Tree, String>, bool) {
     let mut fs = Fs::new();
+    let r = apply_all(&mut fs, layers);
+    let flag = fs.replaced_written;
+    (r.map(|()| fs.into_tree()), flag)
+}
+
+fn apply_all(fs: &mut Fs, layers: &[Layer]) -> Result<(), String> {
     for (i, layer) in layers.iter().enumerate() {
         assert!(
             layer.raw_tar.is_none(),
@@ -56,7 +70,7 @@ pub fn apply(layers: &[Layer]) -> Result<Tree, String> {
         fs.apply_layer(layer)
             .map_err(|e| format!("layer {i}: {e}"))?;
     }
-    Ok(fs.into_tree())
+    Ok(())
 }
 
 /// Normalizes a name as written in a tar header: drops `/` and `.` components, refuses `..`.
@@ -128,6 +142,10 @@ fn lossy(p: &[u8]) -> String {
 struct Fs {
     paths: BTreeMap<Vec<u8>, usize>,
     inodes: Vec<Node>,
+    /// Paths the current layer's entries put in place (parents included).
+    written: std::collections::BTreeSet<Vec<u8>>,
+    /// Whether a non-directory replaced a directory holding entries of its own layer.
+    replaced_written: bool,
 }
 
 impl Fs {
@@ -135,6 +153,8 @@ impl Fs {
         let mut fs = Fs {
             paths: BTreeMap::new(),
             inodes: Vec::new(),
+            written: Default::default(),
+            replaced_written: false,
         };
         let root = fs.add_inode(implicit_dir());
         fs.paths.insert(Vec::new(), root);
@@ -148,6 +168,13 @@ impl Fs {
 
     fn node(&self, path: &[u8]) -> Option<&Node> {
         self.paths.get(path).map(|&i| &self.inodes[i])
+    }
+
+    /// Notes when replacing what `path` holds removes entries its own layer wrote beneath it.
+    fn note_replacement(&mut self, path: &[u8]) {
+        if self.written.iter().any(|w| beneath(w, path)) {
+            self.replaced_written = true;
+        }
     }
 
     /// Removes `path` and everything beneath it.
@@ -177,6 +204,7 @@ impl Fs {
                 Some(_) | None => {
                     // A missing parent is created; a non-directory in the way is replaced.
                     let i = self.add_inode(implicit_dir());
+                    self.written.insert(anc.clone());
                     self.paths.insert(anc, i);
                 }
             }
@@ -198,6 +226,7 @@ impl Fs {
             }
         }
         // Step 2: everything else, in order.
+        self.written.clear();
         let first_new_inode = self.inodes.len();
         // Links bound to an inode this layer created: (target path, inode, link path).
         let mut bound: Vec<(Vec<u8>, usize, Vec<u8>)> = Vec::new();
@@ -245,6 +274,7 @@ impl Fs {
             // path holds now (so a link that replaces an ancestor of its target finds nothing).
             let target = normalize(target)?;
             self.make_parents(&path)?;
+            self.note_replacement(&path);
             self.remove_subtree(&path);
             let inode = match self.paths.get(&target) {
                 None => {
@@ -263,10 +293,12 @@ impl Fs {
                 }
                 Some(&i) => i,
             };
+            self.written.insert(path.clone());
             self.paths.insert(path, inode);
             return Ok(());
         }
         self.make_parents(&path)?;
+        self.written.insert(path.clone());
         let node = node_of(e);
         match self.paths.get(&path) {
             // A directory over a directory keeps its children and takes the new metadata.
@@ -274,6 +306,7 @@ impl Fs {
                 self.inodes[i] = node;
             }
             _ => {
+                self.note_replacement(&path);
                 self.remove_subtree(&path);
                 let i = self.add_inode(node);
                 self.paths.insert(path, i);

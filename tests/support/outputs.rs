@@ -128,6 +128,7 @@ pub fn read_output(target: &Path, format: Format) -> Tree {
                     "--xattrs-include=*",
                     "--numeric-owner",
                     "--delay-directory-restore",
+                    "-P",
                     "-xpf",
                 ])
                 .arg(target)

@@ -1,0 +1,448 @@
+//! The data pipeline: file content in, compressed blocks out, in order, with bounded memory.
+//!
+//! ```text
+//!  caller thread                     rayon pool (jobs threads)          caller thread
+//!  ─────────────                     ─────────────────────────          ─────────────
+//!  read block ─► submit(seq) ──────► zero check → hole                 reorder buffer
+//!  read block ─► submit(seq+1) ────► hash + compress (thread-local  ──► by seq ──► BlockWriter
+//!  tail ───────► FragmentTable         context)                         (write, dedup)
+//!     full fragment block ─► submit(seq+2) ─► compress ───────────────►
+//! ```
+//!
+//! [`BlockProcessor::add_file`] reads a file once, in block-size chunks, from the entry's
+//! reader. Every full block (and, with fragments off, the short last block) is submitted as a
+//! job; the tail goes into the fragment table, and a full fragment block is submitted like a
+//! data block. Jobs run on this sink's own pool; at most `4 × jobs` are in flight, and
+//! submitting waits for completions beyond that, so memory stays flat however large the
+//! input. Completed jobs are put back in submission order and written on the caller's thread
+//! only ([`BlockWriter`]), so the image is byte-identical for any thread count. A file-end
+//! marker follows the last block of each file in the same order; when it comes out, the
+//! writer decides dedup while nothing else has been written after the file's blocks.
+//! Block buffers are recycled through a free list.
+
+use std::collections::VecDeque;
+use std::io::{self, Read};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::error::{Error, Result};
+use crate::options::{Jobs, ProgressFn};
+use crate::progress::Progress;
+use crate::squashfs::block_writer::{stored_len, Block, BlockWriter, FileStore};
+use crate::squashfs::compressor::{self, Compressor};
+use crate::squashfs::fragment_table::{FragmentTable, TailRef};
+use crate::squashfs::image_file::ImageFile;
+
+/// What a job's result is for.
+#[derive(Clone, Copy, Debug)]
+enum Work {
+    /// A data block of a file.
+    Data { file: u32 },
+    /// A fragment block.
+    Fragment { index: u32 },
+    /// The end of a file's blocks (no job; ready at once).
+    FileEnd { file: u32 },
+}
+
+/// What a worker made of a block.
+#[derive(Debug)]
+enum Outcome {
+    Hole,
+    Raw { hash: u64 },
+    Compressed { hash: u64 },
+}
+
+/// A finished job.
+struct Done {
+    seq: u64,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    outcome: Result<Outcome>,
+}
+
+/// A submitted item waiting for its turn to be written.
+struct Slot {
+    work: Work,
+    done: Option<Done>,
+}
+
+/// Decompressed fragment blocks kept for tail-dedup comparisons.
+const FRAGMENT_CACHE: usize = 4;
+
+/// Splits files into blocks, compresses them in parallel, writes them in order.
+pub(crate) struct BlockProcessor {
+    block_size: usize,
+    fragments: bool,
+    codec: Arc<Compressor>,
+    pool: rayon::ThreadPool,
+    tx: Sender<Done>,
+    rx: Receiver<Done>,
+    limit: usize,
+    in_flight: usize,
+    /// Sequence number of `pending[0]`.
+    base: u64,
+    pending: VecDeque<Slot>,
+    free: Vec<Vec<u8>>,
+    writer: BlockWriter,
+    frags: FragmentTable,
+    frag_cache: VecDeque<(u32, Vec<u8>)>,
+    progress: Option<ProgressFn>,
+    submitted: u64,
+}
+
+/// Whether every byte is zero (word-at-a-time; the compiler vectorizes the fold).
+fn is_zero(b: &[u8]) -> bool {
+    let mut chunks = b.chunks_exact(32);
+    let wide = chunks.by_ref().all(|c| {
+        let mut acc = 0u128;
+        for half in c.chunks_exact(16) {
+            let mut w = [0u8; 16];
+            w.copy_from_slice(half);
+            acc |= u128::from_ne_bytes(w);
+        }
+        acc == 0
+    });
+    wide && chunks.remainder().iter().all(|&x| x == 0)
+}
+
+fn run_job(codec: &Compressor, work: Work, input: &[u8], output: &mut Vec<u8>) -> Result<Outcome> {
+    if let Work::Data { .. } = work {
+        if is_zero(input) {
+            return Ok(Outcome::Hole);
+        }
+    }
+    let hash = match work {
+        Work::Data { .. } => xxhash_rust::xxh3::xxh3_64(input),
+        _ => 0,
+    };
+    Ok(if codec.compress(input, output)? {
+        Outcome::Compressed { hash }
+    } else {
+        Outcome::Raw { hash }
+    })
+}
+
+/// Reads exactly `buf.len()` bytes; a short or failing reader is an error naming `path`.
+fn read_full(reader: &mut dyn Read, buf: &mut [u8], path: &[u8]) -> Result<()> {
+    let err = |source: io::Error| {
+        Error::from_io(source, |source| Error::Io {
+            op: "read the content of",
+            path: PathBuf::from(String::from_utf8_lossy(path).into_owned()),
+            source,
+        })
+    };
+    let mut done = 0;
+    while done < buf.len() {
+        match reader.read(&mut buf[done..]) {
+            Ok(0) => {
+                return Err(err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the data ended before the entry's size",
+                )))
+            }
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(err(e)),
+        }
+    }
+    Ok(())
+}
+
+impl BlockProcessor {
+    /// A pipeline writing to `out` from its position on with `jobs` compression threads.
+    pub(crate) fn new(
+        out: ImageFile,
+        codec: Arc<Compressor>,
+        block_size: usize,
+        fragments: bool,
+        dedup: bool,
+        jobs: Jobs,
+        progress: Option<ProgressFn>,
+    ) -> Result<BlockProcessor> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(jobs.get())
+            .thread_name(|i| format!("ocirender-sqfs-{i}"))
+            .build()
+            .map_err(|e| Error::Compress {
+                codec: codec.name(),
+                source: io::Error::other(e),
+            })?;
+        let (tx, rx) = crossbeam_channel::unbounded();
+        Ok(BlockProcessor {
+            block_size,
+            fragments,
+            codec,
+            pool,
+            tx,
+            rx,
+            limit: 4 * jobs.get(),
+            in_flight: 0,
+            base: 0,
+            pending: VecDeque::new(),
+            free: Vec::new(),
+            writer: BlockWriter::new(out, block_size as u64, fragments, dedup),
+            frags: FragmentTable::new(block_size, dedup),
+            frag_cache: VecDeque::new(),
+            progress,
+            submitted: 0,
+        })
+    }
+
+    fn buffer(&mut self) -> Vec<u8> {
+        self.free
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(self.block_size))
+    }
+
+    fn recycle(&mut self, mut b: Vec<u8>) {
+        if self.free.len() < 2 * self.limit + 4 {
+            b.clear();
+            self.free.push(b);
+        }
+    }
+
+    /// Reads a file of `size` bytes from `reader` and stores it; returns its file id.
+    pub(crate) fn add_file(
+        &mut self,
+        size: u64,
+        reader: &mut dyn Read,
+        path: &[u8],
+    ) -> Result<u32> {
+        let file = self.writer.add_file(size);
+        let bs = self.block_size as u64;
+        let tail_len = size % bs;
+        let with_fragment = self.fragments && tail_len > 0;
+        let blocks = if with_fragment {
+            size / bs
+        } else {
+            size.div_ceil(bs)
+        };
+        for i in 0..blocks {
+            let len = bs.min(size - i * bs) as usize;
+            let mut buf = self.buffer();
+            buf.resize(len, 0);
+            read_full(reader, &mut buf, path)?;
+            self.submit(Work::Data { file }, buf)?;
+        }
+        if blocks > 0 {
+            self.pending.push_back(Slot {
+                work: Work::FileEnd { file },
+                done: None,
+            });
+        }
+        if with_fragment {
+            let mut tail = self.buffer();
+            tail.resize(tail_len as usize, 0);
+            read_full(reader, &mut tail, path)?;
+            let at = self.add_tail(&tail, file)?;
+            self.recycle(tail);
+            if let Some(f) = self.writer.file_mut(file) {
+                f.fragment = at.fragment;
+                f.fragment_offset = at.offset;
+            }
+        }
+        self.write_ready()?;
+        Ok(file)
+    }
+
+    /// Places `file`'s tail in a fragment block, sharing an equal earlier tail's place.
+    fn add_tail(&mut self, tail: &[u8], file: u32) -> Result<TailRef> {
+        let hash = FragmentTable::tail_hash(tail);
+        for earlier in self.frags.candidates(hash) {
+            let Some(f) = self.writer.file(earlier) else {
+                continue;
+            };
+            let at = TailRef {
+                fragment: f.fragment,
+                offset: f.fragment_offset,
+            };
+            // Equal bytes at that place are all that matters, whatever the earlier tail's length.
+            if self.fragment_holds(at, tail)? {
+                return Ok(at);
+            }
+        }
+        if !self.frags.fits(tail) {
+            self.flush_fragment()?;
+        }
+        Ok(self.frags.append(tail, hash, file))
+    }
+
+    /// Whether the fragment bytes at `at` equal `tail`.
+    fn fragment_holds(&mut self, at: TailRef, tail: &[u8]) -> Result<bool> {
+        let range = at.offset as usize..at.offset as usize + tail.len();
+        if let Some(block) = self.frags.in_memory(at.fragment) {
+            return Ok(block.get(range) == Some(tail));
+        }
+        let block = self.fragment_content(at.fragment)?;
+        Ok(block.get(range) == Some(tail))
+    }
+
+    /// The uncompressed content of a fragment block already handed to the pipeline.
+    fn fragment_content(&mut self, index: u32) -> Result<&[u8]> {
+        if let Some(pos) = self.frag_cache.iter().position(|(i, _)| *i == index) {
+            return Ok(&self.frag_cache[pos].1);
+        }
+        while self.frags.entry(index).is_none() {
+            if self.in_flight == 0 && self.pending.is_empty() {
+                return Err(self.readback_error("fragment block was never written".into()));
+            }
+            self.receive_one()?;
+        }
+        let entry = self.frags.entry(index).unwrap_or_default();
+        let mut stored = vec![0u8; stored_len(entry.size) as usize];
+        self.writer.image().read_at(entry.start, &mut stored)?;
+        let content = if entry.size & crate::squashfs::format::DATA_RAW != 0 {
+            stored
+        } else {
+            let mut out = Vec::new();
+            compressor::decompress(self.codec.id(), &stored, &mut out, self.block_size)
+                .map_err(|p| self.readback_error(p))?;
+            out
+        };
+        if self.frag_cache.len() == FRAGMENT_CACHE {
+            self.frag_cache.pop_front();
+        }
+        self.frag_cache.push_back((index, content));
+        Ok(self.frag_cache.back().map(|(_, c)| &c[..]).unwrap_or(&[]))
+    }
+
+    fn readback_error(&mut self, problem: String) -> Error {
+        Error::BadSquashfs {
+            path: self.writer.image().target().to_path_buf(),
+            problem: format!("reading back a fragment block for dedup: {problem}"),
+        }
+    }
+
+    /// Submits the fragment block being filled, if any.
+    fn flush_fragment(&mut self) -> Result<()> {
+        let fresh = self.buffer();
+        if let Some((index, block)) = self.frags.take_block(fresh) {
+            self.submit(Work::Fragment { index }, block)?;
+        }
+        Ok(())
+    }
+
+    fn submit(&mut self, work: Work, input: Vec<u8>) -> Result<()> {
+        while self.in_flight >= self.limit {
+            self.receive_one()?;
+        }
+        let seq = self.base + self.pending.len() as u64;
+        self.pending.push_back(Slot { work, done: None });
+        self.in_flight += 1;
+        self.submitted += 1;
+        let mut output = self.buffer();
+        let codec = Arc::clone(&self.codec);
+        let tx = self.tx.clone();
+        self.pool.spawn(move || {
+            let outcome = run_job(&codec, work, &input, &mut output);
+            // The receiver is gone only when the sink was dropped after an error.
+            let _ = tx.send(Done {
+                seq,
+                input,
+                output,
+                outcome,
+            });
+        });
+        if self.submitted % 256 == 0 {
+            if let Some(p) = &self.progress {
+                p(&Progress::Backlog {
+                    blocks: self.in_flight,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for one job to finish, then writes everything that is next in order.
+    fn receive_one(&mut self) -> Result<()> {
+        let done = self.rx.recv().map_err(|_| Error::Stopped)?;
+        self.in_flight -= 1;
+        let i = (done.seq - self.base) as usize;
+        if let Some(slot) = self.pending.get_mut(i) {
+            slot.done = Some(done);
+        }
+        self.write_ready()
+    }
+
+    /// Writes the completed items at the front of the order.
+    fn write_ready(&mut self) -> Result<()> {
+        loop {
+            let ready = match self.pending.front() {
+                Some(Slot {
+                    work: Work::FileEnd { .. },
+                    ..
+                }) => true,
+                Some(slot) => slot.done.is_some(),
+                None => false,
+            };
+            if !ready {
+                return Ok(());
+            }
+            let Some(slot) = self.pending.pop_front() else {
+                return Ok(());
+            };
+            self.base += 1;
+            match (slot.work, slot.done) {
+                (Work::FileEnd { file }, _) => self.writer.end_file(file)?,
+                (work, Some(done)) => {
+                    let outcome = done.outcome?;
+                    let block = match outcome {
+                        Outcome::Hole => Block::Hole,
+                        Outcome::Raw { .. } => Block::Raw(&done.input),
+                        Outcome::Compressed { .. } => Block::Compressed(&done.output),
+                    };
+                    let hash = match outcome {
+                        Outcome::Raw { hash } | Outcome::Compressed { hash } => hash,
+                        Outcome::Hole => 0,
+                    };
+                    match work {
+                        Work::Data { file } => self.writer.write_block(file, block, hash)?,
+                        Work::Fragment { index } => {
+                            let entry = self.writer.write_fragment(block)?;
+                            self.frags.record(index, entry);
+                        }
+                        Work::FileEnd { .. } => {}
+                    }
+                    self.recycle(done.input);
+                    self.recycle(done.output);
+                }
+                (_, None) => {}
+            }
+        }
+    }
+
+    /// Bytes held for files and fragments (memory accounting).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.writer.heap_bytes() + self.frags.heap_bytes()
+    }
+
+    /// Flushes the last fragment block, waits for every job and returns the image, every
+    /// file's placement and the fragment table.
+    pub(crate) fn finish(mut self) -> Result<(ImageFile, FileStore, FragmentTable)> {
+        self.flush_fragment()?;
+        while self.in_flight > 0 {
+            self.receive_one()?;
+        }
+        self.write_ready()?;
+        let (image, store) = self.writer.finish();
+        Ok((image, store, self.frags))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_detection_checks_every_byte() {
+        assert!(is_zero(&[]));
+        assert!(is_zero(&[0; 4096]));
+        for i in [0, 31, 32, 4095, 4100] {
+            let mut v = vec![0u8; 4101];
+            v[i] = 1;
+            assert!(!is_zero(&v), "byte {i}");
+        }
+    }
+}

@@ -1,0 +1,381 @@
+//! Places compressed data blocks in the image, in order, and removes duplicate files.
+//!
+//! The block processor hands over each block of a file — in submission order, on the caller's
+//! thread — as a hole, a raw block or a compressed block. The writer appends the bytes at the
+//! image position (holes take no bytes), keeps one size word per block, and on the file's end
+//! records where its blocks start. A file's blocks are contiguous, with no gaps; `blocks_start`
+//! is set for every file that has blocks, even a single one.
+//!
+//! Whole-file dedup (squashfs-tools-ng style): when a file ends, its size words and a hash of
+//! its uncompressed blocks are looked up among earlier files. A candidate counts as equal only
+//! if the size words match and the stored bytes compare equal byte for byte (equal compressed
+//! bytes decompress to equal content; the hash only picks candidates). On a match the new
+//! copy is dropped by rewinding the image position to where it began, and the file points at
+//! the earlier blocks. This works because nothing else is written between a file's blocks and
+//! its end marker.
+
+use hashbrown::HashTable;
+
+use crate::error::{Error, Result};
+use crate::squashfs::format::{FragmentEntry, DATA_RAW, NO_FRAGMENT};
+use crate::squashfs::image_file::ImageFile;
+
+/// Where one regular file's content is: 28 bytes per file (the 64-bit fields are stored as
+/// halves so the struct needs only 4-byte alignment).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FileData {
+    start: [u32; 2],
+    size: [u32; 2],
+    /// First size word in [`FileStore::words`]; the count follows from the size.
+    pub words_off: u32,
+    /// Fragment index, or `NO_FRAGMENT`.
+    pub fragment: u32,
+    /// Offset of the tail in its fragment block.
+    pub fragment_offset: u32,
+}
+
+fn halves(v: u64) -> [u32; 2] {
+    [v as u32, (v >> 32) as u32]
+}
+
+fn whole(h: [u32; 2]) -> u64 {
+    u64::from(h[0]) | (u64::from(h[1]) << 32)
+}
+
+impl FileData {
+    /// A file of `size` bytes whose blocks are not written yet.
+    pub(crate) fn new(size: u64) -> FileData {
+        FileData {
+            start: [0, 0],
+            size: halves(size),
+            words_off: 0,
+            fragment: NO_FRAGMENT,
+            fragment_offset: 0,
+        }
+    }
+
+    /// Offset of the first data block (0 when the file has no blocks).
+    pub(crate) fn blocks_start(&self) -> u64 {
+        whole(self.start)
+    }
+
+    fn set_blocks_start(&mut self, v: u64) {
+        self.start = halves(v);
+    }
+
+    /// Size in bytes.
+    pub(crate) fn size(&self) -> u64 {
+        whole(self.size)
+    }
+}
+
+/// Every file's block placement; handed to the tree when the inode table is written.
+#[derive(Debug)]
+pub(crate) struct FileStore {
+    /// One entry per file, by file id.
+    pub files: Vec<FileData>,
+    /// Size words of all files, each file's a contiguous slice.
+    pub words: Vec<u32>,
+    block_size: u64,
+    fragments: bool,
+}
+
+impl FileStore {
+    /// The number of data blocks (size words) of a file of `size` bytes: the tail goes to a
+    /// fragment when fragments are on, else it is a short last block.
+    pub(crate) fn block_count(&self, size: u64) -> usize {
+        if self.fragments {
+            (size / self.block_size) as usize
+        } else {
+            size.div_ceil(self.block_size) as usize
+        }
+    }
+
+    /// The size words of `file`.
+    pub(crate) fn words(&self, file: &FileData) -> &[u32] {
+        let start = file.words_off as usize;
+        self.words
+            .get(start..start + self.block_count(file.size()))
+            .unwrap_or(&[])
+    }
+}
+
+/// The stored length of a block from its size word.
+pub(crate) fn stored_len(word: u32) -> u64 {
+    u64::from(word & (DATA_RAW - 1))
+}
+
+/// One block as the pipeline delivers it.
+#[derive(Debug)]
+pub(crate) enum Block<'a> {
+    /// An all-zero block: size word 0, no bytes.
+    Hole,
+    /// Bytes stored raw (compression did not shrink them).
+    Raw(&'a [u8]),
+    /// Compressed bytes.
+    Compressed(&'a [u8]),
+}
+
+/// An earlier file that later files may share blocks with: 8 bytes.
+#[derive(Clone, Copy, Debug)]
+struct Known {
+    hash: u32,
+    file: u32,
+}
+
+fn table_hash(h: u32) -> u64 {
+    u64::from(h).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// The file being written.
+#[derive(Debug)]
+struct Current {
+    file: u32,
+    start: u64,
+    words_off: usize,
+    hash: u64,
+    stored: u64,
+}
+
+/// Writes data and fragment blocks and dedups whole files.
+pub(crate) struct BlockWriter {
+    out: ImageFile,
+    store: FileStore,
+    dedup: bool,
+    known: HashTable<Known>,
+    current: Option<Current>,
+    bytes_a: Vec<u8>,
+    bytes_b: Vec<u8>,
+}
+
+impl BlockWriter {
+    /// Writes into `out` from its position on; files have `block_size` blocks and their tails
+    /// in fragments if `fragments`; `dedup` enables whole-file dedup.
+    pub(crate) fn new(
+        out: ImageFile,
+        block_size: u64,
+        fragments: bool,
+        dedup: bool,
+    ) -> BlockWriter {
+        BlockWriter {
+            out,
+            store: FileStore {
+                files: Vec::new(),
+                words: Vec::new(),
+                block_size,
+                fragments,
+            },
+            dedup,
+            known: HashTable::new(),
+            current: None,
+            bytes_a: Vec::new(),
+            bytes_b: Vec::new(),
+        }
+    }
+
+    /// Registers a new file of `size` bytes; returns its id.
+    pub(crate) fn add_file(&mut self, size: u64) -> u32 {
+        self.store.files.push(FileData::new(size));
+        (self.store.files.len() - 1) as u32
+    }
+
+    /// The placement of `file` (complete once its end was processed).
+    pub(crate) fn file_mut(&mut self, file: u32) -> Option<&mut FileData> {
+        self.store.files.get_mut(file as usize)
+    }
+
+    /// The placement of `file`.
+    pub(crate) fn file(&self, file: u32) -> Option<&FileData> {
+        self.store.files.get(file as usize)
+    }
+
+    /// The image (for fragment read-back).
+    pub(crate) fn image(&mut self) -> &mut ImageFile {
+        &mut self.out
+    }
+
+    /// Appends the next block of `file`; `hash` is the hash of its uncompressed bytes.
+    pub(crate) fn write_block(&mut self, file: u32, block: Block<'_>, hash: u64) -> Result<()> {
+        if self.current.as_ref().is_none_or(|c| c.file != file) {
+            self.current = Some(Current {
+                file,
+                start: self.out.position(),
+                words_off: self.store.words.len(),
+                hash: 0x51_7c_c1_b7_27_22_0a_95,
+                stored: 0,
+            });
+        }
+        let (word, bytes) = match block {
+            Block::Hole => (0, &[][..]),
+            Block::Raw(b) => (b.len() as u32 | DATA_RAW, b),
+            Block::Compressed(b) => (b.len() as u32, b),
+        };
+        self.out.write(bytes)?;
+        self.store.words.push(word);
+        if let Some(c) = &mut self.current {
+            c.hash = (c.hash.rotate_left(23) ^ hash).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            c.stored += bytes.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// Ends `file`'s blocks: records the placement, or shares an earlier identical file's.
+    pub(crate) fn end_file(&mut self, file: u32) -> Result<()> {
+        let Some(cur) = self.current.take().filter(|c| c.file == file) else {
+            return Ok(());
+        };
+        let words_len = self.store.words.len() - cur.words_off;
+        let hash = {
+            let h = cur.hash ^ (words_len as u64).wrapping_mul(0xff51_afd7_ed55_8ccd);
+            (h ^ (h >> 32)) as u32
+        };
+        let mut placed = self.store.files[file as usize];
+        placed.set_blocks_start(cur.start);
+        placed.words_off = u32::try_from(cur.words_off).map_err(|_| Error::TooLarge {
+            what: "number of data blocks",
+            size: cur.words_off as u64,
+            limit: u64::from(u32::MAX),
+        })?;
+        if self.dedup && cur.stored > 0 {
+            if let Some(earlier) = self.find_duplicate(&placed, hash)? {
+                // Drop the copy just written: the next block overwrites it.
+                self.out.rewind(cur.start)?;
+                self.store.words.truncate(cur.words_off);
+                let f = &mut self.store.files[file as usize];
+                f.set_blocks_start(earlier.blocks_start());
+                f.words_off = earlier.words_off;
+                return Ok(());
+            }
+            self.known
+                .insert_unique(table_hash(hash), Known { hash, file }, |k| {
+                    table_hash(k.hash)
+                });
+        }
+        self.store.files[file as usize] = placed;
+        Ok(())
+    }
+
+    /// An earlier file whose stored blocks equal `new`'s, byte for byte.
+    fn find_duplicate(&mut self, new: &FileData, hash: u32) -> Result<Option<FileData>> {
+        let candidates: Vec<u32> = self
+            .known
+            .iter_hash(table_hash(hash))
+            .filter(|k| k.hash == hash)
+            .map(|k| k.file)
+            .collect();
+        for file in candidates {
+            let old = self.store.files[file as usize];
+            if self.same_blocks(&old, new)? {
+                return Ok(Some(old));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether two placements have equal size words and equal stored bytes.
+    pub(crate) fn same_blocks(&mut self, a: &FileData, b: &FileData) -> Result<bool> {
+        if self.store.words(a) != self.store.words(b) {
+            return Ok(false);
+        }
+        let total: u64 = self.store.words(a).iter().map(|&w| stored_len(w)).sum();
+        const CHUNK: u64 = 64 * 1024;
+        let mut done = 0;
+        while done < total {
+            let n = CHUNK.min(total - done) as usize;
+            self.bytes_a.resize(n, 0);
+            self.bytes_b.resize(n, 0);
+            self.out
+                .read_at(a.blocks_start() + done, &mut self.bytes_a)?;
+            self.out
+                .read_at(b.blocks_start() + done, &mut self.bytes_b)?;
+            if self.bytes_a != self.bytes_b {
+                return Ok(false);
+            }
+            done += n as u64;
+        }
+        Ok(true)
+    }
+
+    /// Appends a fragment block; returns its table entry.
+    pub(crate) fn write_fragment(&mut self, block: Block<'_>) -> Result<FragmentEntry> {
+        let start = self.out.position();
+        let (size, bytes) = match block {
+            Block::Hole => (0, &[][..]),
+            Block::Raw(b) => (b.len() as u32 | DATA_RAW, b),
+            Block::Compressed(b) => (b.len() as u32, b),
+        };
+        self.out.write(bytes)?;
+        Ok(FragmentEntry { start, size })
+    }
+
+    /// Bytes held per file (memory accounting).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.store.files.capacity() * std::mem::size_of::<FileData>()
+            + self.store.words.capacity() * 4
+            + self.known.capacity() * (std::mem::size_of::<Known>() + 1)
+    }
+
+    /// The image and every file's placement.
+    pub(crate) fn finish(self) -> (ImageFile, FileStore) {
+        (self.out, self.store)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writer(dir: &tempfile::TempDir, dedup: bool) -> BlockWriter {
+        let out = ImageFile::create(&dir.path().join("img"), 96).unwrap();
+        BlockWriter::new(out, 4096, false, dedup)
+    }
+
+    #[test]
+    fn a_duplicate_file_is_rewound_and_shares_the_earlier_blocks() {
+        let d = tempfile::tempdir().unwrap();
+        let mut w = writer(&d, true);
+        let a = w.add_file(8192);
+        w.write_block(a, Block::Compressed(b"AAAA"), 1).unwrap();
+        w.write_block(a, Block::Hole, 0).unwrap();
+        w.end_file(a).unwrap();
+        let after_a = w.image().position();
+        let b = w.add_file(8192);
+        w.write_block(b, Block::Compressed(b"AAAA"), 1).unwrap();
+        w.write_block(b, Block::Hole, 0).unwrap();
+        w.end_file(b).unwrap();
+        assert_eq!(w.image().position(), after_a, "second copy rewound");
+        let (_, store) = w.finish();
+        assert_eq!(store.files[a as usize].blocks_start(), 96);
+        assert_eq!(store.files[b as usize].blocks_start(), 96);
+        assert_eq!(store.words(&store.files[b as usize]), [4, 0]);
+        assert_eq!(store.words.len(), 2, "the duplicate's words were dropped");
+    }
+
+    /// Hashes only pick candidates: equal hashes with different bytes keep both copies.
+    #[test]
+    fn equal_hashes_with_different_bytes_are_both_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let mut w = writer(&d, true);
+        let a = w.add_file(4096);
+        w.write_block(a, Block::Raw(&[1; 4096]), 42).unwrap();
+        w.end_file(a).unwrap();
+        let b = w.add_file(4096);
+        w.write_block(b, Block::Raw(&[2; 4096]), 42).unwrap();
+        w.end_file(b).unwrap();
+        assert_eq!(w.image().position(), 96 + 2 * 4096);
+        let (_, store) = w.finish();
+        assert_eq!(store.files[b as usize].blocks_start(), 96 + 4096);
+    }
+
+    #[test]
+    fn dedup_off_keeps_every_copy() {
+        let d = tempfile::tempdir().unwrap();
+        let mut w = writer(&d, false);
+        for _ in 0..2 {
+            let f = w.add_file(4);
+            w.write_block(f, Block::Compressed(b"xyz"), 9).unwrap();
+            w.end_file(f).unwrap();
+        }
+        assert_eq!(w.image().position(), 96 + 6);
+    }
+}

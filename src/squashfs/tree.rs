@@ -1,0 +1,707 @@
+//! The directory tree held until the end: a compact arena of per-path metadata, then sorting,
+//! link counts, inode numbering and the writing of the inode and directory tables.
+//!
+//! File data is written as entries arrive, but inodes and directories can only be written at
+//! the end: a directory's listing needs every child's inode location, and entries arrive in
+//! any order (directories after their children, paths twice). So each path becomes one
+//! 36-byte [`Node`] in a flat `Vec` (names and symlink targets in one shared byte arena), and
+//! a hash table of `u32` node indexes keyed by (parent, name) finds children. Nothing else is
+//! kept per path.
+//!
+//! Arrival rules (the `Sink` contract): missing parents are created as implicit directories
+//! (0755 root:root, time 0) and take the directory's metadata when its entry arrives; a path
+//! that arrives again replaces the earlier node — a directory over a directory keeps its
+//! children, anything else marks the old node dead, which drops a replaced directory's whole
+//! subtree (a node is live only if its parent is). A hard link node points at its target's
+//! node (never at another link), so a link keeps the inode it was made for even if the target
+//! path is replaced later.
+//!
+//! At the end ([`Tree::serialize`]):
+//! 1. live nodes are sorted by (parent, name bytes) — unsigned byte order, as the kernel's
+//!    lookup needs — so each directory's children are one contiguous run;
+//! 2. inode numbers are handed out as mksquashfs does: depth first, a directory's entries in
+//!    name order, each subdirectory's contents right after its own number, the root last (N),
+//!    hard links sharing their target's number; numbers are dense 1..=N;
+//! 3. the tables are written depth first, post-order: a directory's non-directory inodes, its
+//!    subdirectories (recursively), its listing, then its own inode. The root inode is the
+//!    last one; its parent number is N + 1 (mksquashfs's convention). Directory nlink is
+//!    2 + subdirectories; other inodes' nlink is their number of names.
+
+use hashbrown::{HashMap, HashTable};
+
+use crate::error::{Error, Result};
+use crate::path::EntryPath;
+use crate::squashfs::block_writer::FileStore;
+use crate::squashfs::dir_writer::DirWriter;
+use crate::squashfs::format::{MetaRef, NO_FRAGMENT};
+use crate::squashfs::id_table::IdTable;
+use crate::squashfs::image_file::ImageFile;
+use crate::squashfs::inode::{self, InodeBase, InodeData};
+use crate::squashfs::meta_writer::MetaWriter;
+use crate::squashfs::xattr_writer::{SetHandle, XattrWriter, NO_SET};
+
+/// The type-specific part of a node (8 bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NodeKind {
+    /// A directory.
+    Dir,
+    /// A regular file; the id of its placement in the [`FileStore`].
+    File(u32),
+    /// A symlink; the target is in the byte arena.
+    Symlink {
+        /// Offset of the target in the arena.
+        off: u32,
+        /// Target length (1–4096).
+        len: u16,
+    },
+    /// Another name of the node with this index (never itself a link).
+    Hardlink(u32),
+    /// A character device (`new_encode_dev` number).
+    CharDev(u32),
+    /// A block device (`new_encode_dev` number).
+    BlockDev(u32),
+    /// A named pipe.
+    Fifo,
+    /// A socket.
+    Socket,
+}
+
+/// The metadata of a node as it will be stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct NodeMeta {
+    /// Permission bits (`mode & 0o7777`).
+    pub mode: u16,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Modification time, clamped to `u32`.
+    pub mtime: u32,
+    /// Interned xattr set.
+    pub xattrs: SetHandle,
+}
+
+impl NodeMeta {
+    /// The metadata of an implicit directory: 0755 root:root, time 0, no xattrs.
+    pub(crate) fn implicit_dir() -> NodeMeta {
+        NodeMeta {
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            xattrs: NO_SET,
+        }
+    }
+}
+
+/// Mode bit marking a node dead (replaced, or under a replaced directory).
+const DEAD: u16 = 0x8000;
+/// `refs` value of an inode not written yet.
+const UNWRITTEN: u64 = u64::MAX;
+
+/// One path: 36 bytes.
+#[derive(Clone, Copy, Debug)]
+struct Node {
+    name_off: u32,
+    name_len: u16,
+    /// Permission bits; [`DEAD`] when the node no longer belongs to the tree.
+    mode: u16,
+    parent: u32,
+    uid: u32,
+    gid: u32,
+    mtime: u32,
+    xattrs: SetHandle,
+    kind: NodeKind,
+}
+
+/// The arena of nodes.
+#[derive(Debug)]
+pub(crate) struct Tree {
+    nodes: Vec<Node>,
+    /// Names and symlink targets.
+    bytes: Vec<u8>,
+    /// Live non-root nodes by (parent, name).
+    children: HashTable<u32>,
+    /// The last directory a parent path resolved to.
+    cache: Option<(Box<[u8]>, u32)>,
+}
+
+fn child_hash(parent: u32, name: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64_with_seed(name, u64::from(parent))
+}
+
+/// What the tables say about the whole tree, for the superblock and export table.
+#[derive(Debug)]
+pub(crate) struct Serialized {
+    /// The root inode's location.
+    pub root: MetaRef,
+    /// Number of inodes (N).
+    pub inode_count: u32,
+    /// Packed inode refs by inode number − 1.
+    pub export: Vec<u64>,
+    /// The newest mtime of any inode.
+    pub newest_mtime: u32,
+    /// Live paths, the root included.
+    pub entries: u64,
+    /// Sum of the sizes of the regular files (each inode once).
+    pub file_bytes: u64,
+}
+
+/// Where the serialization writes.
+pub(crate) struct Tables<'a> {
+    /// The image; full inode metadata blocks are streamed to it.
+    pub image: &'a mut ImageFile,
+    /// The inode table.
+    pub inodes: &'a mut MetaWriter,
+    /// The directory table (kept in memory until the inode table is complete).
+    pub dirs: &'a mut DirWriter,
+    /// uid/gid indexes.
+    pub ids: &'a mut IdTable,
+    /// Xattr ids.
+    pub xattrs: &'a mut XattrWriter,
+    /// File placements.
+    pub files: &'a FileStore,
+    /// Data block size.
+    pub block_size: u64,
+}
+
+impl Tree {
+    /// A tree holding only the root, an implicit directory.
+    pub(crate) fn new() -> Tree {
+        let meta = NodeMeta::implicit_dir();
+        Tree {
+            nodes: vec![Node {
+                name_off: 0,
+                name_len: 0,
+                mode: meta.mode,
+                parent: 0,
+                uid: meta.uid,
+                gid: meta.gid,
+                mtime: meta.mtime,
+                xattrs: meta.xattrs,
+                kind: NodeKind::Dir,
+            }],
+            bytes: Vec::new(),
+            children: HashTable::new(),
+            cache: None,
+        }
+    }
+
+    fn name(&self, i: u32) -> &[u8] {
+        let n = &self.nodes[i as usize];
+        let start = n.name_off as usize;
+        &self.bytes[start..start + usize::from(n.name_len)]
+    }
+
+    fn find_child(&self, parent: u32, name: &[u8]) -> Option<u32> {
+        let (nodes, bytes) = (&self.nodes, &self.bytes);
+        self.children
+            .find(child_hash(parent, name), |&i| {
+                let n = &nodes[i as usize];
+                let start = n.name_off as usize;
+                n.parent == parent && &bytes[start..start + usize::from(n.name_len)] == name
+            })
+            .copied()
+    }
+
+    /// Sets the root directory's metadata.
+    pub(crate) fn set_root(&mut self, meta: NodeMeta) {
+        let root = &mut self.nodes[0];
+        root.mode = meta.mode;
+        root.uid = meta.uid;
+        root.gid = meta.gid;
+        root.mtime = meta.mtime;
+        root.xattrs = meta.xattrs;
+    }
+
+    /// The directory `path` goes into, creating missing ancestors as implicit directories.
+    /// An ancestor that exists but is not a directory is an error.
+    pub(crate) fn parent_dir(&mut self, path: &EntryPath) -> Result<u32> {
+        let Some(parent) = path.parent() else {
+            return Ok(0);
+        };
+        if let Some((p, i)) = &self.cache {
+            if **p == *parent.as_bytes() {
+                return Ok(*i);
+            }
+        }
+        let mut dir = 0u32;
+        for comp in parent.components() {
+            dir = match self.find_child(dir, comp) {
+                Some(c) if self.nodes[c as usize].kind == NodeKind::Dir => c,
+                Some(_) => {
+                    return Err(Error::Unrepresentable {
+                        path: path.lossy(),
+                        problem: "one of its parents is not a directory",
+                    })
+                }
+                None => self.push(dir, comp, NodeKind::Dir, NodeMeta::implicit_dir())?,
+            };
+        }
+        self.cache = Some((parent.as_bytes().into(), dir));
+        Ok(dir)
+    }
+
+    /// Stores `bytes` in the arena; returns the offset.
+    fn store(&mut self, bytes: &[u8]) -> Result<u32> {
+        let off = u32::try_from(self.bytes.len())
+            .ok()
+            .filter(|o| u32::MAX - o >= bytes.len() as u32)
+            .ok_or(Error::TooLarge {
+                what: "names and symlink targets",
+                size: self.bytes.len() as u64 + bytes.len() as u64,
+                limit: u64::from(u32::MAX),
+            })?;
+        self.bytes.extend_from_slice(bytes);
+        Ok(off)
+    }
+
+    /// Stores a symlink target (1–4096 bytes) in the arena.
+    pub(crate) fn symlink(&mut self, target: &[u8]) -> Result<NodeKind> {
+        Ok(NodeKind::Symlink {
+            off: self.store(target)?,
+            len: target.len() as u16,
+        })
+    }
+
+    fn push(&mut self, parent: u32, name: &[u8], kind: NodeKind, meta: NodeMeta) -> Result<u32> {
+        let idx = u32::try_from(self.nodes.len())
+            .ok()
+            .filter(|&i| i < u32::MAX)
+            .ok_or(Error::TooLarge {
+                what: "number of entries",
+                size: self.nodes.len() as u64,
+                limit: u64::from(u32::MAX - 1),
+            })?;
+        let name_off = self.store(name)?;
+        self.nodes.push(Node {
+            name_off,
+            name_len: name.len() as u16,
+            mode: meta.mode,
+            parent,
+            uid: meta.uid,
+            gid: meta.gid,
+            mtime: meta.mtime,
+            xattrs: meta.xattrs,
+            kind,
+        });
+        let (nodes, bytes) = (&self.nodes, &self.bytes);
+        self.children
+            .insert_unique(child_hash(parent, name), idx, |&i| {
+                let n = &nodes[i as usize];
+                let start = n.name_off as usize;
+                child_hash(n.parent, &bytes[start..start + usize::from(n.name_len)])
+            });
+        Ok(idx)
+    }
+
+    /// Adds `name` to directory `parent`, replacing an earlier entry of that name: a directory
+    /// over a directory only takes the new metadata; anything else drops the old node (and a
+    /// replaced directory's subtree).
+    pub(crate) fn insert(
+        &mut self,
+        parent: u32,
+        name: &[u8],
+        kind: NodeKind,
+        meta: NodeMeta,
+    ) -> Result<()> {
+        if let Some(old) = self.find_child(parent, name) {
+            let node = &mut self.nodes[old as usize];
+            if node.kind == NodeKind::Dir && kind == NodeKind::Dir {
+                node.mode = meta.mode;
+                node.uid = meta.uid;
+                node.gid = meta.gid;
+                node.mtime = meta.mtime;
+                node.xattrs = meta.xattrs;
+                return Ok(());
+            }
+            node.mode |= DEAD;
+            if let Ok(e) = self
+                .children
+                .find_entry(child_hash(parent, name), |&i| i == old)
+            {
+                e.remove();
+            }
+            self.cache = None;
+        }
+        self.push(parent, name, kind, meta)?;
+        Ok(())
+    }
+
+    fn lookup(&self, path: &EntryPath) -> Option<u32> {
+        let mut at = 0u32;
+        for comp in path.components() {
+            at = self.find_child(at, comp)?;
+        }
+        Some(at)
+    }
+
+    /// The node a hard link to `target` shares (never a directory, never another link).
+    pub(crate) fn link_target(&self, link: &EntryPath, target: &EntryPath) -> Result<u32> {
+        let Some(t) = self.lookup(target) else {
+            return Err(Error::HardlinkTargetMissing {
+                link: link.lossy(),
+                target: target.lossy(),
+            });
+        };
+        match self.nodes[t as usize].kind {
+            NodeKind::Dir => Err(Error::HardlinkToDirectory {
+                link: link.lossy(),
+                target: target.lossy(),
+            }),
+            NodeKind::Hardlink(canonical) => Ok(canonical),
+            _ => Ok(t),
+        }
+    }
+
+    /// Bytes held by the arena and index (memory accounting).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.nodes.capacity() * std::mem::size_of::<Node>()
+            + self.bytes.capacity()
+            + self.children.capacity() * (4 + 1)
+    }
+
+    /// Bytes of names and symlink targets in the arena.
+    pub(crate) fn name_bytes(&self) -> usize {
+        self.bytes.len()
+    }
+
+    fn canonical(&self, i: u32) -> u32 {
+        match self.nodes[i as usize].kind {
+            NodeKind::Hardlink(t) => t,
+            _ => i,
+        }
+    }
+
+    fn is_dir(&self, i: u32) -> bool {
+        self.nodes[i as usize].kind == NodeKind::Dir
+    }
+
+    /// Writes the inode and directory tables (see the module doc for the order).
+    pub(crate) fn serialize(mut self, t: &mut Tables<'_>) -> Result<Serialized> {
+        // Deadness flows down: parents come before their children in the arena.
+        for i in 1..self.nodes.len() {
+            let parent = self.nodes[i].parent as usize;
+            if self.nodes[parent].mode & DEAD != 0 {
+                self.nodes[i].mode |= DEAD;
+            }
+        }
+        let live = |n: &Node| n.mode & DEAD == 0;
+        let mut order: Vec<u32> = (1..self.nodes.len() as u32)
+            .filter(|&i| live(&self.nodes[i as usize]))
+            .collect();
+        order.sort_unstable_by(|&a, &b| {
+            let (na, nb) = (&self.nodes[a as usize], &self.nodes[b as usize]);
+            na.parent
+                .cmp(&nb.parent)
+                .then_with(|| self.name(a).cmp(self.name(b)))
+        });
+        let children = |d: u32| -> &[u32] {
+            let lo = order.partition_point(|&c| self.nodes[c as usize].parent < d);
+            let hi = order.partition_point(|&c| self.nodes[c as usize].parent <= d);
+            &order[lo..hi]
+        };
+
+        // Names per inode: live names of a node plus live links to it.
+        let mut extra_links: HashMap<u32, u32> = HashMap::new();
+        for &c in &order {
+            if let NodeKind::Hardlink(target) = self.nodes[c as usize].kind {
+                *extra_links.entry(target).or_insert(0) += 1;
+            }
+        }
+        let nlink = |k: u32| -> u32 {
+            let own = u32::from(live(&self.nodes[k as usize]));
+            own + extra_links.get(&k).copied().unwrap_or(0)
+        };
+
+        // Inode numbers, mksquashfs order.
+        let mut ino = vec![0u32; self.nodes.len()];
+        let mut next: u32 = 1;
+        let mut stack: Vec<(u32, usize)> = vec![(0, 0)];
+        while let Some(top) = stack.last_mut() {
+            let (d, pos) = *top;
+            let kids = children(d);
+            let Some(&c) = kids.get(pos) else {
+                stack.pop();
+                continue;
+            };
+            top.1 += 1;
+            let k = self.canonical(c);
+            if ino[k as usize] == 0 {
+                ino[k as usize] = next;
+                next = next.checked_add(1).ok_or(Error::TooLarge {
+                    what: "number of inodes",
+                    size: u64::from(u32::MAX),
+                    limit: u64::from(u32::MAX - 1),
+                })?;
+            }
+            if self.is_dir(c) {
+                stack.push((c, 0));
+            }
+        }
+        ino[0] = next;
+        let inode_count = next;
+
+        // Tables, post-order.
+        let files = t.files;
+        let mut refs = vec![UNWRITTEN; self.nodes.len()];
+        let mut scratch = Vec::new();
+        let mut newest_mtime = 0u32;
+        let mut file_bytes = 0u64;
+        let mut stack: Vec<(u32, usize)> = vec![(0, 0)];
+        while let Some(top) = stack.last_mut() {
+            let (d, pos) = *top;
+            let kids = children(d);
+            if let Some(&c) = kids.get(pos) {
+                top.1 += 1;
+                if self.is_dir(c) {
+                    stack.push((c, 0));
+                    continue;
+                }
+                let k = self.canonical(c);
+                if refs[k as usize] == UNWRITTEN {
+                    let node = self.nodes[k as usize];
+                    let data = self.inode_data(&node, nlink(k), files, t.block_size)?;
+                    if let NodeKind::File(_) = node.kind {
+                        if let InodeData::File { size, .. } = data {
+                            file_bytes += size;
+                        }
+                    }
+                    newest_mtime = newest_mtime.max(node.mtime);
+                    refs[k as usize] =
+                        self.write_inode(&node, ino[k as usize], &data, t, &mut scratch)?;
+                }
+                continue;
+            }
+            stack.pop();
+            // All children written: the listing, then the directory's own inode.
+            let mut listing = t.dirs.begin();
+            let mut subdirs = 0u32;
+            for &c in kids {
+                let k = self.canonical(c);
+                let kind = self.nodes[k as usize].kind;
+                subdirs += u32::from(kind == NodeKind::Dir);
+                listing.add(
+                    self.name(c),
+                    MetaRef::unpack(refs[k as usize]),
+                    ino[k as usize],
+                    basic_type(kind),
+                )?;
+            }
+            let listing = listing.end()?;
+            let node = self.nodes[d as usize];
+            let parent = if d == 0 {
+                inode_count.saturating_add(1)
+            } else {
+                ino[node.parent as usize]
+            };
+            let data = InodeData::Dir {
+                start_block: listing.start.block,
+                offset: listing.start.offset,
+                file_size: listing.file_size,
+                nlink: subdirs.saturating_add(2),
+                parent,
+                index: &listing.index,
+                big: listing.entries >= crate::squashfs::format::DIR_HEADER_MAX,
+            };
+            newest_mtime = newest_mtime.max(node.mtime);
+            refs[d as usize] = self.write_inode(&node, ino[d as usize], &data, t, &mut scratch)?;
+        }
+
+        let mut export = vec![0u64; inode_count as usize];
+        for (k, &r) in refs.iter().enumerate() {
+            if r != UNWRITTEN {
+                if let Some(slot) = export.get_mut(ino[k] as usize - 1) {
+                    *slot = r;
+                }
+            }
+        }
+        Ok(Serialized {
+            root: MetaRef::unpack(refs[0]),
+            inode_count,
+            export,
+            newest_mtime,
+            entries: order.len() as u64 + 1,
+            file_bytes,
+        })
+    }
+
+    /// The type-specific inode fields of a non-directory node.
+    fn inode_data<'a>(
+        &'a self,
+        node: &Node,
+        nlink: u32,
+        files: &'a FileStore,
+        block_size: u64,
+    ) -> Result<InodeData<'a>> {
+        Ok(match node.kind {
+            NodeKind::File(id) => {
+                let f = files
+                    .files
+                    .get(id as usize)
+                    .copied()
+                    .unwrap_or_else(|| crate::squashfs::block_writer::FileData::new(0));
+                let blocks = files.words(&f);
+                let mut sparse = 0u64;
+                let size = f.size();
+                for (i, &w) in blocks.iter().enumerate() {
+                    if w == 0 {
+                        sparse += block_size.min(size.saturating_sub(i as u64 * block_size));
+                    }
+                }
+                // mksquashfs keeps sparse below the size (a fully sparse file reports
+                // size − 1); every reader accepts that form.
+                if sparse > 0 && sparse >= size {
+                    sparse = size - 1;
+                }
+                InodeData::File {
+                    blocks_start: f.blocks_start(),
+                    size,
+                    sparse,
+                    nlink,
+                    fragment: f.fragment,
+                    fragment_offset: if f.fragment == NO_FRAGMENT {
+                        0
+                    } else {
+                        f.fragment_offset
+                    },
+                    blocks,
+                }
+            }
+            NodeKind::Symlink { off, len } => InodeData::Symlink {
+                target: self
+                    .bytes
+                    .get(off as usize..off as usize + usize::from(len))
+                    .unwrap_or(&[]),
+                nlink,
+            },
+            NodeKind::CharDev(dev) => InodeData::CharDev { dev, nlink },
+            NodeKind::BlockDev(dev) => InodeData::BlockDev { dev, nlink },
+            NodeKind::Fifo => InodeData::Fifo { nlink },
+            NodeKind::Socket => InodeData::Socket { nlink },
+            // Directories are written from the listing; links resolve to their target first.
+            NodeKind::Dir | NodeKind::Hardlink(_) => InodeData::Fifo { nlink },
+        })
+    }
+
+    fn write_inode(
+        &self,
+        node: &Node,
+        number: u32,
+        data: &InodeData<'_>,
+        t: &mut Tables<'_>,
+        scratch: &mut Vec<u8>,
+    ) -> Result<u64> {
+        let base = InodeBase {
+            permissions: node.mode & 0o7777,
+            uid_idx: t.ids.index(node.uid)?,
+            gid_idx: t.ids.index(node.gid)?,
+            mtime: node.mtime,
+            number,
+            xattr: t.xattrs.id_for(node.xattrs),
+        };
+        scratch.clear();
+        inode::encode(&base, data, scratch)?;
+        let at = t.inodes.position();
+        t.inodes.append(scratch)?;
+        if t.inodes.pending_len() >= 1 << 20 {
+            let blocks = t.inodes.take_output();
+            t.image.write(&blocks)?;
+        }
+        Ok(at.packed())
+    }
+}
+
+fn basic_type(kind: NodeKind) -> u16 {
+    use crate::squashfs::format::inode_type;
+    match kind {
+        NodeKind::Dir => inode_type::DIR,
+        NodeKind::File(_) | NodeKind::Hardlink(_) => inode_type::FILE,
+        NodeKind::Symlink { .. } => inode_type::SYMLINK,
+        NodeKind::BlockDev(_) => inode_type::BLOCK_DEV,
+        NodeKind::CharDev(_) => inode_type::CHAR_DEV,
+        NodeKind::Fifo => inode_type::FIFO,
+        NodeKind::Socket => inode_type::SOCKET,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> EntryPath {
+        EntryPath::new(s.as_bytes()).unwrap()
+    }
+
+    fn meta(mode: u16) -> NodeMeta {
+        NodeMeta {
+            mode,
+            ..NodeMeta::implicit_dir()
+        }
+    }
+
+    fn add(t: &mut Tree, path: &str, kind: NodeKind) {
+        let path = p(path);
+        let parent = t.parent_dir(&path).unwrap();
+        t.insert(parent, path.file_name().unwrap(), kind, meta(0o644))
+            .unwrap();
+    }
+
+    #[test]
+    fn nodes_stay_36_bytes() {
+        assert_eq!(std::mem::size_of::<Node>(), 36);
+        assert_eq!(std::mem::size_of::<NodeKind>(), 8);
+        assert_eq!(
+            std::mem::size_of::<crate::squashfs::block_writer::FileData>(),
+            28
+        );
+    }
+
+    #[test]
+    fn implicit_parents_are_created_and_later_take_metadata() {
+        let mut t = Tree::new();
+        add(&mut t, "a/b/c", NodeKind::Fifo);
+        let a = t.lookup(&p("a")).unwrap();
+        assert_eq!(t.nodes[a as usize].mode, 0o755);
+        t.insert(0, b"a", NodeKind::Dir, meta(0o700)).unwrap();
+        assert_eq!(t.nodes[a as usize].mode, 0o700, "same node, new metadata");
+        assert!(t.lookup(&p("a/b/c")).is_some(), "children kept");
+    }
+
+    #[test]
+    fn a_file_replacing_a_directory_drops_the_subtree() {
+        let mut t = Tree::new();
+        add(&mut t, "d/x", NodeKind::Fifo);
+        add(&mut t, "d", NodeKind::Socket);
+        assert!(t.lookup(&p("d/x")).is_none());
+        let d = t.lookup(&p("d")).unwrap();
+        assert_eq!(t.nodes[d as usize].kind, NodeKind::Socket);
+        assert!(
+            t.parent_dir(&p("d/y")).is_err(),
+            "cannot go below a non-directory"
+        );
+    }
+
+    #[test]
+    fn links_resolve_to_the_first_node_and_refuse_directories() {
+        let mut t = Tree::new();
+        add(&mut t, "f", NodeKind::Fifo);
+        let f = t.lookup(&p("f")).unwrap();
+        assert_eq!(t.link_target(&p("l"), &p("f")).unwrap(), f);
+        add(&mut t, "l", NodeKind::Hardlink(f));
+        assert_eq!(
+            t.link_target(&p("l2"), &p("l")).unwrap(),
+            f,
+            "link to a link"
+        );
+        add(&mut t, "dir/x", NodeKind::Fifo);
+        assert!(matches!(
+            t.link_target(&p("l3"), &p("dir")),
+            Err(Error::HardlinkToDirectory { .. })
+        ));
+        assert!(matches!(
+            t.link_target(&p("l4"), &p("nope")),
+            Err(Error::HardlinkTargetMissing { .. })
+        ));
+    }
+}
