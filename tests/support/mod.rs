@@ -1,10 +1,12 @@
 //! Shared test helpers: canonical dumps ([`dump`]), images built from code ([`builder`]), the
-//! reference model of the overlay rules ([`model`]), conversions read back ([`outputs`]) and the
-//! squashfs oracles ([`oracle`]: unsquashfs and backhand).
+//! reference model of the overlay rules ([`model`]), conversions read back ([`outputs`]), the
+//! squashfs oracles ([`oracle`]: unsquashfs and backhand) and the Linux kernel as an oracle
+//! ([`kernel`]).
 #![allow(dead_code)]
 
 pub mod builder;
 pub mod dump;
+pub mod kernel;
 pub mod model;
 pub mod oracle;
 pub mod outputs;
