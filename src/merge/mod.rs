@@ -644,7 +644,8 @@ impl Merger {
         let mut settled = false;
         while let Some(p) = self.tree.parent(cur) {
             cur = p;
-            if !settled && !(hidden_entry && self.tree.hidden(p, layer)) {
+            let skip = settled || (hidden_entry && self.tree.hidden(p, layer));
+            if !skip {
                 let (status, set_by) = self.tree.status(p);
                 match status {
                     // An ancestor that is (or will be) a directory had its own ancestors

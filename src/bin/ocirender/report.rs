@@ -1,5 +1,6 @@
 //! Renders the library's progress events: an indicatif bar on a terminal, log lines with
-//! `--progress=plain`, nothing with `--quiet`. Warnings are always printed unless quiet.
+//! `--progress=plain`, nothing with `--quiet`. Warnings are printed once, from the summary, by
+//! the caller.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -90,21 +91,13 @@ impl State {
                 }
                 self.message();
             }
-            Progress::Written { entries, bytes } => {
-                if self.plain && self.last_line.elapsed() > Duration::from_secs(5) {
-                    self.last_line = Instant::now();
-                    eprintln!("{entries} entries, {} written", HumanBytes(*bytes));
-                }
+            Progress::Written { entries, bytes }
+                if self.plain && self.last_line.elapsed() > Duration::from_secs(5) =>
+            {
+                self.last_line = Instant::now();
+                eprintln!("{entries} entries, {} written", HumanBytes(*bytes));
             }
-            Progress::Warning(w) => {
-                if !self.quiet {
-                    let line = format!("warning: {w}");
-                    match &self.bar {
-                        Some(b) => b.println(line),
-                        None => eprintln!("{line}"),
-                    }
-                }
-            }
+
             Progress::Finished(_) => {
                 if let Some(b) = self.bar.take() {
                     b.finish_and_clear();
