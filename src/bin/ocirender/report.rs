@@ -15,7 +15,6 @@ use crate::args::ProgressMode;
 struct State {
     bar: Option<ProgressBar>,
     plain: bool,
-    quiet: bool,
     layer_bytes: HashMap<usize, u64>,
     layers: usize,
     layers_done: usize,
@@ -40,7 +39,6 @@ pub fn reporter(mode: ProgressMode, quiet: bool) -> ProgressFn {
     let state = Arc::new(Mutex::new(State {
         bar,
         plain: !quiet && mode == ProgressMode::Plain,
-        quiet,
         layer_bytes: HashMap::new(),
         layers: 0,
         layers_done: 0,
