@@ -23,6 +23,14 @@ use crate::squashfs::SquashfsSink;
 /// On error nothing is left at the output path (a directory output is removed again).
 pub fn convert(image: &Image, spec: &ImageSpec, options: &ConvertOptions) -> Result<Summary> {
     let sink = open_sink(spec, options)?;
+    let mut with_dir;
+    let options = if options.temp_dir.is_none() {
+        with_dir = options.clone();
+        with_dir.temp_dir = Some(output_dir(spec));
+        &with_dir
+    } else {
+        options
+    };
     options.report(Progress::Started {
         layers: image.layers.len(),
         compressed_bytes: image.compressed_size(),
@@ -56,6 +64,17 @@ fn open<'a>(
     let reader = LayerReader::open(desc, options.progress.clone())
         .map_err(|e| e.in_layer(desc.index, &desc.digest))?;
     Ok((desc, reader))
+}
+
+/// A directory on the output's file system for temporary files: beside an output file, or
+/// beside an output directory (standard output: the current directory).
+fn output_dir(spec: &ImageSpec) -> std::path::PathBuf {
+    let path = spec.path();
+    match path.parent() {
+        _ if path.as_os_str() == "-" => ".".into(),
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => ".".into(),
+    }
 }
 
 /// Opens the sink for `spec`.

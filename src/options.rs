@@ -479,6 +479,10 @@ pub struct ConvertOptions {
     pub ownership: Ownership,
     /// Receives progress events. By default, none.
     pub progress: Option<ProgressFn>,
+    /// Where the merge keeps content a hard link still needs after its target's name is gone
+    /// (an unnamed temporary file). By default, the output's own directory for `convert` (a
+    /// minimal container may have no `/tmp`), else the system temporary directory.
+    pub temp_dir: Option<PathBuf>,
 }
 
 impl ConvertOptions {
@@ -497,6 +501,12 @@ impl ConvertOptions {
     /// Sets [`ConvertOptions::ownership`].
     pub fn ownership(mut self, ownership: Ownership) -> Self {
         self.ownership = ownership;
+        self
+    }
+
+    /// Sets [`ConvertOptions::temp_dir`].
+    pub fn temp_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.temp_dir = Some(dir.into());
         self
     }
 
@@ -520,6 +530,7 @@ impl fmt::Debug for ConvertOptions {
             .field("squashfs", &self.squashfs)
             .field("ownership", &self.ownership)
             .field("progress", &self.progress.is_some())
+            .field("temp_dir", &self.temp_dir)
             .finish()
     }
 }

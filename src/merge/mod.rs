@@ -125,7 +125,7 @@ impl Merger {
             tree: PathTree::new(),
             barriers: Barriers::default(),
             links: Links::default(),
-            spool: Spool::default(),
+            spool: Spool::in_dir(options.temp_dir.clone()),
             layers,
             last_layer: None,
             layer_hidden: HashMap::new(),

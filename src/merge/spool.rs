@@ -9,6 +9,7 @@
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
 
 use crate::error::{Error, Result};
 
@@ -28,14 +29,27 @@ impl SpoolRef {
     }
 }
 
-/// An append-only temporary file of kept content.
+/// An append-only temporary file of kept content, created on first use.
 #[derive(Default)]
 pub(crate) struct Spool {
+    dir: Option<PathBuf>,
     file: Option<File>,
     end: u64,
 }
 
 impl Spool {
+    /// A spool whose file will live in `dir` (`None`: the system temporary directory).
+    pub(crate) fn in_dir(dir: Option<PathBuf>) -> Spool {
+        Spool {
+            dir,
+            ..Spool::default()
+        }
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.dir.clone().unwrap_or_else(std::env::temp_dir)
+    }
+
     /// The current end of the spool; [`Spool::truncate`] can return to it.
     pub(crate) fn mark(&self) -> u64 {
         self.end
@@ -43,9 +57,10 @@ impl Spool {
 
     /// Appends `len` bytes read from `data`.
     pub(crate) fn append(&mut self, data: &mut dyn Read, len: u64) -> Result<SpoolRef> {
-        let spool_err = |e| Error::io("write hard-link spool in", std::env::temp_dir(), e);
+        let dir = self.dir();
+        let spool_err = |e| Error::io("write hard-link spool in", &dir, e);
         if self.file.is_none() {
-            self.file = Some(tempfile::tempfile().map_err(spool_err)?);
+            self.file = Some(tempfile::tempfile_in(&dir).map_err(spool_err)?);
         }
         let Some(file) = self.file.as_mut() else {
             return Err(spool_err(io::Error::other("spool file missing")));
@@ -81,9 +96,8 @@ impl Spool {
     pub(crate) fn truncate(&mut self, mark: u64) -> Result<()> {
         if mark < self.end {
             if let Some(f) = &self.file {
-                f.set_len(mark).map_err(|e| {
-                    Error::io("truncate hard-link spool in", std::env::temp_dir(), e)
-                })?;
+                f.set_len(mark)
+                    .map_err(|e| Error::io("truncate hard-link spool in", self.dir(), e))?;
             }
             self.end = mark;
         }
