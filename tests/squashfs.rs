@@ -2,9 +2,10 @@
 //!
 //! Every image is built by driving `SquashfsSink` directly with `Entry` values, then read back
 //! by `unsquashfs` (extracting as root), by the `backhand` crate, by the Linux kernel where this
-//! machine can loop-mount (skipped with a notice elsewhere), and by the structural checker in
-//! `support::oracle` (every table-placement, inode and directory rule of SQUASHFS.md). Each
-//! reader's tree must equal the model's (`oracle::expected_tree`), as a canonical dump.
+//! machine can loop-mount (skipped with a notice elsewhere), by ocirender's own
+//! `SquashfsReader`, and by the structural checker in `support::oracle` (every
+//! table-placement, inode and directory rule of SQUASHFS.md). Each reader's tree must equal
+//! the model's (`oracle::expected_tree`), as a canonical dump.
 
 mod support;
 
@@ -187,6 +188,7 @@ impl Oracles {
 fn verify_tree_with(img: &Path, expected: &Tree, with: Oracles) -> Structure {
     let full = DumpOptions::default();
     let structure = oracle::check_structure(img);
+    assert_dump(&oracle::reader(img), expected, full, "ocirender's reader");
     assert_dump(&oracle::unsquashfs(img), expected, full, "unsquashfs");
     let blind = DumpOptions {
         xattrs: false,

@@ -20,11 +20,13 @@
 //! One component per table, each with a begin/append/end style interface: [`format`] (records),
 //! [`compressor`], [`block_processor`], [`block_writer`], [`fragment_table`], [`meta_writer`],
 //! [`tree`], [`inode`], [`dir_writer`], [`id_table`], [`xattr_writer`], [`table`] and
-//! [`superblock`].
+//! [`superblock`]. [`SquashfsReader`] reads images back (for `verify`, `ls` and the tests) and
+//! [`debug`] describes one as text.
 
 mod block_processor;
 mod block_writer;
 mod compressor;
+mod debug;
 mod dir_writer;
 pub mod format;
 mod fragment_table;
@@ -32,6 +34,7 @@ mod id_table;
 mod image_file;
 mod inode;
 mod meta_writer;
+pub mod reader;
 mod superblock;
 mod table;
 mod tree;
@@ -46,6 +49,9 @@ use crate::error::{Error, Result};
 use crate::options::{Jobs, ProgressFn, SquashfsOptions};
 use crate::progress::Progress;
 use crate::sink::{Sink, Summary, Warning, WarningKind};
+
+pub use debug::debug;
+pub use reader::{Listing, ReadEntry, SquashfsReader};
 
 use block_processor::BlockProcessor;
 use compressor::Compressor;
