@@ -455,6 +455,20 @@ fn each_compressor_writes_readable_images_with_the_right_options_block() {
 }
 
 #[test]
+fn small_blocks_with_every_compressor() {
+    // 4 KiB blocks: xz's dictionary is then 4 KiB (below the 8 KiB metadata blocks), lz4 and
+    // zstd frames are at most 4 KiB; the kernel must read all of them.
+    for spec in ["xz", "lz4:9", "zstd:19", "gzip:1"] {
+        let opts = options(|o| {
+            o.compression = spec.parse().unwrap();
+            o.block_size = BlockSize::new(4096).unwrap();
+        });
+        let (_, s) = check_compressor(&opts);
+        assert_eq!(s.layout.block_size, 4096, "{spec}");
+    }
+}
+
+#[test]
 fn zstd_frames_fit_the_kernel_window() {
     // The frame header's window must not exceed max(block size, 8 KiB).
     for (bs, level) in [(4096u32, 19u32), (131072, 22)] {

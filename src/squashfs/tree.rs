@@ -510,10 +510,9 @@ impl Tree {
 
         let mut export = vec![0u64; inode_count as usize];
         for (k, &r) in refs.iter().enumerate() {
-            if r != UNWRITTEN {
-                if let Some(slot) = export.get_mut(ino[k] as usize - 1) {
-                    *slot = r;
-                }
+            let slot = (ino[k] as usize).checked_sub(1).and_then(|i| export.get_mut(i));
+            if let (true, Some(slot)) = (r != UNWRITTEN, slot) {
+                *slot = r;
             }
         }
         Ok(Serialized {
