@@ -695,6 +695,35 @@ fn a_5_gib_sparse_file_is_stored_as_holes_and_reads_back() {
 }
 
 #[test]
+fn files_that_are_all_holes() {
+    // Found by the property test: a 1-byte zero file without fragments is one short hole block.
+    let inputs = vec![
+        file("one-zero", &[0]),
+        file("three-blocks", &[0; 3 * 4096]),
+        file("tail", &[0; 4096 + 7]),
+    ];
+    for fragments in [false, true] {
+        let opts = options(|o| {
+            o.block_size = BlockSize::new(4096).unwrap();
+            o.fragments = fragments;
+        });
+        let img = build_with(&inputs, &opts, 1);
+        let s = verify(&img, &inputs);
+        for i in s.inodes.values().filter(|i| i.itype == 2 || i.itype == 9) {
+            let holes = i.blocks.iter().filter(|&&w| w == 0).count() as u64;
+            if holes == i.blocks.len() as u64 && i.fragment == u32::MAX {
+                assert_eq!(i.sparse, i.size, "all hole bytes counted: {i:?}");
+            }
+        }
+        if let Some(m) = oracle::kernel_mount(&img.path) {
+            use std::os::unix::fs::MetadataExt;
+            let md = std::fs::metadata(m.path().join("three-blocks")).unwrap();
+            assert_eq!(md.blocks(), 0, "no blocks for a file of holes");
+        }
+    }
+}
+
+#[test]
 fn hundred_thousand_entries_in_one_directory() {
     let n = 100_000;
     let mut inputs: Vec<Input> = (0..n)
