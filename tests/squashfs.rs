@@ -2,9 +2,10 @@
 //!
 //! Every image is built by driving `SquashfsSink` directly with `Entry` values, then read back
 //! by `unsquashfs` (extracting as root), by the `backhand` crate, by the Linux kernel where this
-//! machine can loop-mount (skipped with a notice elsewhere), and by the structural checker in
-//! `support::oracle` (every table-placement, inode and directory rule of SQUASHFS.md). Each
-//! reader's tree must equal the model's (`oracle::expected_tree`), as a canonical dump.
+//! machine can loop-mount (skipped with a notice elsewhere), by ocirender's own
+//! `SquashfsReader`, and by the structural checker in `support::oracle` (every
+//! table-placement, inode and directory rule of SQUASHFS.md). Each reader's tree must equal
+//! the model's (`oracle::expected_tree`), as a canonical dump.
 
 mod support;
 
@@ -187,6 +188,7 @@ impl Oracles {
 fn verify_tree_with(img: &Path, expected: &Tree, with: Oracles) -> Structure {
     let full = DumpOptions::default();
     let structure = oracle::check_structure(img);
+    assert_dump(&oracle::reader(img), expected, full, "ocirender's reader");
     assert_dump(&oracle::unsquashfs(img), expected, full, "unsquashfs");
     let blind = DumpOptions {
         xattrs: false,
@@ -453,6 +455,20 @@ fn each_compressor_writes_readable_images_with_the_right_options_block() {
 }
 
 #[test]
+fn small_blocks_with_every_compressor() {
+    // 4 KiB blocks: xz's dictionary is then 4 KiB (below the 8 KiB metadata blocks), lz4 and
+    // zstd frames are at most 4 KiB; the kernel must read all of them.
+    for spec in ["xz", "lz4:9", "zstd:19", "gzip:1"] {
+        let opts = options(|o| {
+            o.compression = spec.parse().unwrap();
+            o.block_size = BlockSize::new(4096).unwrap();
+        });
+        let (_, s) = check_compressor(&opts);
+        assert_eq!(s.layout.block_size, 4096, "{spec}");
+    }
+}
+
+#[test]
 fn zstd_frames_fit_the_kernel_window() {
     // The frame header's window must not exceed max(block size, 8 KiB).
     for (bs, level) in [(4096u32, 19u32), (131072, 22)] {
@@ -676,6 +692,35 @@ fn a_5_gib_sparse_file_is_stored_as_holes_and_reads_back() {
     assert_eq!(holes, 40960 - 4, "all but the four island blocks are holes");
     assert_eq!(f.sparse, (40960 - 4) * 131072, "sparse = hole bytes");
     assert!(f.size >= 1 << 32, "size needs the extended inode");
+}
+
+#[test]
+fn files_that_are_all_holes() {
+    // Found by the property test: a 1-byte zero file without fragments is one short hole block.
+    let inputs = vec![
+        file("one-zero", &[0]),
+        file("three-blocks", &[0; 3 * 4096]),
+        file("tail", &[0; 4096 + 7]),
+    ];
+    for fragments in [false, true] {
+        let opts = options(|o| {
+            o.block_size = BlockSize::new(4096).unwrap();
+            o.fragments = fragments;
+        });
+        let img = build_with(&inputs, &opts, 1);
+        let s = verify(&img, &inputs);
+        for i in s.inodes.values().filter(|i| i.itype == 2 || i.itype == 9) {
+            let holes = i.blocks.iter().filter(|&&w| w == 0).count() as u64;
+            if holes == i.blocks.len() as u64 && i.fragment == u32::MAX {
+                assert_eq!(i.sparse, i.size, "all hole bytes counted: {i:?}");
+            }
+        }
+        if let Some(m) = oracle::kernel_mount(&img.path) {
+            use std::os::unix::fs::MetadataExt;
+            let md = std::fs::metadata(m.path().join("three-blocks")).unwrap();
+            assert_eq!(md.blocks(), 0, "no blocks for a file of holes");
+        }
+    }
 }
 
 #[test]

@@ -2,9 +2,9 @@
 //! kernel, `unsquashfs` and `backhand` read.
 //!
 //! Data flow: each [`Entry`] goes to [`SquashfsSink::entry`]. A regular file's content is read
-//! once, split into blocks and compressed in parallel by the [`block_processor`], which writes
+//! once, split into blocks and compressed in parallel by the `block_processor`, which writes
 //! the blocks in order right behind the superblock (dedup and fragments included). Everything
-//! else about the entry — name, type, metadata — becomes one compact node of the [`tree`].
+//! else about the entry — name, type, metadata — becomes one compact node of the `tree`.
 //! [`Sink::finish`] then writes the tables after the data, in on-disk order, and finally the
 //! superblock at offset 0:
 //!
@@ -17,14 +17,16 @@
 //! dropping the sink earlier, after an error for instance, deletes it. After an error from
 //! `entry` the sink refuses further calls: drop it.
 //!
-//! One component per table, each with a begin/append/end style interface: [`format`] (records),
-//! [`compressor`], [`block_processor`], [`block_writer`], [`fragment_table`], [`meta_writer`],
-//! [`tree`], [`inode`], [`dir_writer`], [`id_table`], [`xattr_writer`], [`table`] and
-//! [`superblock`].
+//! One component per table, each with a begin/append/end style interface: [`format`](mod@format) (records),
+//! `compressor`, `block_processor`, `block_writer`, `fragment_table`, `meta_writer`,
+//! `tree`, `inode`, `dir_writer`, `id_table`, `xattr_writer`, `table` and
+//! `superblock`. [`SquashfsReader`] reads images back (for `verify`, `ls` and the tests) and
+//! [`debug`] describes one as text.
 
 mod block_processor;
 mod block_writer;
 mod compressor;
+mod debug;
 mod dir_writer;
 pub mod format;
 mod fragment_table;
@@ -32,6 +34,7 @@ mod id_table;
 mod image_file;
 mod inode;
 mod meta_writer;
+pub mod reader;
 mod superblock;
 mod table;
 mod tree;
@@ -46,6 +49,9 @@ use crate::error::{Error, Result};
 use crate::options::{Jobs, ProgressFn, SquashfsOptions};
 use crate::progress::Progress;
 use crate::sink::{Sink, Summary, Warning, WarningKind};
+
+pub use debug::debug;
+pub use reader::{Listing, ReadEntry, SquashfsReader};
 
 use block_processor::BlockProcessor;
 use compressor::Compressor;

@@ -70,3 +70,56 @@ fn finish_writes_a_padded_image_and_reports_the_summary() {
     assert_eq!(sb.magic, format::MAGIC);
     assert!(sb.bytes_used <= summary.output_bytes && summary.output_bytes - sb.bytes_used < 4096);
 }
+
+#[test]
+fn progress_reports_warnings_and_the_backlog() {
+    use std::sync::{Arc, Mutex};
+    let events: Arc<Mutex<Vec<Progress>>> = Arc::default();
+    let sink_events = Arc::clone(&events);
+    let progress: ProgressFn = Arc::new(move |p: &Progress| {
+        sink_events.lock().unwrap().push(p.clone());
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let opts = SquashfsOptions {
+        block_size: crate::options::BlockSize::new(4096).unwrap(),
+        ..SquashfsOptions::default()
+    };
+    let mut sink = SquashfsSink::create(
+        &dir.path().join("p.sqfs"),
+        &opts,
+        Jobs::new(2).unwrap(),
+        Some(progress),
+    )
+    .unwrap();
+    let mut acl = file_entry("acl", 1);
+    acl.meta.xattrs = vec![crate::entry::Xattr {
+        name: b"system.posix_acl_access".to_vec(),
+        value: vec![2, 0, 0, 0],
+    }];
+    sink.entry(&acl, &mut Cursor::new(b"x")).unwrap();
+    let data = vec![1u8; 2 << 20];
+    sink.entry(
+        &file_entry("big", data.len() as u64),
+        &mut Cursor::new(&data),
+    )
+    .unwrap();
+    let summary = Box::new(sink).finish().unwrap();
+    let events = events.lock().unwrap();
+    let warnings: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Progress::Warning(w) => Some(w.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(warnings, summary.warnings);
+    assert_eq!(warnings.len(), 1);
+    let backlog = events
+        .iter()
+        .filter(|e| matches!(e, Progress::Backlog { blocks } if *blocks <= 8))
+        .count();
+    assert!(
+        backlog >= 1,
+        "512 blocks report the backlog (at most 4 × jobs)"
+    );
+}

@@ -379,16 +379,51 @@ impl Tree {
 
     /// Writes the inode and directory tables (see the module doc for the order).
     pub(crate) fn serialize(mut self, t: &mut Tables<'_>) -> Result<Serialized> {
-        // Deadness flows down: parents come before their children in the arena.
+        let order = self.sorted_live_nodes();
+        let ino = self.number_inodes(&order)?;
+        let inode_count = ino[0];
+        let mut w = TableWriter {
+            tree: &self,
+            order: &order,
+            ino: &ino,
+            links: self.link_counts(&order),
+            refs: vec![UNWRITTEN; self.nodes.len()],
+            scratch: Vec::new(),
+            newest_mtime: 0,
+            file_bytes: 0,
+        };
+        w.write(t)?;
+        let mut export = vec![0u64; inode_count as usize];
+        for (k, &r) in w.refs.iter().enumerate() {
+            let slot = (ino[k] as usize)
+                .checked_sub(1)
+                .and_then(|i| export.get_mut(i));
+            if let (true, Some(slot)) = (r != UNWRITTEN, slot) {
+                *slot = r;
+            }
+        }
+        Ok(Serialized {
+            root: MetaRef::unpack(w.refs[0]),
+            inode_count,
+            export,
+            newest_mtime: w.newest_mtime,
+            entries: order.len() as u64 + 1,
+            file_bytes: w.file_bytes,
+        })
+    }
+
+    /// Marks everything under a dead node dead and returns the live non-root nodes sorted by
+    /// (parent, name): each directory's children become one contiguous run.
+    fn sorted_live_nodes(&mut self) -> Vec<u32> {
+        // Parents come before their children in the arena, so one pass propagates deadness.
         for i in 1..self.nodes.len() {
             let parent = self.nodes[i].parent as usize;
             if self.nodes[parent].mode & DEAD != 0 {
                 self.nodes[i].mode |= DEAD;
             }
         }
-        let live = |n: &Node| n.mode & DEAD == 0;
         let mut order: Vec<u32> = (1..self.nodes.len() as u32)
-            .filter(|&i| live(&self.nodes[i as usize]))
+            .filter(|&i| self.nodes[i as usize].mode & DEAD == 0)
             .collect();
         order.sort_unstable_by(|&a, &b| {
             let (na, nb) = (&self.nodes[a as usize], &self.nodes[b as usize]);
@@ -396,39 +431,37 @@ impl Tree {
                 .cmp(&nb.parent)
                 .then_with(|| self.name(a).cmp(self.name(b)))
         });
-        let children = |d: u32| -> &[u32] {
-            let lo = order.partition_point(|&c| self.nodes[c as usize].parent < d);
-            let hi = order.partition_point(|&c| self.nodes[c as usize].parent <= d);
-            &order[lo..hi]
-        };
+        order
+    }
 
-        // Names per inode: live names of a node plus live links to it.
-        let mut extra_links: HashMap<u32, u32> = HashMap::new();
-        for &c in &order {
+    /// Number of live names per linked inode beyond its own (only nodes that links point at).
+    fn link_counts(&self, order: &[u32]) -> HashMap<u32, u32> {
+        let mut links: HashMap<u32, u32> = HashMap::new();
+        for &c in order {
             if let NodeKind::Hardlink(target) = self.nodes[c as usize].kind {
-                *extra_links.entry(target).or_insert(0) += 1;
+                *links.entry(target).or_insert(0) += 1;
             }
         }
-        let nlink = |k: u32| -> u32 {
-            let own = u32::from(live(&self.nodes[k as usize]));
-            own + extra_links.get(&k).copied().unwrap_or(0)
-        };
+        links
+    }
 
-        // Inode numbers, mksquashfs order.
+    /// Inode numbers by node, in mksquashfs order: depth first, a directory's entries in name
+    /// order with each subdirectory's contents right after its own number, links sharing
+    /// their target's number, the root last. `ino[0]` (the root's) is the inode count.
+    fn number_inodes(&self, order: &[u32]) -> Result<Vec<u32>> {
         let mut ino = vec![0u32; self.nodes.len()];
         let mut next: u32 = 1;
         let mut stack: Vec<(u32, usize)> = vec![(0, 0)];
         while let Some(top) = stack.last_mut() {
             let (d, pos) = *top;
-            let kids = children(d);
-            let Some(&c) = kids.get(pos) else {
+            let Some(&c) = children(&self.nodes, order, d).get(pos) else {
                 stack.pop();
                 continue;
             };
             top.1 += 1;
-            let k = self.canonical(c);
-            if ino[k as usize] == 0 {
-                ino[k as usize] = next;
+            let k = self.canonical(c) as usize;
+            if ino[k] == 0 {
+                ino[k] = next;
                 next = next.checked_add(1).ok_or(Error::TooLarge {
                     what: "number of inodes",
                     size: u64::from(u32::MAX),
@@ -440,90 +473,7 @@ impl Tree {
             }
         }
         ino[0] = next;
-        let inode_count = next;
-
-        // Tables, post-order.
-        let files = t.files;
-        let mut refs = vec![UNWRITTEN; self.nodes.len()];
-        let mut scratch = Vec::new();
-        let mut newest_mtime = 0u32;
-        let mut file_bytes = 0u64;
-        let mut stack: Vec<(u32, usize)> = vec![(0, 0)];
-        while let Some(top) = stack.last_mut() {
-            let (d, pos) = *top;
-            let kids = children(d);
-            if let Some(&c) = kids.get(pos) {
-                top.1 += 1;
-                if self.is_dir(c) {
-                    stack.push((c, 0));
-                    continue;
-                }
-                let k = self.canonical(c);
-                if refs[k as usize] == UNWRITTEN {
-                    let node = self.nodes[k as usize];
-                    let data = self.inode_data(&node, nlink(k), files, t.block_size)?;
-                    if let NodeKind::File(_) = node.kind {
-                        if let InodeData::File { size, .. } = data {
-                            file_bytes += size;
-                        }
-                    }
-                    newest_mtime = newest_mtime.max(node.mtime);
-                    refs[k as usize] =
-                        self.write_inode(&node, ino[k as usize], &data, t, &mut scratch)?;
-                }
-                continue;
-            }
-            stack.pop();
-            // All children written: the listing, then the directory's own inode.
-            let mut listing = t.dirs.begin();
-            let mut subdirs = 0u32;
-            for &c in kids {
-                let k = self.canonical(c);
-                let kind = self.nodes[k as usize].kind;
-                subdirs += u32::from(kind == NodeKind::Dir);
-                listing.add(
-                    self.name(c),
-                    MetaRef::unpack(refs[k as usize]),
-                    ino[k as usize],
-                    basic_type(kind),
-                )?;
-            }
-            let listing = listing.end()?;
-            let node = self.nodes[d as usize];
-            let parent = if d == 0 {
-                inode_count.saturating_add(1)
-            } else {
-                ino[node.parent as usize]
-            };
-            let data = InodeData::Dir {
-                start_block: listing.start.block,
-                offset: listing.start.offset,
-                file_size: listing.file_size,
-                nlink: subdirs.saturating_add(2),
-                parent,
-                index: &listing.index,
-                big: listing.entries >= crate::squashfs::format::DIR_HEADER_MAX,
-            };
-            newest_mtime = newest_mtime.max(node.mtime);
-            refs[d as usize] = self.write_inode(&node, ino[d as usize], &data, t, &mut scratch)?;
-        }
-
-        let mut export = vec![0u64; inode_count as usize];
-        for (k, &r) in refs.iter().enumerate() {
-            if r != UNWRITTEN {
-                if let Some(slot) = export.get_mut(ino[k] as usize - 1) {
-                    *slot = r;
-                }
-            }
-        }
-        Ok(Serialized {
-            root: MetaRef::unpack(refs[0]),
-            inode_count,
-            export,
-            newest_mtime,
-            entries: order.len() as u64 + 1,
-            file_bytes,
-        })
+        Ok(ino)
     }
 
     /// The type-specific inode fields of a non-directory node.
@@ -549,11 +499,8 @@ impl Tree {
                         sparse += block_size.min(size.saturating_sub(i as u64 * block_size));
                     }
                 }
-                // mksquashfs keeps sparse below the size (a fully sparse file reports
-                // size − 1); every reader accepts that form.
-                if sparse > 0 && sparse >= size {
-                    sparse = size - 1;
-                }
+                // Exact hole bytes (≤ size); the kernel's i_blocks = (size − sparse + 511) / 512
+                // is then 0 for a file that is all holes. (mksquashfs stores size − 1 there.)
                 InodeData::File {
                     blocks_start: f.blocks_start(),
                     size,
@@ -609,6 +556,113 @@ impl Tree {
             t.image.write(&blocks)?;
         }
         Ok(at.packed())
+    }
+}
+
+/// The children of directory `d` in the sorted order.
+fn children<'a>(nodes: &[Node], order: &'a [u32], d: u32) -> &'a [u32] {
+    let lo = order.partition_point(|&c| nodes[c as usize].parent < d);
+    let hi = order.partition_point(|&c| nodes[c as usize].parent <= d);
+    &order[lo..hi]
+}
+
+/// The post-order walk that writes inodes and listings.
+struct TableWriter<'a> {
+    tree: &'a Tree,
+    order: &'a [u32],
+    ino: &'a [u32],
+    links: HashMap<u32, u32>,
+    /// Packed inode reference by node, `UNWRITTEN` until written.
+    refs: Vec<u64>,
+    scratch: Vec<u8>,
+    newest_mtime: u32,
+    file_bytes: u64,
+}
+
+impl TableWriter<'_> {
+    /// Names of the inode of node `k`: its own if live, plus live links to it.
+    fn nlink(&self, k: u32) -> u32 {
+        let own = u32::from(self.tree.nodes[k as usize].mode & DEAD == 0);
+        own + self.links.get(&k).copied().unwrap_or(0)
+    }
+
+    /// Depth first, post-order: each directory's non-directory inodes and subdirectories,
+    /// then its listing, then its own inode; the root last.
+    fn write(&mut self, t: &mut Tables<'_>) -> Result<()> {
+        let tree = self.tree;
+        let mut stack: Vec<(u32, usize)> = vec![(0, 0)];
+        while let Some(top) = stack.last_mut() {
+            let (d, pos) = *top;
+            let kids = children(&tree.nodes, self.order, d);
+            if let Some(&c) = kids.get(pos) {
+                top.1 += 1;
+                if tree.is_dir(c) {
+                    stack.push((c, 0));
+                } else {
+                    self.write_leaf(tree.canonical(c), t)?;
+                }
+                continue;
+            }
+            stack.pop();
+            self.write_dir(d, kids, t)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the inode of non-directory node `k` unless an earlier name wrote it.
+    fn write_leaf(&mut self, k: u32, t: &mut Tables<'_>) -> Result<()> {
+        if self.refs[k as usize] != UNWRITTEN {
+            return Ok(());
+        }
+        let tree = self.tree;
+        let node = tree.nodes[k as usize];
+        let data = tree.inode_data(&node, self.nlink(k), t.files, t.block_size)?;
+        if let InodeData::File { size, .. } = data {
+            self.file_bytes += size;
+        }
+        self.newest_mtime = self.newest_mtime.max(node.mtime);
+        let number = self.ino[k as usize];
+        self.refs[k as usize] = tree.write_inode(&node, number, &data, t, &mut self.scratch)?;
+        Ok(())
+    }
+
+    /// Writes directory `d`'s listing (its children are all written) and then its inode.
+    fn write_dir(&mut self, d: u32, kids: &[u32], t: &mut Tables<'_>) -> Result<()> {
+        let tree = self.tree;
+        let mut listing = t.dirs.begin();
+        let mut subdirs = 0u32;
+        for &c in kids {
+            let k = tree.canonical(c) as usize;
+            let kind = tree.nodes[k].kind;
+            subdirs += u32::from(kind == NodeKind::Dir);
+            listing.add(
+                tree.name(c),
+                MetaRef::unpack(self.refs[k]),
+                self.ino[k],
+                basic_type(kind),
+            )?;
+        }
+        let listing = listing.end()?;
+        let node = tree.nodes[d as usize];
+        let parent = if d == 0 {
+            // mksquashfs's convention for the root: one past the last inode number.
+            self.ino[0].saturating_add(1)
+        } else {
+            self.ino[node.parent as usize]
+        };
+        let data = InodeData::Dir {
+            start_block: listing.start.block,
+            offset: listing.start.offset,
+            file_size: listing.file_size,
+            nlink: subdirs.saturating_add(2),
+            parent,
+            index: &listing.index,
+            big: listing.entries >= crate::squashfs::format::DIR_HEADER_MAX,
+        };
+        self.newest_mtime = self.newest_mtime.max(node.mtime);
+        let number = self.ino[d as usize];
+        self.refs[d as usize] = tree.write_inode(&node, number, &data, t, &mut self.scratch)?;
+        Ok(())
     }
 }
 

@@ -1026,3 +1026,61 @@ impl RawInode {
         matches!(self.xattr, Some(x) if x != u32::MAX)
     }
 }
+
+/// Reads `img` with ocirender's own [`SquashfsReader`](ocirender::squashfs::SquashfsReader):
+/// every attribute, xattrs and hard-link groups (by inode number) included.
+pub fn reader(img: &Path) -> Tree {
+    use ocirender::squashfs::SquashfsReader;
+    struct HashWriter(Sha256, u64);
+    impl std::io::Write for HashWriter {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.update(b);
+            self.1 += b.len() as u64;
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let r = SquashfsReader::open(img).expect("the reader opens the image");
+    let mut tree = Tree::default();
+    let mut inodes: BTreeMap<Vec<u8>, u32> = BTreeMap::new();
+    r.walk(|path, e| {
+        let kind = match &e.kind {
+            EntryKind::File { .. } => {
+                let mut h = HashWriter(Sha256::new(), 0);
+                let n = r.read_file(e, &mut h)?;
+                assert_eq!(n, h.1);
+                Kind::File {
+                    size: n,
+                    sha256: h.0.finalize().iter().map(|b| format!("{b:02x}")).collect(),
+                }
+            }
+            EntryKind::Dir => Kind::Dir,
+            EntryKind::Symlink { target } => Kind::Symlink(target.clone()),
+            EntryKind::CharDevice { major, minor } => Kind::CharDev(*major, *minor),
+            EntryKind::BlockDevice { major, minor } => Kind::BlockDev(*major, *minor),
+            EntryKind::Fifo => Kind::Fifo,
+            EntryKind::Socket => Kind::Socket,
+            EntryKind::Hardlink { .. } => panic!("the reader reports inodes, not links"),
+        };
+        let mut n = Node::new(kind, e.meta.mode);
+        n.uid = e.meta.uid;
+        n.gid = e.meta.gid;
+        n.mtime = e.meta.mtime;
+        n.xattrs = e
+            .meta
+            .xattrs
+            .iter()
+            .map(|x| (x.name.clone(), x.value.clone()))
+            .collect();
+        if !e.is_dir() {
+            inodes.insert(path.as_bytes().to_vec(), e.inode_number);
+        }
+        tree.0.insert(path.as_bytes().to_vec(), n);
+        Ok(())
+    })
+    .expect("the reader walks the image");
+    tree.set_link_groups(|p| inodes.get(p).copied());
+    tree
+}
