@@ -42,6 +42,7 @@ mod path;
 pub mod progress;
 pub mod sink;
 pub mod squashfs;
+pub mod verify;
 
 pub use convert::{convert, open_sink};
 pub use digest::{Algorithm as DigestAlgorithm, Digest, DigestReader};

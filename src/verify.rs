@@ -136,7 +136,9 @@ impl Record {
             EntryKind::Symlink { target } => ("symlink", target.clone(), (0, 0), 0),
             EntryKind::Hardlink { .. } => ("hardlink", Vec::new(), (0, 0), 0),
             EntryKind::CharDevice { major, minor } => ("chardev", Vec::new(), (*major, *minor), 0),
-            EntryKind::BlockDevice { major, minor } => ("blockdev", Vec::new(), (*major, *minor), 0),
+            EntryKind::BlockDevice { major, minor } => {
+                ("blockdev", Vec::new(), (*major, *minor), 0)
+            }
             EntryKind::Fifo => ("fifo", Vec::new(), (0, 0), 0),
             EntryKind::Socket => ("socket", Vec::new(), (0, 0), 0),
         };
@@ -144,7 +146,11 @@ impl Record {
         xattrs.sort();
         Record {
             kind,
-            mode: if kind == "symlink" { 0o777 } else { e.meta.mode & 0o7777 },
+            mode: if kind == "symlink" {
+                0o777
+            } else {
+                e.meta.mode & 0o7777
+            },
             uid: e.meta.uid,
             gid: e.meta.gid,
             mtime: e.meta.mtime,
@@ -166,7 +172,7 @@ pub fn verify(spec: &ImageSpec, reference: &Path, options: &VerifyOptions) -> Re
     let output = match spec {
         ImageSpec::Dir { path } => read_dir_tree(path)?,
         ImageSpec::Tar { path } => read_tar(path)?,
-        ImageSpec::Squashfs { path } => crate::squashfs::reader::records(path)?,
+        ImageSpec::Squashfs { path } => read_squashfs(path)?,
     };
     let reference = read_dir_tree(reference)?;
     Ok(compare(&output, &reference, options))
@@ -234,7 +240,13 @@ fn record_of(path: &Path, md: &fs::Metadata) -> Result<Record> {
         ("file", Vec::new(), (0, 0), md.len(), Some(h))
     } else if ft.is_symlink() {
         let t = fs::read_link(path).map_err(|e| Error::io("readlink", path, e))?;
-        ("symlink", t.as_os_str().as_bytes().to_vec(), (0, 0), 0, None)
+        (
+            "symlink",
+            t.as_os_str().as_bytes().to_vec(),
+            (0, 0),
+            0,
+            None,
+        )
     } else if ft.is_char_device() {
         ("chardev", Vec::new(), device, 0, None)
     } else if ft.is_block_device() {
@@ -246,7 +258,11 @@ fn record_of(path: &Path, md: &fs::Metadata) -> Result<Record> {
     };
     Ok(Record {
         kind,
-        mode: if kind == "symlink" { 0o777 } else { md.mode() & 0o7777 },
+        mode: if kind == "symlink" {
+            0o777
+        } else {
+            md.mode() & 0o7777
+        },
         uid: md.uid(),
         gid: md.gid(),
         mtime: md.mtime(),
@@ -302,6 +318,44 @@ fn read_xattrs(path: &Path) -> Result<Vec<Xattr>> {
     }
     out.sort();
     Ok(out)
+}
+
+/// Reads a squashfs image in-process with [`SquashfsReader`](crate::squashfs::SquashfsReader).
+pub(crate) fn read_squashfs(path: &Path) -> Result<Records> {
+    let reader = crate::squashfs::SquashfsReader::open(path)?;
+    let mut out = Records::new();
+    reader.walk(|p, entry| {
+        let e = Entry {
+            path: p.clone(),
+            kind: entry.kind.clone(),
+            meta: entry.meta.clone(),
+        };
+        let mut r = Record::from_entry(&e);
+        if !entry.is_dir() && entry.nlink > 1 {
+            r.inode = u64::from(entry.inode_number);
+        }
+        if let EntryKind::File { .. } = entry.kind {
+            let mut h = HashWriter(Sha256::new());
+            reader.read_file(entry, &mut h)?;
+            r.sha256 = Some(h.0.finalize().into());
+        }
+        out.insert(p.as_bytes().to_vec(), r);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+struct HashWriter(Sha256);
+
+impl io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Reads a plain tar archive the way extraction would see it: a later entry for a path replaces

@@ -23,6 +23,43 @@ pub enum Command {
     Convert(ConvertArgs),
     /// Show an image's manifests, layers and configuration.
     Inspect(InspectArgs),
+    /// Compare an output (squashfs, tar or directory) with a reference directory; exit 1 on any
+    /// difference (`+` only in output, `-` only in reference, `~` differs).
+    Verify(VerifyArgs),
+    /// List a squashfs image's contents like `ls -l` (read in-process, no mount).
+    Ls(LsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// The output to check: a .sqfs/.squashfs image, a .tar archive or a directory.
+    pub output: PathBuf,
+    /// The reference directory (e.g. `umoci unpack`'s rootfs).
+    #[arg(long)]
+    pub reference: PathBuf,
+    /// The output's format. By default, from the extension (a directory is a directory).
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
+    /// Do not compare uid and gid.
+    #[arg(long)]
+    pub ignore_ownership: bool,
+    /// Do not compare modification times.
+    #[arg(long)]
+    pub ignore_mtime: bool,
+    /// Do not compare extended attributes.
+    #[arg(long)]
+    pub ignore_xattrs: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    /// The squashfs image.
+    pub image: PathBuf,
+    /// A path inside the image. By default, the root.
+    pub path: Option<String>,
+    /// List subdirectories recursively.
+    #[arg(long, short = 'R')]
+    pub recursive: bool,
 }
 
 #[derive(Args, Debug)]

@@ -4,6 +4,7 @@
 //! failure.
 
 mod args;
+mod listing;
 mod report;
 
 use std::io::{self, Write};
@@ -15,7 +16,7 @@ use clap::Parser;
 use indicatif::HumanBytes;
 use ocirender::{convert, Image, ImageLocation, ImageSpec};
 
-use args::{Cli, Command, ConvertArgs, InspectArgs};
+use args::{Cli, Command, ConvertArgs, InspectArgs, VerifyArgs};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -60,6 +61,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Convert(a) => run_convert(a),
         Command::Inspect(a) => run_inspect(a),
+        Command::Verify(a) => run_verify(a),
+        Command::Ls(a) => listing::run_ls(a),
     }
 }
 
@@ -100,6 +103,45 @@ fn run_convert(a: ConvertArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The verdict travels as an error so `main` exits 1 with the count as the one message.
+fn run_verify(a: VerifyArgs) -> anyhow::Result<()> {
+    let spec = ImageSpec::infer(&a.output, a.format.map(Into::into))?;
+    let options = ocirender::verify::VerifyOptions {
+        ownership: !a.ignore_ownership,
+        mtime: !a.ignore_mtime,
+        xattrs: !a.ignore_xattrs,
+    };
+    let report = ocirender::verify::verify(&spec, &a.reference, &options).with_context(|| {
+        format!(
+            "cannot compare {} with {}",
+            a.output.display(),
+            a.reference.display()
+        )
+    })?;
+    let mut out = io::stdout().lock();
+    for d in &report.diffs {
+        writeln!(out, "{d}")?;
+    }
+    out.flush()?;
+    if report.is_clean() {
+        eprintln!(
+            "{} entries equal the reference ({})",
+            report.output_entries,
+            a.reference.display()
+        );
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "{} differences between {} ({} entries) and {} ({} entries)",
+            report.diffs.len(),
+            a.output.display(),
+            report.output_entries,
+            a.reference.display(),
+            report.reference_entries
+        )
+    }
 }
 
 fn run_inspect(a: InspectArgs) -> anyhow::Result<()> {
