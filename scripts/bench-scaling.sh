@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# How ocirender's time and memory grow with image size, file count and layer count.
+#
+#   scripts/bench-scaling.sh [OUT_DIR]        (default /tmp/ocirender-scaling)
+#
+# Generates synthetic gzip-layered images (examples/synth_image.rs; deterministic) and converts
+# each to squashfs with the defaults (zstd 3, fragments, dedup, one job per core), timing it with
+# GNU time. Three series, each varying one thing:
+#   size:   20,000 files, 4 layers, 100 MB → 2 GB of file content
+#   files:  200 MB, 4 layers, 10,000 → 1,000,000 files
+#   layers: 20,000 files, 200 MB, 1 → 100 layers
+# Prints a markdown table (also OUT_DIR/scaling.md) with per-unit costs, so growth worse than
+# linear shows as a rising column, and plots OUT_DIR/scaling.png when matplotlib is importable.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+out=${1:-/tmp/ocirender-scaling}
+mkdir -p "$out"
+(cd "$here" && cargo build --release --quiet --bin ocirender --example synth_image)
+bin="$here/target/release/ocirender"
+synth="$here/target/release/examples/synth_image"
+
+rows="$out/rows.tsv"
+: > "$rows"
+run() { # series files bytes layers
+  local series=$1 files=$2 bytes=$3 layers=$4
+  local img="$out/img-$files-$bytes-$layers"
+  [ -f "$img/index.json" ] || "$synth" "$img" "$files" "$bytes" "$layers"
+  local gz
+  gz=$(du -sb "$img/blobs" | cut -f1)
+  rm -f "$out/out.sqfs"
+  sync
+  /usr/bin/time -f "%e %U %S %M" -o "$out/t" "$bin" convert --quiet "$img:latest" "$out/out.sqfs"
+  read -r wall user sys rss < "$out/t"
+  local size
+  size=$(stat -c %s "$out/out.sqfs")
+  rm -f "$out/out.sqfs"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$series" "$files" "$bytes" "$layers" "$gz" \
+    "$wall" "$(echo "$user + $sys" | bc)" "$rss" "$size" >> "$rows"
+  echo "done: $series files=$files bytes=$bytes layers=$layers wall=${wall}s rss=${rss}KiB" >&2
+}
+
+for b in 100000000 500000000 1000000000 2000000000; do run size 20000 "$b" 4; done
+for f in 10000 100000 1000000; do run files "$f" 200000000 4; done
+for l in 1 10 100; do run layers 20000 200000000 "$l"; done
+
+python3 - "$rows" "$out" <<'PY'
+import sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
+out = sys.argv[2]
+lines = ["| series | files | content MB | layers | gzip MB | wall s | cpu s | peak RSS MiB | sqfs MB | wall ms / 100 MB | wall µs / file | RSS KiB / 1k files |",
+         "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+for s, f, b, l, gz, wall, cpu, rss, size in rows:
+    f, b, l, gz, wall, cpu, rss, size = int(f), int(b), int(l), int(gz), float(wall), float(cpu), int(rss), int(size)
+    lines.append(f"| {s} | {f:,} | {b/1e6:.0f} | {l} | {gz/1e6:.0f} | {wall:.2f} | {cpu:.2f} | {rss/1024:.1f} | {size/1e6:.0f} "
+                 f"| {wall*1000/(b/1e8):.0f} | {wall*1e6/f:.1f} | {rss/(f/1000):.1f} |")
+table = "\n".join(lines)
+print(table)
+open(f"{out}/scaling.md", "w").write(table + "\n")
+try:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+except ImportError:
+    print("(matplotlib not importable: no plot)", file=sys.stderr)
+    sys.exit(0)
+fig, axes = plt.subplots(2, 3, figsize=(13, 7))
+for col, (series, key, label) in enumerate([("size", 2, "file content (MB)"), ("files", 1, "files"), ("layers", 3, "layers")]):
+    pts = [r for r in rows if r[0] == series]
+    xs = [int(r[key]) / (1e6 if key == 2 else 1) for r in pts]
+    axes[0][col].plot(xs, [float(r[5]) for r in pts], "o-", label="wall")
+    axes[0][col].plot(xs, [float(r[6]) for r in pts], "s--", label="cpu")
+    axes[0][col].set_ylabel("seconds"); axes[0][col].legend()
+    axes[1][col].plot(xs, [int(r[7]) / 1024 for r in pts], "o-")
+    axes[1][col].set_ylabel("peak RSS (MiB)"); axes[1][col].set_xlabel(label)
+    if series != "layers":
+        for a in (axes[0][col], axes[1][col]):
+            a.set_xscale("log")
+fig.suptitle("ocirender convert → squashfs (defaults), synthetic gzip images")
+fig.tight_layout()
+fig.savefig(f"{out}/scaling.png", dpi=90)
+print(f"plot: {out}/scaling.png", file=sys.stderr)
+PY
