@@ -558,7 +558,7 @@ fn open(opening: &Opening, meta: &LayerMeta, source: Source) -> Result<LayerRead
     match source {
         Source::Path(path) => opening.open(&descriptor(meta, path)),
         Source::Reader(reader) => opening
-            .from_reader(
+            .open_reader(
                 meta.index,
                 reader,
                 &meta.media_type,

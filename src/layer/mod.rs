@@ -119,7 +119,7 @@ impl LayerReader {
         progress: Option<ProgressFn>,
     ) -> Result<LayerReader> {
         Opening::new(progress, READ_AHEAD)
-            .from_reader(index, source, media_type, digest, digest_of, size)
+            .open_reader(index, source, media_type, digest, digest_of, size)
     }
 
     fn start(job: Job, source: Box<dyn Read + Send>, read_ahead: usize) -> Result<LayerReader> {
@@ -321,7 +321,7 @@ impl Opening {
     }
 
     /// See [`LayerReader::from_reader`].
-    pub(crate) fn from_reader(
+    pub(crate) fn open_reader(
         &self,
         index: usize,
         source: Box<dyn Read + Send>,

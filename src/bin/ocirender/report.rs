@@ -121,13 +121,11 @@ impl State {
                 self.message();
             }
             Progress::Backlog { blocks } => self.backlog = *blocks,
-            Progress::Warning(w) => {
-                if !self.quiet {
-                    let line = format!("warning: {w}");
-                    match &self.bar {
-                        Some(b) => b.println(line),
-                        None => eprintln!("{line}"),
-                    }
+            Progress::Warning(w) if !self.quiet => {
+                let line = format!("warning: {w}");
+                match &self.bar {
+                    Some(b) => b.println(line),
+                    None => eprintln!("{line}"),
                 }
             }
             // The command prints the summary line itself.
