@@ -151,6 +151,12 @@ impl StreamingPacker {
         options.progress = with_channel(options.progress.take(), progress);
         let sink = open_sink(&spec, &options)?;
         let total = metas.len();
+        // Before any thread starts: a layer's decoder may report reading before the merge
+        // takes it, and `Started` comes first.
+        options.report(Progress::Started {
+            layers: total,
+            compressed_bytes: metas.iter().flatten().filter_map(|m| m.size).sum(),
+        });
         let ahead = ReadAhead::current();
         let (tx, rx) = crossbeam_channel::unbounded();
         // Rendezvous: the order thread holds one opened layer until the merge takes it; each
@@ -165,7 +171,7 @@ impl StreamingPacker {
             cancel,
         });
         let order = Order {
-            metas: metas.clone(),
+            metas,
             rx,
             handoff: handoff_tx,
             merge_alive: alive_rx,
@@ -175,7 +181,7 @@ impl StreamingPacker {
         };
         let order_thread = spawn("ocirender-order", &spec, move || order.run())?;
         let merge = Merge {
-            metas,
+            layers: total,
             handoff: handoff_rx,
             alive: alive_tx,
             order_thread: Some(order_thread),
@@ -583,7 +589,8 @@ fn descriptor(meta: &LayerMeta, path: PathBuf) -> LayerDescriptor {
 
 /// The merge thread.
 struct Merge {
-    metas: Vec<Option<LayerMeta>>,
+    /// The number of layers.
+    layers: usize,
     handoff: Receiver<Result<Ready>>,
     /// Dropped when this thread ends, which the order thread notices.
     alive: Sender<()>,
@@ -618,11 +625,7 @@ impl Merge {
     }
 
     fn merge(&self, sink: Box<dyn Sink>) -> Result<Summary> {
-        let total = self.metas.len();
-        self.options.report(Progress::Started {
-            layers: total,
-            compressed_bytes: self.metas.iter().flatten().filter_map(|m| m.size).sum(),
-        });
+        let total = self.layers;
         let mut merger = Merger::new(sink, total, &self.options);
         for _ in 0..total {
             let ready = match self.handoff.recv() {
