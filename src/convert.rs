@@ -1,15 +1,21 @@
 //! `convert`: blob → decode → merge → sink, for an image on disk.
 //!
-//! Layers are merged newest-first. While one layer is merged, the next-older layer's
-//! [`LayerReader`] is already open, so its decompression runs ahead on its own thread (bounded by
-//! [`READ_AHEAD`](crate::layer::READ_AHEAD)); the sink's own threads (squashfs compression) run
-//! beside both.
+//! ```text
+//!   layer n-1 ─► decoder thread ─► queue ─► merge ─► sink (+ squashfs compression threads)
+//!   layer n-2 ─► decoder thread ─► queue (read ahead: fills while n-1 is merged)
+//! ```
+//! Layers are merged newest-first. Each layer decodes on its own thread (see
+//! [`LayerReader`]); the [`ReadAhead`] policy opens the next-older layer(s) before their turn,
+//! with a larger queue, so that decoding one layer (gzip inflation is serial within a stream
+//! and often the bottleneck) overlaps decoding the layer being merged, on cores that the merge
+//! and the sink leave idle. The streaming packer follows the same policy.
 
+use std::collections::VecDeque;
 use std::io::Read;
 
 use crate::error::Result;
 use crate::image::{Image, LayerDescriptor};
-use crate::layer::LayerReader;
+use crate::layer::{LayerReader, Opening, READ_AHEAD};
 use crate::merge::Merger;
 use crate::options::{ConvertOptions, ImageSpec};
 use crate::progress::Progress;
@@ -35,11 +41,24 @@ pub fn convert(image: &Image, spec: &ImageSpec, options: &ConvertOptions) -> Res
         layers: image.layers.len(),
         compressed_bytes: image.compressed_size(),
     });
+    let ahead = ReadAhead::current();
+    let opening = ahead.opening(options);
     let mut merger = Merger::new(sink, image.layers.len(), options);
     let mut newest_first = image.layers.iter().rev();
-    let mut next = newest_first.next().map(|d| open(d, options)).transpose()?;
-    while let Some((desc, mut reader)) = next.take() {
-        next = newest_first.next().map(|d| open(d, options)).transpose()?;
+    let mut open: VecDeque<(&LayerDescriptor, LayerReader)> = VecDeque::new();
+    loop {
+        while open.len() <= ahead.layers {
+            let Some(desc) = newest_first.next() else {
+                break;
+            };
+            let reader = opening
+                .open(desc)
+                .map_err(|e| e.in_layer(desc.index, &desc.digest))?;
+            open.push_back((desc, reader));
+        }
+        let Some((desc, mut reader)) = open.pop_front() else {
+            break;
+        };
         options.report(Progress::LayerStarted {
             index: desc.index,
             size: desc.size,
@@ -55,15 +74,6 @@ pub fn convert(image: &Image, spec: &ImageSpec, options: &ConvertOptions) -> Res
     let summary = merger.finish()?;
     options.report(Progress::Finished(summary.clone()));
     Ok(summary)
-}
-
-fn open<'a>(
-    desc: &'a LayerDescriptor,
-    options: &ConvertOptions,
-) -> Result<(&'a LayerDescriptor, LayerReader)> {
-    let reader = LayerReader::open(desc, options.progress.clone())
-        .map_err(|e| e.in_layer(desc.index, &desc.digest))?;
-    Ok((desc, reader))
 }
 
 /// A directory on the output's file system for temporary files: beside an output file, or
@@ -93,4 +103,96 @@ pub fn open_sink(spec: &ImageSpec, options: &ConvertOptions) -> Result<Box<dyn S
             options.progress.clone(),
         )?),
     })
+}
+
+/// How far decoding runs ahead of the merge.
+///
+/// `layers` older layers are opened (their decoder threads started) while the current one is
+/// merged, each allowed to queue `bytes` of decoded data before its decoder waits; the layer
+/// being merged keeps whatever queue it was opened with. Memory held ahead is at most
+/// `layers × bytes`.
+///
+/// The environment variable `OCIRENDER_READ_AHEAD` overrides the policy, for benchmarks:
+/// `off` (open each layer only at its turn, with the default [`READ_AHEAD`] queue), `N` (N
+/// layers ahead) or `N:MIB` (N layers ahead, MIB mebibytes each).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ReadAhead {
+    /// Layers opened before their turn.
+    pub(crate) layers: usize,
+    /// Decoded bytes each of them may queue.
+    pub(crate) bytes: usize,
+}
+
+impl ReadAhead {
+    /// One layer ahead, with a queue large enough to hold a typical layer's decoded output for
+    /// the time the layer before it takes.
+    pub(crate) const DEFAULT: ReadAhead = ReadAhead {
+        layers: 1,
+        bytes: 64 << 20,
+    };
+
+    /// The policy in force: [`ReadAhead::DEFAULT`] unless `OCIRENDER_READ_AHEAD` says otherwise
+    /// (an unparsable value is ignored).
+    pub(crate) fn current() -> ReadAhead {
+        std::env::var("OCIRENDER_READ_AHEAD")
+            .ok()
+            .and_then(|v| ReadAhead::parse(&v))
+            .unwrap_or(ReadAhead::DEFAULT)
+    }
+
+    fn parse(value: &str) -> Option<ReadAhead> {
+        let value = value.trim();
+        if value == "off" {
+            return Some(ReadAhead {
+                layers: 0,
+                bytes: READ_AHEAD,
+            });
+        }
+        let (layers, mib) = match value.split_once(':') {
+            Some((l, m)) => (l.parse().ok()?, m.parse::<usize>().ok()?),
+            None => (value.parse().ok()?, ReadAhead::DEFAULT.bytes >> 20),
+        };
+        Some(ReadAhead {
+            layers,
+            bytes: mib.checked_mul(1 << 20)?.max(READ_AHEAD),
+        })
+    }
+
+    /// How layers are opened under this policy.
+    pub(crate) fn opening(self, options: &ConvertOptions) -> Opening {
+        let bytes = if self.layers == 0 {
+            READ_AHEAD
+        } else {
+            self.bytes
+        };
+        Opening::new(options.progress.clone(), bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_ahead_settings() {
+        let off = ReadAhead::parse("off").unwrap();
+        assert_eq!((off.layers, off.bytes), (0, READ_AHEAD));
+        assert_eq!(
+            ReadAhead::parse("2"),
+            Some(ReadAhead {
+                layers: 2,
+                bytes: ReadAhead::DEFAULT.bytes
+            })
+        );
+        assert_eq!(
+            ReadAhead::parse("1:256"),
+            Some(ReadAhead {
+                layers: 1,
+                bytes: 256 << 20
+            })
+        );
+        for bad in ["", "x", "1:", ":4", "-1", "1:x"] {
+            assert_eq!(ReadAhead::parse(bad), None, "{bad}");
+        }
+    }
 }

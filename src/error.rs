@@ -383,6 +383,10 @@ pub enum Error {
         source: BoxError,
     },
 
+    /// A [`StreamingPacker`](crate::StreamingPacker) was created outside a tokio runtime.
+    #[error("the streaming packer must be created inside a tokio runtime")]
+    NoAsyncRuntime,
+
     /// The conversion stopped (after an error, or because the packer was dropped).
     #[error("the conversion has stopped")]
     Stopped,

@@ -1,11 +1,33 @@
 //! Progress events. The library never prints: it hands typed events to the caller's
-//! [`ProgressFn`](crate::ProgressFn), the same events whatever the output format, and the CLI
-//! renders them as a progress bar or log lines.
+//! [`ProgressFn`], the same events whatever the output format (plus [`Progress::Backlog`]
+//! from the squashfs writer and [`Progress::Warning`]s where a sink has some), and the CLI
+//! renders them as a progress bar or log lines. [`channel`] turns the callback into a channel.
 //!
-//! Byte and entry counters are cumulative and sent at most about once per mebibyte, so a
-//! callback can redraw on every event.
+//! A conversion sends, in this order: `Started`; for each layer, newest first, `LayerStarted`,
+//! then `LayerRead`, `Written` and `Backlog` as it goes, then `LayerFinished`; finally
+//! `Finished` with the totals. Events come from several threads: `LayerRead` from the layer's
+//! decoder, which may run ahead of the merge, so a layer's first `LayerRead` events can come
+//! before its `LayerStarted`.
+//!
+//! Byte and entry counters are cumulative and sent at most about once per mebibyte (or 1024
+//! entries, or 256 squashfs blocks), so a callback can redraw on every event.
 
+use std::sync::mpsc;
+use std::sync::Arc;
+
+use crate::options::ProgressFn;
 use crate::sink::{Summary, Warning};
+
+/// A [`ProgressFn`] that sends a copy of every event to the returned channel. The channel is
+/// unbounded, so a slow reader never stalls the conversion; it closes once the conversion has
+/// dropped its options.
+pub fn channel() -> (ProgressFn, mpsc::Receiver<Progress>) {
+    let (tx, rx) = mpsc::channel();
+    let f: ProgressFn = Arc::new(move |event: &Progress| {
+        let _ = tx.send(event.clone());
+    });
+    (f, rx)
+}
 
 /// One step of a conversion.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,7 +47,8 @@ pub enum Progress {
         /// The blob's size, when known.
         size: Option<u64>,
     },
-    /// Bytes of layer `index`'s blob consumed so far.
+    /// Bytes of layer `index`'s blob consumed so far (by its decoder, which may be reading
+    /// ahead of the merge); the last one for a layer carries the blob's full size.
     LayerRead {
         /// Position in the manifest.
         index: usize,
@@ -44,7 +67,8 @@ pub enum Progress {
         /// File content bytes, cumulative.
         bytes: u64,
     },
-    /// Squashfs data blocks submitted for compression and not yet written.
+    /// Squashfs data blocks submitted for compression and not yet written (the compression
+    /// backlog; only the squashfs sink sends it).
     Backlog {
         /// Blocks in flight.
         blocks: usize,

@@ -246,7 +246,7 @@ fn quiet_prints_nothing_and_default_prints_a_summary() {
         out.to_str().unwrap(),
     ]);
     assert!(o.status.success());
-    assert!(stderr(&o).contains("layer 2: started"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("layer 2: merging"), "{}", stderr(&o));
 }
 
 #[test]

@@ -11,7 +11,8 @@
 //!
 //! [`LayerReader`] runs the blob's decompression (and hashing) on a thread of its own and hands
 //! the decoded bytes over through a bounded queue, so decoding overlaps the merge and the sink,
-//! and a reader opened before its turn decodes ahead (at most [`READ_AHEAD`] bytes). The thread
+//! and a reader opened before its turn decodes ahead (at most [`READ_AHEAD`] bytes, or what its
+//! opener allows: `convert`'s read-ahead policy). The thread
 //! always decodes to the end of the blob, whatever the tar reader needs, because the digest
 //! covers every byte: padding after the end-of-archive marker, trailing garbage, the last gzip
 //! member's trailer. The digest verdict is the last message on the queue;
@@ -46,7 +47,8 @@ use crate::progress::Progress;
 
 use self::decompress::{Codec, Decoder, MAGIC_LEN};
 
-/// Decoded bytes that may wait in a reader's queue: the decode-ahead bound per layer.
+/// Decoded bytes that may wait in a reader's queue, unless the reader was opened to read
+/// further ahead (see `convert`).
 pub const READ_AHEAD: usize = 4 << 20;
 
 /// Size of one decoded chunk sent through the queue.
@@ -99,56 +101,7 @@ impl LayerReader {
     /// A missing blob and a blob whose length differs from the descriptor's size are reported
     /// here, before any thread starts.
     pub fn open(desc: &LayerDescriptor, progress: Option<ProgressFn>) -> Result<LayerReader> {
-        let in_layer = |e: Error| e.in_layer(desc.index, &desc.digest);
-        let (source, len, path): (Box<dyn Read + Send>, u64, PathBuf) = match &desc.location {
-            BlobLocation::File(path) => {
-                let file = File::open(path).map_err(|e| {
-                    in_layer(if e.kind() == io::ErrorKind::NotFound {
-                        Error::BlobMissing {
-                            digest: desc.digest.clone(),
-                            path: path.clone(),
-                        }
-                    } else {
-                        Error::io("open", path, e)
-                    })
-                })?;
-                let len = file
-                    .metadata()
-                    .map_err(|e| in_layer(Error::io("stat", path, e)))?
-                    .len();
-                (Box::new(file), len, path.clone())
-            }
-            BlobLocation::TarMember {
-                archive,
-                offset,
-                len,
-            } => {
-                let mut file =
-                    File::open(archive).map_err(|e| in_layer(Error::io("open", archive, e)))?;
-                file.seek(SeekFrom::Start(*offset))
-                    .map_err(|e| in_layer(Error::io("seek in", archive, e)))?;
-                (Box::new(file.take(*len)), *len, archive.clone())
-            }
-        };
-        if let Some(expected) = desc.size {
-            if expected != len {
-                return Err(in_layer(Error::SizeMismatch {
-                    digest: desc.digest.clone(),
-                    expected,
-                    found: len,
-                }));
-            }
-        }
-        let job = Job {
-            index: desc.index,
-            media_type: desc.media_type.clone(),
-            digest: desc.digest.clone(),
-            digest_of: desc.digest_of,
-            size: desc.size,
-            origin: Origin::File(path),
-            progress,
-        };
-        LayerReader::start(job, source)
+        Opening::new(progress, READ_AHEAD).open(desc)
     }
 
     /// Decodes layer `index` from an arbitrary byte stream (a download in progress, say).
@@ -165,20 +118,12 @@ impl LayerReader {
         size: Option<u64>,
         progress: Option<ProgressFn>,
     ) -> Result<LayerReader> {
-        let job = Job {
-            index,
-            media_type: media_type.to_owned(),
-            digest,
-            digest_of,
-            size,
-            origin: Origin::Caller,
-            progress,
-        };
-        LayerReader::start(job, source)
+        Opening::new(progress, READ_AHEAD)
+            .open_reader(index, source, media_type, digest, digest_of, size)
     }
 
-    fn start(job: Job, source: Box<dyn Read + Send>) -> Result<LayerReader> {
-        let (tx, rx) = crossbeam_channel::bounded(READ_AHEAD / CHUNK);
+    fn start(job: Job, source: Box<dyn Read + Send>, read_ahead: usize) -> Result<LayerReader> {
+        let (tx, rx) = crossbeam_channel::bounded((read_ahead / CHUNK).max(1));
         let (recycle, recycled) = crossbeam_channel::bounded(4);
         let index = job.index;
         let digest = job.digest.clone();
@@ -299,6 +244,102 @@ impl Drop for LayerReader {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+/// How layers are opened: where their progress goes and how many decoded bytes a reader may
+/// queue before its decoder waits. `convert` and the streaming packer raise the queue of a layer
+/// they open before its turn, so that its decoding can run ahead of the merge.
+#[derive(Clone)]
+pub(crate) struct Opening {
+    progress: Option<ProgressFn>,
+    read_ahead: usize,
+}
+
+impl Opening {
+    /// Readers that report to `progress` and queue at most `read_ahead` decoded bytes (at least
+    /// one chunk).
+    pub(crate) fn new(progress: Option<ProgressFn>, read_ahead: usize) -> Opening {
+        Opening {
+            progress,
+            read_ahead,
+        }
+    }
+
+    /// See [`LayerReader::open`].
+    pub(crate) fn open(&self, desc: &LayerDescriptor) -> Result<LayerReader> {
+        let in_layer = |e: Error| e.in_layer(desc.index, &desc.digest);
+        let (source, len, path): (Box<dyn Read + Send>, u64, PathBuf) = match &desc.location {
+            BlobLocation::File(path) => {
+                let file = File::open(path).map_err(|e| {
+                    in_layer(if e.kind() == io::ErrorKind::NotFound {
+                        Error::BlobMissing {
+                            digest: desc.digest.clone(),
+                            path: path.clone(),
+                        }
+                    } else {
+                        Error::io("open", path, e)
+                    })
+                })?;
+                let len = file
+                    .metadata()
+                    .map_err(|e| in_layer(Error::io("stat", path, e)))?
+                    .len();
+                (Box::new(file), len, path.clone())
+            }
+            BlobLocation::TarMember {
+                archive,
+                offset,
+                len,
+            } => {
+                let mut file =
+                    File::open(archive).map_err(|e| in_layer(Error::io("open", archive, e)))?;
+                file.seek(SeekFrom::Start(*offset))
+                    .map_err(|e| in_layer(Error::io("seek in", archive, e)))?;
+                (Box::new(file.take(*len)), *len, archive.clone())
+            }
+        };
+        if let Some(expected) = desc.size {
+            if expected != len {
+                return Err(in_layer(Error::SizeMismatch {
+                    digest: desc.digest.clone(),
+                    expected,
+                    found: len,
+                }));
+            }
+        }
+        let job = Job {
+            index: desc.index,
+            media_type: desc.media_type.clone(),
+            digest: desc.digest.clone(),
+            digest_of: desc.digest_of,
+            size: desc.size,
+            origin: Origin::File(path),
+            progress: self.progress.clone(),
+        };
+        LayerReader::start(job, source, self.read_ahead)
+    }
+
+    /// See [`LayerReader::from_reader`].
+    pub(crate) fn open_reader(
+        &self,
+        index: usize,
+        source: Box<dyn Read + Send>,
+        media_type: &str,
+        digest: Digest,
+        digest_of: DigestOf,
+        size: Option<u64>,
+    ) -> Result<LayerReader> {
+        let job = Job {
+            index,
+            media_type: media_type.to_owned(),
+            digest,
+            digest_of,
+            size,
+            origin: Origin::Caller,
+            progress: self.progress.clone(),
+        };
+        LayerReader::start(job, source, self.read_ahead)
     }
 }
 

@@ -1,5 +1,7 @@
-//! Renders the library's progress events: an indicatif bar on a terminal, log lines with
-//! `--progress=plain`, nothing with `--quiet`. Warnings are printed once, from the summary, by
+//! Renders the library's progress events: an indicatif bar on a terminal (compressed bytes read
+//! of all layers, rate, ETA, layers done, entries written, squashfs backlog), log lines with
+//! `--progress=plain` (one per layer start and end, a counter line at most every 5 seconds),
+//! nothing with `--quiet` or `--progress=none`. Warnings are printed once, from the summary, by
 //! the caller.
 
 use std::collections::HashMap;
@@ -12,12 +14,19 @@ use ocirender::{Progress, ProgressFn};
 
 use crate::args::ProgressMode;
 
+/// Seconds between two counter lines in plain mode.
+const PLAIN_INTERVAL: Duration = Duration::from_secs(5);
+
 struct State {
     bar: Option<ProgressBar>,
     plain: bool,
+    /// Compressed bytes read, per layer (decoders run concurrently).
     layer_bytes: HashMap<usize, u64>,
     layers: usize,
     layers_done: usize,
+    entries: u64,
+    written: u64,
+    backlog: usize,
     last_line: Instant,
 }
 
@@ -36,13 +45,17 @@ pub fn reporter(mode: ProgressMode, quiet: bool) -> ProgressFn {
         bar.enable_steady_tick(Duration::from_millis(200));
         bar
     });
+    let now = Instant::now();
     let state = Arc::new(Mutex::new(State {
         bar,
         plain: !quiet && mode == ProgressMode::Plain,
         layer_bytes: HashMap::new(),
         layers: 0,
         layers_done: 0,
-        last_line: Instant::now(),
+        entries: 0,
+        written: 0,
+        backlog: 0,
+        last_line: now,
     }));
     Arc::new(move |event: &Progress| {
         let Ok(mut st) = state.lock() else { return };
@@ -61,19 +74,18 @@ impl State {
                 if let Some(b) = &self.bar {
                     b.set_length(*compressed_bytes);
                 }
-                if self.plain {
-                    eprintln!(
-                        "{} layers, {} compressed",
-                        layers,
-                        HumanBytes(*compressed_bytes)
-                    );
-                }
+                self.line(format_args!(
+                    "{} layers, {} compressed",
+                    layers,
+                    HumanBytes(*compressed_bytes)
+                ));
             }
             Progress::LayerStarted { index, size } => {
-                if self.plain {
-                    let size = size.map(|s| HumanBytes(s).to_string()).unwrap_or_default();
-                    eprintln!("layer {index}: started {size}");
-                }
+                let size = size.map(|s| format!(" ({})", HumanBytes(s)));
+                self.line(format_args!(
+                    "layer {index}: merging{}",
+                    size.unwrap_or_default()
+                ));
                 self.message();
             }
             Progress::LayerRead { index, bytes } => {
@@ -84,18 +96,31 @@ impl State {
             }
             Progress::LayerFinished { index } => {
                 self.layers_done += 1;
-                if self.plain {
-                    eprintln!("layer {index}: done ({}/{})", self.layers_done, self.layers);
+                self.line(format_args!(
+                    "layer {index}: done ({}/{} layers, {} entries, {} written)",
+                    self.layers_done,
+                    self.layers,
+                    self.entries,
+                    HumanBytes(self.written)
+                ));
+                self.message();
+            }
+            Progress::Written { entries, bytes } => {
+                self.entries = *entries;
+                self.written = *bytes;
+                if self.last_line.elapsed() >= PLAIN_INTERVAL {
+                    self.last_line = Instant::now();
+                    self.line(format_args!(
+                        "{entries} entries, {} written, {} read, backlog {} blocks",
+                        HumanBytes(*bytes),
+                        HumanBytes(self.layer_bytes.values().sum()),
+                        self.backlog
+                    ));
                 }
                 self.message();
             }
-            Progress::Written { entries, bytes }
-                if self.plain && self.last_line.elapsed() > Duration::from_secs(5) =>
-            {
-                self.last_line = Instant::now();
-                eprintln!("{entries} entries, {} written", HumanBytes(*bytes));
-            }
-
+            Progress::Backlog { blocks } => self.backlog = *blocks,
+            // The command prints the summary line itself.
             Progress::Finished(_) => {
                 if let Some(b) = self.bar.take() {
                     b.finish_and_clear();
@@ -105,9 +130,24 @@ impl State {
         }
     }
 
+    /// A log line, in plain mode only.
+    fn line(&self, text: std::fmt::Arguments<'_>) {
+        if self.plain {
+            eprintln!("{text}");
+        }
+    }
+
     fn message(&self) {
         if let Some(b) = &self.bar {
-            b.set_message(format!("layers {}/{}", self.layers_done, self.layers));
+            let backlog = if self.backlog > 0 {
+                format!(", backlog {}", self.backlog)
+            } else {
+                String::new()
+            };
+            b.set_message(format!(
+                "layers {}/{}, {} entries{backlog}",
+                self.layers_done, self.layers, self.entries
+            ));
         }
     }
 }
