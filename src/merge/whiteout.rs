@@ -78,10 +78,37 @@ pub(crate) enum Hides {
     NonDir,
 }
 
+/// One hiding record: (layer, entry ordinal within the layer, what it hides).
+type Record = (u32, u64, Hides);
+
+/// One path's records. Every non-directory entry makes one, so nearly every path has exactly
+/// one: it is kept inline, and only paths that several layers touch pay for a `Vec` (a
+/// one-element `Vec` costs a 64-byte allocation; inline, a path's whole log is ~40 bytes).
+enum Records {
+    One(Record),
+    Many(Vec<Record>),
+}
+
+impl Records {
+    fn push(&mut self, r: Record) {
+        match self {
+            Records::One(first) => *self = Records::Many(vec![*first, r]),
+            Records::Many(v) => v.push(r),
+        }
+    }
+
+    fn as_slice(&self) -> &[Record] {
+        match self {
+            Records::One(r) => std::slice::from_ref(r),
+            Records::Many(v) => v,
+        }
+    }
+}
+
 /// Every hiding record, by path, for layer-range questions.
 #[derive(Default)]
 pub(crate) struct Barriers {
-    log: HashMap<NodeId, Vec<(u32, u64, Hides)>>,
+    log: HashMap<NodeId, Records>,
 }
 
 impl Barriers {
@@ -98,10 +125,11 @@ impl Barriers {
             Hides::Whiteout => tree.hide_self(node, layer),
             Hides::Opaque | Hides::NonDir => tree.hide_children(node, layer),
         }
+        let record = (layer, ordinal, hides);
         self.log
             .entry(node)
-            .or_default()
-            .push((layer, ordinal, hides));
+            .and_modify(|records| records.push(record))
+            .or_insert(Records::One(record));
     }
 
     /// Whether the version of `node` that entry `target_ord` of layer `older` wrote was gone
@@ -122,7 +150,7 @@ impl Barriers {
         let mut cur = node;
         loop {
             if let Some(log) = self.log.get(&cur) {
-                let hit = log.iter().any(|&(layer, ord, hides)| {
+                let hit = log.as_slice().iter().any(|&(layer, ord, hides)| {
                     if cur == node && hides != Hides::Whiteout {
                         return false;
                     }
@@ -150,9 +178,11 @@ impl Barriers {
     /// Whether a layer newer than `layer` had a non-directory at `node` (so a directory entry
     /// of `layer` there was replaced and no longer describes the directory).
     pub(crate) fn nondir_after(&self, node: NodeId, layer: u32) -> bool {
-        self.log
-            .get(&node)
-            .is_some_and(|log| log.iter().any(|&(l, _, h)| h == Hides::NonDir && l > layer))
+        self.log.get(&node).is_some_and(|log| {
+            log.as_slice()
+                .iter()
+                .any(|&(l, _, h)| h == Hides::NonDir && l > layer)
+        })
     }
 }
 
