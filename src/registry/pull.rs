@@ -1,0 +1,126 @@
+//! `pull`: download an image's layers and convert them while they arrive.
+//!
+//! ```text
+//! resolve ──► StreamingPacker::new (output opened) ──► per layer, newest first:
+//!               temp file + Growth ──► Follower ──notify_layer_reader──► packer (merge thread)
+//!             download_all (N workers, newest first) ──► files grow ──► followers read on
+//!             ════ both run at once; the first failure stops the other ════
+//! ```
+//!
+//! Why followers over growing files, rather than handing over a layer when its download is
+//! complete (`notify_layer_ready`) or streaming the HTTP body itself (`notify_layer_stream`):
+//! - the merge starts on the newest layer with its first bytes, instead of after its last, so
+//!   conversion overlaps the download of the very layer it is converting;
+//! - downloads never wait for the merge: a layer whose turn has not come keeps downloading at
+//!   full speed into its file, where a streamed body would be back-pressured and stall;
+//! - a dropped connection is resumed with `Range` into the same file, invisibly to the merge,
+//!   which only ever sees final bytes.
+//!
+//! The price is disk space for the compressed blobs, in a temporary directory that is removed
+//! on every way out (success, error, cancellation). A layer that fails for good ends the pull
+//! with its error (layer index, digest, HTTP status); the packer then removes its partial
+//! output before `pull` returns.
+
+use std::fs::File;
+use std::sync::Arc;
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::image::DigestOf;
+use crate::options::{ConvertOptions, ImageSpec};
+use crate::packer::{LayerMeta, StreamingPacker};
+use crate::sink::Summary;
+
+use super::download::{download_all, Follower, Growth, Job};
+use super::manifest::resolve;
+use super::options::RegistryOptions;
+use super::reference::Reference;
+
+/// Pulls `reference` and converts it into the output `spec` describes, downloading layers
+/// (newest first, [`RegistryOptions::concurrency`] at once) while earlier ones convert.
+///
+/// Nothing is left at the output path on error, and no temporary blob remains in any case.
+pub async fn pull(
+    reference: &Reference,
+    spec: &ImageSpec,
+    convert: &ConvertOptions,
+    options: &RegistryOptions,
+) -> Result<Summary> {
+    let resolved = resolve(reference, options).await?;
+    let temp = temp_dir(options)?;
+    let metas = resolved
+        .layers
+        .iter()
+        .map(|l| LayerMeta {
+            index: l.index,
+            media_type: l.media_type.clone(),
+            digest: l.digest.clone(),
+            digest_of: DigestOf::Blob,
+            size: l.size,
+        })
+        .collect();
+    let packer = StreamingPacker::new(metas, spec.clone(), convert.clone())?;
+
+    let mut jobs = Vec::with_capacity(resolved.layers.len());
+    for blob in resolved.layers.iter().rev() {
+        let path = temp.path().join(blob_name(blob.index, &blob.digest));
+        let file = File::create(&path).map_err(|e| Error::io("create", path.clone(), e))?;
+        let reader = File::open(&path).map_err(|e| Error::io("open", path.clone(), e))?;
+        let growth = Arc::new(Growth::default());
+        packer.notify_layer_reader(blob.index, Box::new(Follower::new(reader, growth.clone())))?;
+        jobs.push(Job {
+            blob: blob.clone(),
+            is_layer: true,
+            file,
+            path,
+            growth,
+        });
+    }
+
+    let downloads = download_all(
+        resolved.client.clone(),
+        jobs,
+        options.concurrency.get(),
+        convert.progress.clone(),
+    );
+    let conversion = packer.finish();
+    tokio::pin!(downloads, conversion);
+    let result = tokio::select! {
+        d = &mut downloads => match d {
+            // Every follower has been ended, so the merge stops promptly and removes its output;
+            // the download's error says what really happened.
+            Err(e) => {
+                let _ = conversion.await;
+                Err(e)
+            }
+            Ok(()) => conversion.await,
+        },
+        c = &mut conversion => match c {
+            // Dropping the downloads (below) aborts them.
+            Err(e) => Err(e),
+            // Every layer was read to its end, so every download is complete or finishing.
+            Ok(summary) => downloads.await.map(|()| summary),
+        },
+    };
+    drop(temp);
+    result
+}
+
+/// A temporary blob's file name: its layer index (for people looking) and digest.
+fn blob_name(index: usize, digest: &Digest) -> String {
+    format!("layer{index}-{}", digest.hex())
+}
+
+fn temp_dir(options: &RegistryOptions) -> Result<tempfile::TempDir> {
+    let b = tempfile::Builder::new()
+        .prefix("ocirender-pull-")
+        .to_owned();
+    match &options.temp_dir {
+        Some(dir) => b
+            .tempdir_in(dir)
+            .map_err(|e| Error::io("create a temporary directory in", dir.clone(), e)),
+        None => b
+            .tempdir()
+            .map_err(|e| Error::io("create a temporary directory in", std::env::temp_dir(), e)),
+    }
+}
