@@ -476,6 +476,10 @@ pub enum Error {
         message: String,
     },
 
+    /// The caller asked to stop (an interrupt).
+    #[error("interrupted")]
+    Interrupted,
+
     /// There is no place to store credentials.
     #[error("nowhere to store credentials: set HOME, DOCKER_CONFIG or REGISTRY_AUTH_FILE")]
     NoAuthFile,

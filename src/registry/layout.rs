@@ -67,13 +67,23 @@ pub async fn fetch(
             .or_else(|| reference.digest.as_ref().map(Digest::to_string))
             .unwrap_or_else(|| "latest".to_owned()),
     };
-    let created = prepare_dir(dir)?;
-    let result = fetch_into(reference, dir, ref_name, options, progress).await;
-    if result.is_err() && created {
-        // Best effort: the directory was ours, and what is in it is incomplete.
-        let _ = std::fs::remove_dir_all(dir);
+    let mut created = RemoveOnDrop(prepare_dir(dir)?.then(|| dir.to_owned()));
+    let fetched = fetch_into(reference, dir, ref_name, options, progress).await?;
+    created.0 = None;
+    Ok(fetched)
+}
+
+/// Removes a directory the fetch created unless the fetch completed (an error, or the fetch
+/// future dropped).
+struct RemoveOnDrop(Option<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            // Best effort: the directory was ours, and what is in it is incomplete.
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
-    result
 }
 
 async fn fetch_into(

@@ -34,7 +34,7 @@ pub mod reference;
 pub use credentials::Credentials;
 pub use layout::{fetch, Fetched};
 pub use options::{Concurrency, Mirror, RegistryOptions};
-pub use pull::pull;
+pub use pull::{pull, pull_until};
 pub use reference::Reference;
 
 use crate::error::Result;

@@ -46,7 +46,27 @@ pub async fn pull(
     convert: &ConvertOptions,
     options: &RegistryOptions,
 ) -> Result<Summary> {
-    let resolved = resolve(reference, options).await?;
+    pull_until(reference, spec, convert, options, std::future::pending()).await
+}
+
+/// [`pull`] that gives up when `stop` completes (a Ctrl-C, a deadline): the downloads are
+/// aborted, the merge is stopped and has removed its partial output when this returns
+/// [`Error::Interrupted`].
+///
+/// Dropping a [`pull`] future also stops everything, but the merge thread then removes its
+/// output shortly after, not before the drop returns; a program about to exit wants this.
+pub async fn pull_until(
+    reference: &Reference,
+    spec: &ImageSpec,
+    convert: &ConvertOptions,
+    options: &RegistryOptions,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<Summary> {
+    tokio::pin!(stop);
+    let resolved = tokio::select! {
+        r = resolve(reference, options) => r?,
+        () = &mut stop => return Err(Error::Interrupted),
+    };
     let temp = temp_dir(options)?;
     let metas = resolved
         .layers
@@ -77,6 +97,7 @@ pub async fn pull(
         });
     }
 
+    let growths: Vec<Arc<Growth>> = jobs.iter().map(|j| j.growth.clone()).collect();
     let downloads = download_all(
         resolved.client.clone(),
         jobs,
@@ -101,6 +122,13 @@ pub async fn pull(
             // Every layer was read to its end, so every download is complete or finishing.
             Ok(summary) => downloads.await.map(|()| summary),
         },
+        () = &mut stop => {
+            for g in &growths {
+                g.fail();
+            }
+            let _ = conversion.await;
+            Err(Error::Interrupted)
+        }
     };
     drop(temp);
     result

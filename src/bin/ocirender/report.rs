@@ -16,6 +16,8 @@ struct State {
     plain: bool,
     quiet: bool,
     layer_bytes: HashMap<usize, u64>,
+    /// Downloaded bytes per layer (registry pulls).
+    downloaded: HashMap<usize, u64>,
     layers: usize,
     layers_done: usize,
     last_line: Instant,
@@ -41,6 +43,7 @@ pub fn reporter(mode: ProgressMode, quiet: bool) -> ProgressFn {
         plain: !quiet && mode == ProgressMode::Plain,
         quiet,
         layer_bytes: HashMap::new(),
+        downloaded: HashMap::new(),
         layers: 0,
         layers_done: 0,
         last_line: Instant::now(),
@@ -96,6 +99,26 @@ impl State {
                     eprintln!("{entries} entries, {} written", HumanBytes(*bytes));
                 }
             }
+            Progress::Download { index, bytes, size } => {
+                self.downloaded.insert(*index, *bytes);
+                if self.plain && Some(*bytes) == *size {
+                    eprintln!("layer {index}: downloaded {}", HumanBytes(*bytes));
+                }
+                self.message();
+            }
+            Progress::DownloadRetry {
+                index,
+                attempt,
+                reason,
+            } => {
+                if !self.quiet {
+                    let line = format!("layer {index}: retrying (attempt {attempt}): {reason}");
+                    match &self.bar {
+                        Some(b) => b.println(line),
+                        None => eprintln!("{line}"),
+                    }
+                }
+            }
             Progress::Warning(w) => {
                 if !self.quiet {
                     let line = format!("warning: {w}");
@@ -116,7 +139,12 @@ impl State {
 
     fn message(&self) {
         if let Some(b) = &self.bar {
-            b.set_message(format!("layers {}/{}", self.layers_done, self.layers));
+            let mut m = format!("layers {}/{}", self.layers_done, self.layers);
+            if !self.downloaded.is_empty() {
+                let down: u64 = self.downloaded.values().sum();
+                m.push_str(&format!(", {} downloaded", HumanBytes(down)));
+            }
+            b.set_message(m);
         }
     }
 }
