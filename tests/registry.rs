@@ -721,14 +721,26 @@ async fn a_mirror_is_tried_before_the_registry() {
 
 /// Runs the CLI with a private HOME and auth file, so no real credentials are read or written.
 fn cli(home: &Path, args: &[&str], stdin: &str) -> (bool, String) {
+    cli_with(home, args, stdin, |_| {})
+}
+
+/// [`cli`], with the command adjusted by `tweak` (more environment).
+fn cli_with(
+    home: &Path,
+    args: &[&str],
+    stdin: &str,
+    tweak: impl FnOnce(&mut Command),
+) -> (bool, String) {
     use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ocirender"))
-        .args(args)
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ocirender"));
+    cmd.args(args)
         .env("HOME", home)
         .env("REGISTRY_AUTH_FILE", home.join("auth.json"))
         .env_remove("DOCKER_CONFIG")
         .env_remove("XDG_RUNTIME_DIR")
-        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("XDG_CONFIG_HOME");
+    tweak(&mut cmd);
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -813,4 +825,95 @@ fn cli_login_pull_logout_against_a_token_registry() {
     assert!(!ok && err.contains("refused access"), "{err}");
     let (ok, err) = cli(h, &["logout", &host], "");
     assert!(ok && err.contains("Not logged in"), "{err}");
+}
+
+#[test]
+fn cli_credential_helpers_supply_and_store_credentials() {
+    if !tools() {
+        return;
+    }
+    let (reg, _src) = registry_with_sample(Auth::Basic, "helper/img:latest");
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let host = reg.host();
+    // A docker credential helper that knows this registry, and records what it is asked to
+    // store and erase.
+    let bin = h.join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let helper = bin.join("docker-credential-ocitest");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\nset -e\ncase \"$1\" in\n\
+             get) read server; [ \"$server\" = \"{host}\" ] || {{ echo 'credentials not found in native keychain'; exit 1; }}\n\
+             echo '{{\"ServerURL\":\"{host}\",\"Username\":\"{USER}\",\"Secret\":\"{PASSWORD}\"}}' ;;\n\
+             store) cat > \"{dir}/stored.json\" ;;\n\
+             erase) read server; echo \"$server\" > \"{dir}/erased\" ;;\n\
+             esac\n",
+            dir = h.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let docker = h.join("docker");
+    std::fs::create_dir(&docker).unwrap();
+    std::fs::write(
+        docker.join("config.json"),
+        serde_json::json!({"credHelpers": {host.clone(): "ocitest"}}).to_string(),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let env = |c: &mut Command| {
+        c.env("PATH", &path)
+            .env("DOCKER_CONFIG", &docker)
+            .env_remove("REGISTRY_AUTH_FILE");
+    };
+
+    let out = h.join("out.tar");
+    let reference = format!("{host}/helper/img:latest");
+    let (ok, err) = cli_with(
+        h,
+        &[
+            "pull",
+            "--insecure",
+            "-q",
+            &reference,
+            out.to_str().unwrap(),
+        ],
+        "",
+        env,
+    );
+    assert!(ok, "{err}");
+    assert!(out.exists());
+
+    let (ok, err) = cli_with(
+        h,
+        &["login", "--insecure", "-u", USER, "--password-stdin", &host],
+        &format!("{PASSWORD}\n"),
+        env,
+    );
+    assert!(ok && err.contains("docker-credential-ocitest"), "{err}");
+    let stored: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(h.join("stored.json")).unwrap()).unwrap();
+    assert_eq!(
+        stored,
+        serde_json::json!({"ServerURL": host, "Username": USER, "Secret": PASSWORD})
+    );
+    let config = std::fs::read_to_string(docker.join("config.json")).unwrap();
+    assert!(
+        !config.contains(PASSWORD),
+        "the password went into config.json: {config}"
+    );
+
+    let (ok, err) = cli_with(h, &["logout", &host], "", env);
+    assert!(ok && err.contains("Removed"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(h.join("erased")).unwrap().trim(),
+        host
+    );
 }

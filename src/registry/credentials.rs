@@ -144,7 +144,12 @@ pub fn lookup_in(
 
 /// Stores `creds` for `registry` in [`login_file`] (or its credential helper); returns where.
 pub fn store(registry: &str, creds: &Credentials) -> Result<String> {
-    let file = login_file().ok_or(Error::NoAuthFile)?;
+    store_in(&login_file().ok_or(Error::NoAuthFile)?, registry, creds)
+}
+
+/// [`store`] into `file`.
+pub fn store_in(file: &Path, registry: &str, creds: &Credentials) -> Result<String> {
+    let file = file.to_path_buf();
     let mut doc = read_auth_file(&file)?.unwrap_or_else(|| Value::Object(Map::new()));
     if let Some(helper) = helper_for(&doc, registry, true) {
         helper_store(&helper, registry, creds)?;
@@ -181,15 +186,20 @@ pub fn erase(registry: &str) -> Result<bool> {
     let mut files = auth_files();
     files.extend(login_file());
     files.dedup();
+    erase_in(&files, registry)
+}
+
+/// [`erase`] from `files`.
+pub fn erase_in(files: &[PathBuf], registry: &str) -> Result<bool> {
     let mut found = false;
     for file in files {
-        let Some(mut doc) = read_auth_file(&file)? else {
+        let Some(mut doc) = read_auth_file(file)? else {
             continue;
         };
         if let Some(helper) = helper_for(&doc, registry, true) {
             found |= helper_erase(&helper, registry)?;
         }
-        let root = as_object(&mut doc, &file)?;
+        let root = as_object(&mut doc, file)?;
         let Some(auths) = root.get_mut("auths").and_then(Value::as_object_mut) else {
             continue;
         };
@@ -197,7 +207,7 @@ pub fn erase(registry: &str) -> Result<bool> {
         auths.retain(|k, _| key_registry(k).0 != registry);
         if auths.len() != before {
             found = true;
-            write_auth_file(&file, &doc)?;
+            write_auth_file(file, &doc)?;
         }
     }
     Ok(found)
@@ -404,7 +414,9 @@ fn helper_error(helper: &str, registry: &str, action: &'static str, output: &[u8
 }
 
 fn helper_get(helper: &str, registry: &str) -> Result<Option<Credentials>> {
-    let Some((ok, out)) = run_helper(helper, "get", server_key(registry).as_bytes())? else {
+    // Helpers trim their input; the newline serves those written as shell scripts (`read`).
+    let input = format!("{}\n", server_key(registry));
+    let Some((ok, out)) = run_helper(helper, "get", input.as_bytes())? else {
         return Ok(None);
     };
     if !ok {
@@ -455,7 +467,11 @@ fn helper_store(helper: &str, registry: &str, creds: &Credentials) -> Result<()>
 
 fn helper_erase(helper: &str, registry: &str) -> Result<bool> {
     Ok(matches!(
-        run_helper(helper, "erase", server_key(registry).as_bytes())?,
+        run_helper(
+            helper,
+            "erase",
+            format!("{}\n", server_key(registry)).as_bytes()
+        )?,
         Some((true, _))
     ))
 }
@@ -564,6 +580,51 @@ mod tests {
             lookup_in(&[bad_auth], "ghcr.io", "x").unwrap_err(),
             Error::InvalidDocument { .. }
         ));
+    }
+
+    #[test]
+    fn store_then_lookup_then_erase_keeping_other_keys() {
+        let t = tempfile::tempdir().unwrap();
+        let f = write(
+            t.path(),
+            "config.json",
+            serde_json::json!({"psFormat": "table", "auths": {
+                "https://ghcr.io/v1/": {"auth": b64("old:old")},
+                "ghcr.io/org": {"auth": b64("org:o")},
+                "quay.io": {"auth": b64("q:q")},
+            }}),
+        );
+        store_in(&f, "ghcr.io", &basic("new", "pw")).unwrap();
+        store_in(&f, "docker.io", &basic("hub", "h")).unwrap();
+        let files = [f.clone()];
+        assert_eq!(
+            lookup_in(&files, "ghcr.io", "x/y").unwrap(),
+            Some(basic("new", "pw"))
+        );
+        assert_eq!(
+            lookup_in(&files, "ghcr.io", "org/y").unwrap(),
+            Some(basic("org", "o"))
+        );
+        let doc: Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
+        assert_eq!(doc["psFormat"], "table");
+        assert!(
+            doc["auths"]["https://index.docker.io/v1/"]["auth"].is_string(),
+            "{doc}"
+        );
+        assert!(doc["auths"].get("https://ghcr.io/v1/").is_none(), "{doc}");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&f).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+
+        assert!(erase_in(&files, "ghcr.io").unwrap());
+        assert_eq!(lookup_in(&files, "ghcr.io", "x/y").unwrap(), None);
+        assert_eq!(
+            lookup_in(&files, "quay.io", "x").unwrap(),
+            Some(basic("q", "q"))
+        );
+        assert!(!erase_in(&files, "ghcr.io").unwrap());
     }
 
     #[test]
