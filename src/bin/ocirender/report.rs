@@ -93,11 +93,11 @@ impl State {
                 }
                 self.message();
             }
-            Progress::Written { entries, bytes } => {
-                if self.plain && self.last_line.elapsed() > Duration::from_secs(5) {
-                    self.last_line = Instant::now();
-                    eprintln!("{entries} entries, {} written", HumanBytes(*bytes));
-                }
+            Progress::Written { entries, bytes }
+                if self.plain && self.last_line.elapsed() > Duration::from_secs(5) =>
+            {
+                self.last_line = Instant::now();
+                eprintln!("{entries} entries, {} written", HumanBytes(*bytes));
             }
             Progress::Download { index, bytes, size } => {
                 self.downloaded.insert(*index, *bytes);
@@ -110,30 +110,26 @@ impl State {
                 index,
                 attempt,
                 reason,
-            } => {
-                if !self.quiet {
-                    let line = format!("layer {index}: retrying (attempt {attempt}): {reason}");
-                    match &self.bar {
-                        Some(b) => b.println(line),
-                        None => eprintln!("{line}"),
-                    }
-                }
+            } if !self.quiet => {
+                self.line(format!(
+                    "layer {index}: retrying (attempt {attempt}): {reason}"
+                ));
             }
-            Progress::Warning(w) => {
-                if !self.quiet {
-                    let line = format!("warning: {w}");
-                    match &self.bar {
-                        Some(b) => b.println(line),
-                        None => eprintln!("{line}"),
-                    }
-                }
-            }
+            Progress::Warning(w) if !self.quiet => self.line(format!("warning: {w}")),
             Progress::Finished(_) => {
                 if let Some(b) = self.bar.take() {
                     b.finish_and_clear();
                 }
             }
             _ => {}
+        }
+    }
+
+    /// A line of its own, above the bar when there is one.
+    fn line(&self, line: String) {
+        match &self.bar {
+            Some(b) => b.println(line),
+            None => eprintln!("{line}"),
         }
     }
 
