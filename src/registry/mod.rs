@@ -18,6 +18,19 @@
 //! rustls (ring), with the Mozilla roots built in and the system's roots added when present, so
 //! the same binary works with or without `/etc/ssl`.
 //!
+//! ```no_run
+//! use ocirender::registry::{pull, Reference, RegistryOptions};
+//! use ocirender::{ConvertOptions, ImageSpec};
+//!
+//! # async fn example() -> ocirender::Result<()> {
+//! let reference = Reference::parse("alpine:3.20")?; // docker.io/library/alpine:3.20
+//! let spec = ImageSpec::Squashfs { path: "alpine.sqfs".into() };
+//! let summary = pull(&reference, &spec, &ConvertOptions::default(), &RegistryOptions::default()).await?;
+//! println!("{} entries", summary.entries);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Everything here is behind the `registry` cargo feature; library users who bring their own
 //! downloads use [`StreamingPacker`](crate::StreamingPacker) directly and do not build it.
 
