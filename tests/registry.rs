@@ -6,10 +6,12 @@
 //! registry offers (none, Basic, Bearer token), through a proxy that cuts each blob's first
 //! answer (retry + `Range` resume) or fails one layer for good (a typed error naming the layer
 //! and the HTTP status, and nothing left behind), from a multi-platform index, through a
-//! mirror, and by the CLI with `login`/`logout`.
+//! mirror, over HTTPS (refused with an unknown CA, accepted with `ca_certificates`), and by the
+//! CLI with `login`/`logout`.
 //!
 //! Skipped with a notice when `docker-registry` or `skopeo` is missing, unless
 //! `OCIRENDER_REQUIRE_REGISTRY=1`.
+#![cfg(feature = "registry")]
 
 mod support;
 
@@ -233,6 +235,69 @@ async fn pull_equals_convert_in_every_format_and_leaves_no_temporary_blob() {
             );
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_uses_rustls_and_trusts_only_known_authorities() {
+    if !tools() {
+        return;
+    }
+    let reg = Registry::start_tls(Auth::Basic);
+    let src = tempfile::tempdir().unwrap();
+    sample_image().build(src.path().join("layout"));
+    reg.push(
+        &src.path().join("layout"),
+        "latest",
+        "tls/img:latest",
+        false,
+    );
+    let reference = format!("{}/tls/img:latest", reg.host());
+    let creds = Some(Credentials::Basic {
+        username: USER.into(),
+        password: PASSWORD.into(),
+    });
+    let work = tempfile::tempdir().unwrap();
+    // Not --insecure: HTTPS, and the registry's CA is unknown.
+    let untrusted = RegistryOptions {
+        credentials: creds.clone(),
+        attempts: 1,
+        ..RegistryOptions::default()
+    };
+    let err = pull_into(
+        work.path(),
+        &reference,
+        Format::Tar,
+        &untrusted,
+        &ConvertOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, Error::Transport { .. }) && err.to_string().contains("certificate"),
+        "{err}"
+    );
+    let trusted = RegistryOptions {
+        ca_certificates: vec![reg.ca().to_path_buf()],
+        ..untrusted
+    };
+    let pulled = pull_into(
+        work.path(),
+        &reference,
+        Format::Tar,
+        &trusted,
+        &ConvertOptions::default(),
+    )
+    .await
+    .unwrap();
+    let expected = tempfile::tempdir().unwrap();
+    let reference_out = convert_layout(
+        expected.path(),
+        &src.path().join("layout"),
+        "latest",
+        None,
+        Format::Tar,
+    );
+    assert_same_output(&reference_out, &pulled, Format::Tar, "HTTPS");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -96,18 +96,28 @@ impl Client {
         options: &RegistryOptions,
     ) -> Result<Client> {
         let scheme = if options.insecure { "http" } else { "https" };
-        let http = reqwest::Client::builder()
+        let setup = |request: String, e: reqwest::Error| Error::Transport {
+            registry: registry.to_owned(),
+            request,
+            attempts: 1,
+            source: Box::new(e),
+        };
+        let mut builder = reqwest::Client::builder()
             .user_agent(concat!("ocirender/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(CONNECT_TIMEOUT)
             .read_timeout(options.read_timeout)
-            .https_only(!options.insecure)
+            .https_only(!options.insecure);
+        for path in &options.ca_certificates {
+            let pem = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| setup(format!("reading certificates from {}", path.display()), e))?;
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
             .build()
-            .map_err(|e| Error::Transport {
-                registry: registry.to_owned(),
-                request: "setting up the HTTP client".to_owned(),
-                attempts: 1,
-                source: Box::new(e),
-            })?;
+            .map_err(|e| setup("setting up the HTTP client".to_owned(), e))?;
         Ok(Client {
             http,
             registry: registry.to_owned(),

@@ -20,6 +20,9 @@ pub struct RegistryOptions {
     pub insecure: bool,
     /// Registries to try before the one a reference names. By default, none.
     pub mirrors: Vec<Mirror>,
+    /// PEM files of certificate authorities to trust besides the built-in (Mozilla) roots and
+    /// the system's. By default, none.
+    pub ca_certificates: Vec<PathBuf>,
     /// Credentials to present instead of those in the auth files. By default, none: the auth
     /// files are read (see [`credentials`](super::credentials)).
     pub credentials: Option<Credentials>,
@@ -44,6 +47,7 @@ impl Default for RegistryOptions {
             platform: None,
             insecure: false,
             mirrors: Vec::new(),
+            ca_certificates: Vec::new(),
             credentials: None,
             concurrency: Concurrency::default(),
             attempts: 5,

@@ -117,6 +117,13 @@ pub async fn pull_until(
             Ok(()) => conversion.await,
         },
         c = &mut conversion => match c {
+            // A follower saw its download end in failure: the merge may notice before the
+            // downloads' own result is in. The download's error says what really happened,
+            // and it is due at once.
+            Err(e) if matches!(e.root_cause(), Error::Stopped) => match downloads.await {
+                Err(d) => Err(d),
+                Ok(()) => Err(e),
+            },
             // Dropping the downloads (below) aborts them.
             Err(e) => Err(e),
             // Every layer was read to its end, so every download is complete or finishing.

@@ -18,6 +18,8 @@
 //!   checks the Basic credentials sent to it and issues RS256 JWTs whose `x5c` header carries
 //!   that certificate, signed by `openssl dgst -sha256 -sign`, with the `access` the query's
 //!   `scope` asks for. It records every scope asked for.
+//! - HTTPS ([`Registry::start_tls`]): a CA and a server certificate for IP 127.0.0.1 signed by
+//!   it, both made with the `openssl` CLI; the registry's `http.tls` serves the latter.
 //! - Every helper serves 127.0.0.1 only, handles a bounded number of connections, and stops
 //!   when dropped; the registry is killed when dropped.
 //!
@@ -77,7 +79,12 @@ pub fn tools() -> bool {
     if std::env::var("OCIRENDER_REQUIRE_REGISTRY").as_deref() == Ok("1") {
         panic!("{hint} (OCIRENDER_REQUIRE_REGISTRY=1)");
     }
-    eprintln!("SKIPPED: {hint}");
+    // Written to the file descriptor, not through eprintln!, which the test harness captures:
+    // a skip must be seen. Once per test binary.
+    static NOTICE: std::sync::Once = std::sync::Once::new();
+    NOTICE.call_once(|| {
+        let _ = writeln!(std::io::stderr(), "SKIPPED registry tests: {hint}");
+    });
     false
 }
 
@@ -98,12 +105,23 @@ pub struct Registry {
     port: u16,
     auth: Auth,
     token: Option<TokenServer>,
+    ca: Option<PathBuf>,
     _dir: tempfile::TempDir,
 }
 
 impl Registry {
-    /// Starts a registry with `auth` and waits until it answers.
+    /// Starts a registry with `auth` on plain HTTP and waits until it answers.
     pub fn start(auth: Auth) -> Registry {
+        Registry::start_with(auth, false)
+    }
+
+    /// Starts a registry with `auth` on HTTPS, with a certificate for 127.0.0.1 signed by a
+    /// CA made for it (see [`Registry::ca`]).
+    pub fn start_tls(auth: Auth) -> Registry {
+        Registry::start_with(auth, true)
+    }
+
+    fn start_with(auth: Auth, tls: bool) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let auth_yaml = match auth {
@@ -130,10 +148,19 @@ impl Registry {
             ),
             None => auth_yaml,
         };
+        let ca = tls.then(|| make_server_cert(dir.path()));
+        let tls_yaml = match &ca {
+            Some(_) => format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                dir.path().join("server.pem").display(),
+                dir.path().join("server.key").display()
+            ),
+            None => String::new(),
+        };
         let config = format!(
             "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n\
              storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-             http:\n  addr: 127.0.0.1:{port}\n  secret: ocirender-test\n{auth_yaml}",
+             http:\n  addr: 127.0.0.1:{port}\n  secret: ocirender-test\n{tls_yaml}{auth_yaml}",
             dir.path().join("storage").display()
         );
         let config_path = dir.path().join("config.yml");
@@ -152,6 +179,7 @@ impl Registry {
             port,
             auth,
             token,
+            ca,
             _dir: dir,
         };
         reg.wait_ready();
@@ -179,6 +207,11 @@ impl Registry {
     /// `127.0.0.1:<port>`.
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The PEM file of the CA that signed an HTTPS registry's certificate.
+    pub fn ca(&self) -> &Path {
+        self.ca.as_deref().expect("this registry speaks plain HTTP")
     }
 
     /// The token server, for a registry with [`Auth::Token`].
@@ -220,6 +253,74 @@ impl Drop for Registry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Makes a CA and a server certificate for 127.0.0.1 signed by it in `dir` (`server.pem`,
+/// `server.key`); returns the CA's PEM file. A self-signed server certificate would not do:
+/// webpki refuses a CA certificate as a server's.
+fn make_server_cert(dir: &Path) -> PathBuf {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=ocirender test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.pem",
+    ]);
+    dir.join("ca.pem")
 }
 
 /// A port that was free a moment ago.

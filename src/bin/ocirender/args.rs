@@ -115,6 +115,10 @@ pub struct RegistryArgs {
     /// be repeated.
     #[arg(long, value_name = "[REGISTRY=]HOST")]
     pub mirror: Vec<Mirror>,
+    /// Trust the certificate authorities in this PEM file too (besides the built-in and the
+    /// system's). May be repeated.
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Vec<PathBuf>,
     /// Layers downloaded at once.
     #[arg(long, default_value = "3")]
     pub concurrency: Concurrency,
@@ -133,6 +137,7 @@ impl RegistryArgs {
             platform,
             insecure: self.insecure,
             mirrors: self.mirror.clone(),
+            ca_certificates: self.ca_cert.clone(),
             concurrency: self.concurrency,
             attempts: self.attempts.max(1),
             temp_dir: self.tmpdir.clone(),
