@@ -30,7 +30,11 @@ case $FORMAT in squashfs) EXT=.sqfs ;; tar) EXT=.tar ;; dir) EXT= ;; *) echo "ba
 work=$(mktemp -d /var/tmp/bench-pull.XXXXXX)
 reg_pid=
 cleanup() {
-  [ -n "$reg_pid" ] && kill "$reg_pid" 2>/dev/null && wait "$reg_pid" 2>/dev/null
+  # `|| true`: under `set -e` a killed registry's status would end the trap before the rm.
+  if [ -n "$reg_pid" ]; then
+    kill "$reg_pid" 2>/dev/null || true
+    wait "$reg_pid" 2>/dev/null || true
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT
