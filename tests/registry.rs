@@ -235,6 +235,43 @@ async fn pull_equals_convert_in_every_format_and_leaves_no_temporary_blob() {
             );
         }
     }
+
+    // By default the blobs go beside the output (a minimal container may have no /tmp): seen
+    // there while a layer downloads, gone afterwards.
+    let work = tempfile::tempdir().unwrap();
+    let beside = Arc::new(Mutex::new(Vec::new()));
+    let (b2, dir) = (beside.clone(), work.path().to_path_buf());
+    let convert_options = ConvertOptions::default().progress(move |p| {
+        if matches!(p, Progress::Download { .. }) {
+            b2.lock().unwrap().extend(entries(&dir));
+        }
+    });
+    let pulled = pull_into(
+        work.path(),
+        &format!("{}/sample/img:v1", reg.host()),
+        Format::Squashfs,
+        &quick(RegistryOptions::default()),
+        &convert_options,
+    )
+    .await
+    .unwrap();
+    let expected = tempfile::tempdir().unwrap();
+    let reference = convert_layout(expected.path(), &layout, "latest", None, Format::Squashfs);
+    assert_same_output(&reference, &pulled, Format::Squashfs, "default temp dir");
+    assert!(
+        beside.lock().unwrap().iter().any(|p| p
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with(".ocirender-pull-")),
+        "no blob directory beside the output during the download: {:?}",
+        beside.lock().unwrap()
+    );
+    assert_eq!(
+        entries(work.path()),
+        vec![pulled],
+        "only the output remains"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -36,8 +36,8 @@ pub struct RegistryOptions {
     pub retry_delay: Duration,
     /// A connection that delivers nothing for this long counts as dropped. By default, 60 s.
     pub read_timeout: Duration,
-    /// Where `pull` keeps the blobs while it converts them. By default, the system's
-    /// temporary directory (`$TMPDIR`).
+    /// Where `pull` keeps the blobs while it converts them (in a hidden directory it removes).
+    /// By default, the output's directory: a minimal container may have no `/tmp`.
     pub temp_dir: Option<PathBuf>,
 }
 

@@ -22,6 +22,7 @@
 //! output before `pull` returns.
 
 use std::fs::File;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::digest::Digest;
@@ -67,7 +68,7 @@ pub async fn pull_until(
         r = resolve(reference, options) => r?,
         () = &mut stop => return Err(Error::Interrupted),
     };
-    let temp = temp_dir(options)?;
+    let temp = temp_dir(options, spec)?;
     let metas = resolved
         .layers
         .iter()
@@ -146,16 +147,20 @@ fn blob_name(index: usize, digest: &Digest) -> String {
     format!("layer{index}-{}", digest.hex())
 }
 
-fn temp_dir(options: &RegistryOptions) -> Result<tempfile::TempDir> {
-    let b = tempfile::Builder::new()
-        .prefix("ocirender-pull-")
-        .to_owned();
-    match &options.temp_dir {
-        Some(dir) => b
-            .tempdir_in(dir)
-            .map_err(|e| Error::io("create a temporary directory in", dir.clone(), e)),
-        None => b
-            .tempdir()
-            .map_err(|e| Error::io("create a temporary directory in", std::env::temp_dir(), e)),
-    }
+/// The directory for the blobs: [`RegistryOptions::temp_dir`], or else the output's directory,
+/// so that a minimal container without `/tmp` can pull (and the blobs land on the filesystem
+/// the output is written to anyway).
+fn temp_dir(options: &RegistryOptions, spec: &ImageSpec) -> Result<tempfile::TempDir> {
+    let dir = match &options.temp_dir {
+        Some(dir) => dir.clone(),
+        // A bare file name (or `-`, tar on standard output) has the empty path as its parent.
+        None => match spec.path().parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => PathBuf::from("."),
+        },
+    };
+    tempfile::Builder::new()
+        .prefix(".ocirender-pull-")
+        .tempdir_in(&dir)
+        .map_err(|e| Error::io("create a temporary directory in", dir, e))
 }

@@ -125,7 +125,7 @@ pub struct RegistryArgs {
     /// Attempts per request before a dropped connection or a 5xx answer is final.
     #[arg(long, default_value = "5")]
     pub attempts: u32,
-    /// Where to keep downloaded layers while they convert. By default, $TMPDIR or /tmp.
+    /// Where to keep downloaded layers while they convert. By default, the output's directory.
     #[arg(long, value_name = "DIR")]
     pub tmpdir: Option<PathBuf>,
 }
