@@ -182,10 +182,10 @@ impl Client {
             if let Some(h) = &sent {
                 req = req.header(AUTHORIZATION, h.clone());
             }
-            let resp = req
-                .send()
-                .await
-                .map_err(|e| (self.transport(&path, e), true))?;
+            let resp = req.send().await.map_err(|e| {
+                let again = worth_retrying(&e);
+                (self.transport(&path, e), again)
+            })?;
             if resp.status() != StatusCode::UNAUTHORIZED {
                 return Ok(resp);
             }
@@ -410,6 +410,7 @@ impl Client {
                     .query(&query(service, &scope)),
             };
             let outcome = match req.send().await {
+                Err(e) if !worth_retrying(&e) => Attempt::Final(self.transport(&request, e)),
                 Err(e) => Attempt::Transient(self.transport(&request, e), None),
                 Ok(resp) if resp.status().is_success() => {
                     match read_limited(resp, MAX_ERROR_BODY as u64).await {
@@ -593,4 +594,28 @@ async fn error_message(resp: Response) -> String {
             .join("; "),
         Err(_) => String::new(),
     }
+}
+
+/// Whether a request that failed to get an answer may succeed when sent again. Not when the
+/// TLS handshake was refused (an untrusted or mismatched certificate, TLS spoken to a
+/// plain-HTTP server): rustls reports those as invalid data while connecting, and they fail the
+/// same way every time. Resets, refusals and timeouts may pass.
+fn worth_retrying(e: &reqwest::Error) -> bool {
+    if !e.is_connect() {
+        return true;
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        match s.downcast_ref::<std::io::Error>() {
+            Some(io) if io.kind() == std::io::ErrorKind::InvalidData => return false,
+            // An io::Error's own `source` skips the error it wraps; `get_ref` is that error.
+            Some(io) => {
+                source = io
+                    .get_ref()
+                    .map(|inner| inner as &(dyn std::error::Error + 'static))
+            }
+            None => source = s.source(),
+        }
+    }
+    true
 }
