@@ -2,7 +2,8 @@
 # The test command: installs what the tests' oracles need (Debian packages, when missing and
 # running as root), then runs the whole test suite. Every squashfs the tests write is read back
 # by unsquashfs (squashfs-tools) and backhand; tar outputs are extracted by GNU tar; umoci checks
-# the test image builder; skopeo reads the docker-save and bare-manifest layouts it writes.
+# the test image builder; skopeo reads the docker-save and bare-manifest layouts it writes; the pull tests push into a
+# real docker-registry (openssl makes its token-signing key and TLS certificate).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,8 @@ command -v sqfs2tar >/dev/null || need+=(squashfs-tools-ng)
 command -v umoci >/dev/null || need+=(umoci)
 command -v getfattr >/dev/null || need+=(attr)
 command -v skopeo >/dev/null || need+=(skopeo)
+command -v docker-registry >/dev/null || need+=(docker-registry)
+command -v openssl >/dev/null || need+=(openssl)
 if ((${#need[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing test oracles: ${need[*]}"

@@ -391,6 +391,103 @@ pub enum Error {
     #[error("the conversion has stopped")]
     Stopped,
 
+    /// An image reference (`alpine:3.20`, `ghcr.io/o/n@sha256:…`) that cannot be parsed.
+    #[error("invalid image reference {reference:?}: {problem}")]
+    InvalidReference {
+        /// The reference as written.
+        reference: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+
+    /// A registry answered a request with an unexpected HTTP status.
+    #[error(
+        "{registry} answered {status} to {request}{}{}",
+        if message.is_empty() { String::new() } else { format!(" ({message})") },
+        attempts_note(*attempts)
+    )]
+    HttpStatus {
+        /// The registry (host and port).
+        registry: String,
+        /// The request, as `GET /v2/…`.
+        request: String,
+        /// The HTTP status code and reason (`500 Internal Server Error`).
+        status: String,
+        /// The registry's own error message, when its body had one.
+        message: String,
+        /// How many times the request was made.
+        attempts: u32,
+    },
+
+    /// A registry could not be reached, or a connection broke.
+    #[error("cannot reach {registry} ({request}){}: {}", attempts_note(*attempts), innermost(source.as_ref()))]
+    Transport {
+        /// The registry (host and port).
+        registry: String,
+        /// The request, as `GET /v2/…`.
+        request: String,
+        /// How many times the request was made.
+        attempts: u32,
+        /// The HTTP client's error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// A registry refused the credentials presented, or wants some and none were found.
+    #[error(
+        "{registry} refused access to {scope} {}",
+        if *with_credentials {
+            "with the credentials given"
+        } else {
+            "without credentials (log in with `ocirender login`, or put them in ~/.docker/config.json)"
+        }
+    )]
+    Unauthorized {
+        /// The registry.
+        registry: String,
+        /// What was asked for (`repository:library/alpine:pull`).
+        scope: String,
+        /// Whether credentials were presented.
+        with_credentials: bool,
+    },
+
+    /// A registry's authentication challenge (`WWW-Authenticate`) or token answer is unusable.
+    #[error("cannot authenticate to {registry}: {problem}")]
+    AuthProtocol {
+        /// The registry.
+        registry: String,
+        /// What is wrong (an unknown scheme, a token answer without a token, …).
+        problem: String,
+    },
+
+    /// The registry has no manifest for the reference.
+    #[error("manifest unknown: {reference} is not in the registry")]
+    ManifestNotFound {
+        /// The reference, fully qualified.
+        reference: String,
+    },
+
+    /// A docker credential helper failed.
+    #[error("{helper} {action} for {registry} failed: {message}")]
+    CredentialHelper {
+        /// The helper program.
+        helper: String,
+        /// The registry.
+        registry: String,
+        /// What it was asked to do (`get`, `store`, `erase`).
+        action: &'static str,
+        /// What it said.
+        message: String,
+    },
+
+    /// The caller asked to stop (an interrupt).
+    #[error("interrupted")]
+    Interrupted,
+
+    /// There is no place to store credentials.
+    #[error("nowhere to store credentials: set HOME, DOCKER_CONFIG or REGISTRY_AUTH_FILE")]
+    NoAuthFile,
+
     /// The squashfs image being read is malformed.
     #[error("malformed squashfs image {}: {problem}", path.display())]
     BadSquashfs {
@@ -461,9 +558,11 @@ impl From<Error> for io::Error {
     fn from(e: Error) -> io::Error {
         let kind = match e.root_cause() {
             Error::Io { source, .. } | Error::Output { source, .. } => source.kind(),
-            Error::NotAnImage { .. } | Error::BlobMissing { .. } | Error::RefNotFound { .. } => {
-                io::ErrorKind::NotFound
-            }
+            Error::NotAnImage { .. }
+            | Error::BlobMissing { .. }
+            | Error::RefNotFound { .. }
+            | Error::ManifestNotFound { .. } => io::ErrorKind::NotFound,
+            Error::Unauthorized { .. } => io::ErrorKind::PermissionDenied,
             Error::OutputExists { .. } => io::ErrorKind::AlreadyExists,
             Error::Tar { .. }
             | Error::Decompress { .. }
@@ -472,11 +571,32 @@ impl From<Error> for io::Error {
             | Error::SizeMismatch { .. }
             | Error::Json { .. }
             | Error::BadSquashfs { .. } => io::ErrorKind::InvalidData,
-            Error::InvalidOption { .. } => io::ErrorKind::InvalidInput,
+            Error::InvalidOption { .. } | Error::InvalidReference { .. } => {
+                io::ErrorKind::InvalidInput
+            }
             _ => io::ErrorKind::Other,
         };
         io::Error::new(kind, e)
     }
+}
+
+/// ` after N attempts` when there was more than one.
+fn attempts_note(attempts: u32) -> String {
+    if attempts > 1 {
+        format!(" after {attempts} attempts")
+    } else {
+        String::new()
+    }
+}
+
+/// The innermost cause of an error: an HTTP client's outer message ("error sending request")
+/// says less than its cause ("connection refused").
+fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
 }
 
 fn list(items: &[String]) -> String {

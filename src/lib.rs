@@ -40,6 +40,8 @@ mod options;
 mod packer;
 mod path;
 pub mod progress;
+#[cfg(feature = "registry")]
+pub mod registry;
 pub mod sink;
 pub mod squashfs;
 pub mod verify;

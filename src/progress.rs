@@ -73,6 +73,26 @@ pub enum Progress {
         /// Blocks in flight.
         blocks: usize,
     },
+    /// Bytes of layer `index`'s blob downloaded so far (a registry pull or fetch). Sent about
+    /// once per mebibyte and when the blob is complete (`bytes == size`).
+    Download {
+        /// Position in the manifest, 0 = oldest.
+        index: usize,
+        /// Bytes received, cumulative for this blob.
+        bytes: u64,
+        /// The blob's size, when the manifest states it.
+        size: Option<u64>,
+    },
+    /// A download of layer `index` failed transiently and is tried again (resuming where it
+    /// stopped when the registry allows).
+    DownloadRetry {
+        /// Position in the manifest.
+        index: usize,
+        /// The attempt about to start (2 = first retry).
+        attempt: u32,
+        /// Why the previous attempt failed.
+        reason: String,
+    },
     /// A non-fatal problem; the conversion goes on.
     Warning(Warning),
     /// The output is complete.

@@ -22,10 +22,10 @@
 //! document (`index.json`, `blob sha256:…`).
 
 mod docker_save;
-mod oci_layout;
+pub(crate) mod oci_layout;
 mod reference;
-mod select;
-mod spec;
+pub(crate) mod select;
+pub(crate) mod spec;
 mod store;
 
 use std::path::{Path, PathBuf};

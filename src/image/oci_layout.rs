@@ -202,7 +202,7 @@ impl Walk<'_> {
 }
 
 /// BuildKit attestations: platform `unknown/unknown`, or the docker reference-type annotation.
-fn is_attestation(desc: &Descriptor) -> bool {
+pub(crate) fn is_attestation(desc: &Descriptor) -> bool {
     desc.annotation(spec::DOCKER_REFERENCE_TYPE) == Some("attestation-manifest")
         || desc
             .platform

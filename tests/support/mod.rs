@@ -1,7 +1,7 @@
 //! Shared test helpers: canonical dumps ([`dump`]), images built from code ([`builder`]), the
 //! reference model of the overlay rules ([`model`]), conversions read back ([`outputs`]), the
-//! squashfs oracles ([`oracle`]: unsquashfs and backhand) and the Linux kernel as an oracle
-//! ([`kernel`]).
+//! squashfs oracles ([`oracle`]: unsquashfs and backhand), the Linux kernel as an oracle
+//! ([`kernel`]) and a real registry on 127.0.0.1 ([`registry`]).
 #![allow(dead_code)]
 
 pub mod builder;
@@ -10,3 +10,4 @@ pub mod kernel;
 pub mod model;
 pub mod oracle;
 pub mod outputs;
+pub mod registry;

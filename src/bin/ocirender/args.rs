@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use ocirender::registry::{Concurrency, Mirror, RegistryOptions};
 use ocirender::{
     BlockSize, Compression, ConvertOptions, Format, Jobs, Ownership, Platform, Selector,
     SquashfsOptions, XzFilter,
@@ -28,6 +29,14 @@ pub enum Command {
     Verify(VerifyArgs),
     /// List a squashfs image's contents like `ls -l` (read in-process, no mount).
     Ls(LsArgs),
+    /// Download an image from a registry and convert it while it downloads.
+    Pull(PullArgs),
+    /// Download an image from a registry into an OCI image layout directory.
+    Fetch(FetchArgs),
+    /// Store credentials for a registry (where docker and podman look for them).
+    Login(LoginArgs),
+    /// Remove a registry's stored credentials.
+    Logout(LogoutArgs),
 }
 
 #[derive(Args, Debug)]
@@ -85,6 +94,114 @@ pub struct ConvertArgs {
     pub ignore_ownership: bool,
     #[command(flatten)]
     pub output_opts: OutputArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    /// The image, as docker writes it: `alpine`, `alpine:3.20`, `ghcr.io/o/n@sha256:…`,
+    /// `localhost:5000/x:y`.
+    pub reference: String,
+    /// Where to write: a .sqfs/.squashfs file, a .tar file (`-` for standard output) or a
+    /// directory.
+    pub output: PathBuf,
+    /// Output format. By default, from OUTPUT's extension (.sqfs/.squashfs → squashfs, .tar →
+    /// tar); required otherwise.
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
+    /// Pick the manifest for this platform (os/arch[/variant]) from a multi-platform index. By
+    /// default, the host's.
+    #[arg(long)]
+    pub platform: Option<Platform>,
+    #[command(flatten)]
+    pub squashfs: SquashfsArgs,
+    /// Directory output: do not set file ownership (the default when not running as root).
+    #[arg(long)]
+    pub ignore_ownership: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    #[command(flatten)]
+    pub output_opts: OutputArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct FetchArgs {
+    /// The image, as docker writes it (`alpine:3.20`, `localhost:5000/x:y`).
+    pub reference: String,
+    /// The OCI image layout directory to write (created if missing; an existing layout keeps
+    /// its other images).
+    pub dir: PathBuf,
+    /// The ref name to store the image under in index.json. By default, the reference's tag
+    /// (or digest).
+    #[arg(long = "ref", value_name = "NAME")]
+    pub ref_name: Option<String>,
+    /// Pick the manifest for this platform (os/arch[/variant]). By default, the host's.
+    #[arg(long)]
+    pub platform: Option<Platform>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    #[command(flatten)]
+    pub output_opts: OutputArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RegistryArgs {
+    /// Speak plain HTTP to the registry (a test registry on this machine). By default, HTTPS.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Try this registry first: HOST mirrors Docker Hub, REGISTRY=HOST mirrors REGISTRY. May
+    /// be repeated.
+    #[arg(long, value_name = "[REGISTRY=]HOST")]
+    pub mirror: Vec<Mirror>,
+    /// Trust the certificate authorities in this PEM file too (besides the built-in and the
+    /// system's). May be repeated.
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Vec<PathBuf>,
+    /// Layers downloaded at once.
+    #[arg(long, default_value = "3")]
+    pub concurrency: Concurrency,
+    /// Attempts per request before a dropped connection or a 5xx answer is final.
+    #[arg(long, default_value = "5")]
+    pub attempts: u32,
+    /// Where to keep downloaded layers while they convert. By default, the output's directory.
+    #[arg(long, value_name = "DIR")]
+    pub tmpdir: Option<PathBuf>,
+}
+
+impl RegistryArgs {
+    /// The library options these arguments ask for.
+    pub fn options(&self, platform: Option<Platform>) -> RegistryOptions {
+        RegistryOptions {
+            platform,
+            insecure: self.insecure,
+            mirrors: self.mirror.clone(),
+            ca_certificates: self.ca_cert.clone(),
+            concurrency: self.concurrency,
+            attempts: self.attempts.max(1),
+            temp_dir: self.tmpdir.clone(),
+            ..RegistryOptions::default()
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    /// The registry (`ghcr.io`, `localhost:5000`; `docker.io` for Docker Hub).
+    pub registry: String,
+    /// The user name. By default, asked for on the terminal.
+    #[arg(long, short)]
+    pub username: Option<String>,
+    /// Read the password (or token) from standard input, up to the first newline.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Speak plain HTTP to the registry.
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LogoutArgs {
+    /// The registry.
+    pub registry: String,
 }
 
 #[derive(Args, Debug)]
@@ -164,31 +281,7 @@ pub enum ProgressMode {
 impl ConvertArgs {
     /// The library options these arguments ask for (progress is attached by the caller).
     pub fn options(&self) -> anyhow::Result<ConvertOptions> {
-        let s = &self.squashfs;
-        let jobs = match s.jobs {
-            Some(n) => Jobs::new(n)?,
-            None => Jobs::available(),
-        };
-        let mtime = match s.mtime {
-            Some(t) => Some(t),
-            None => source_date_epoch()?,
-        };
-        Ok(ConvertOptions::default()
-            .jobs(jobs)
-            .ownership(if self.ignore_ownership {
-                Ownership::Ignore
-            } else {
-                Ownership::Auto
-            })
-            .squashfs(SquashfsOptions {
-                compression: s.compression,
-                block_size: s.block_size,
-                fragments: !s.no_fragments,
-                dedup: !s.no_dedup,
-                mtime,
-                xz_filters: s.xz_filter.clone(),
-                ..SquashfsOptions::default()
-            }))
+        self.squashfs.options(self.ignore_ownership)
     }
 
     pub fn selector(&self) -> Selector {
@@ -196,6 +289,43 @@ impl ConvertArgs {
             reference: None,
             platform: self.platform.clone(),
         }
+    }
+}
+
+impl PullArgs {
+    /// The conversion options these arguments ask for (progress is attached by the caller).
+    pub fn options(&self) -> anyhow::Result<ConvertOptions> {
+        self.squashfs.options(self.ignore_ownership)
+    }
+}
+
+impl SquashfsArgs {
+    /// The conversion options of `convert` and `pull`.
+    fn options(&self, ignore_ownership: bool) -> anyhow::Result<ConvertOptions> {
+        let jobs = match self.jobs {
+            Some(n) => Jobs::new(n)?,
+            None => Jobs::available(),
+        };
+        let mtime = match self.mtime {
+            Some(t) => Some(t),
+            None => source_date_epoch()?,
+        };
+        Ok(ConvertOptions::default()
+            .jobs(jobs)
+            .ownership(if ignore_ownership {
+                Ownership::Ignore
+            } else {
+                Ownership::Auto
+            })
+            .squashfs(SquashfsOptions {
+                compression: self.compression,
+                block_size: self.block_size,
+                fragments: !self.no_fragments,
+                dedup: !self.no_dedup,
+                mtime,
+                xz_filters: self.xz_filter.clone(),
+                ..SquashfsOptions::default()
+            }))
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod args;
 mod listing;
+mod login;
 mod report;
 
 use std::io::{self, Write};
@@ -16,7 +17,9 @@ use clap::Parser;
 use indicatif::HumanBytes;
 use ocirender::{convert, Image, ImageLocation, ImageSpec};
 
-use args::{Cli, Command, ConvertArgs, InspectArgs, VerifyArgs};
+use args::{Cli, Command, ConvertArgs, FetchArgs, InspectArgs, PullArgs, VerifyArgs};
+use ocirender::registry::{self, Reference};
+use ocirender::Summary;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -63,6 +66,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(a) => run_inspect(a),
         Command::Verify(a) => run_verify(a),
         Command::Ls(a) => listing::run_ls(a),
+        Command::Pull(a) => run_pull(a),
+        Command::Fetch(a) => run_fetch(a),
+        Command::Login(a) => login::run_login(a),
+        Command::Logout(a) => login::run_logout(a),
     }
 }
 
@@ -87,20 +94,107 @@ fn run_convert(a: ConvertArgs) -> anyhow::Result<()> {
         )
     })?;
     if !quiet {
-        let mut err = io::stderr().lock();
+        print_summary(&spec, &summary, started);
+    }
+    Ok(())
+}
+
+fn print_summary(spec: &ImageSpec, summary: &Summary, started: Instant) {
+    let mut err = io::stderr().lock();
+    let _ = writeln!(
+        err,
+        "wrote {} ({}): {} entries, {} of files, {} output, {:.1}s",
+        spec.path().display(),
+        spec.format().name(),
+        summary.entries,
+        HumanBytes(summary.file_bytes),
+        HumanBytes(summary.output_bytes),
+        started.elapsed().as_secs_f64()
+    );
+    for w in &summary.warnings {
+        let _ = writeln!(err, "warning: {w}");
+    }
+}
+
+/// The runtime for registry commands: downloads are I/O-bound, hashing and file writes are
+/// short, so a small pool suffices (the conversion runs on its own threads).
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Completes on Ctrl-C (never, if the signal cannot be watched).
+async fn interrupted() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+fn run_pull(a: PullArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let reference = Reference::parse(&a.reference)?;
+    let spec = ImageSpec::infer(&a.output, a.format.map(Into::into))?;
+    let quiet = a.output_opts.quiet;
+    let mut options = a.options()?;
+    options.progress = Some(report::reporter(a.output_opts.progress, quiet));
+    let registry_options = a.registry.options(a.platform.clone());
+    let summary = runtime()?
+        .block_on(registry::pull_until(
+            &reference,
+            &spec,
+            &options,
+            &registry_options,
+            interrupted(),
+        ))
+        .with_context(|| {
+            format!(
+                "cannot pull {reference} to {} {}",
+                spec.format().name(),
+                a.output.display()
+            )
+        })?;
+    if !quiet {
+        print_summary(&spec, &summary, started);
+    }
+    Ok(())
+}
+
+fn run_fetch(a: FetchArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let reference = Reference::parse(&a.reference)?;
+    let quiet = a.output_opts.quiet;
+    let progress = report::reporter(a.output_opts.progress, quiet);
+    let registry_options = a.registry.options(a.platform.clone());
+    let rt = runtime()?;
+    let fetched = rt
+        .block_on(async {
+            tokio::select! {
+                r = registry::fetch(
+                    &reference,
+                    &a.dir,
+                    a.ref_name.as_deref(),
+                    &registry_options,
+                    Some(progress),
+                ) => r,
+                () = interrupted() => Err(ocirender::Error::Interrupted),
+            }
+        })
+        .with_context(|| format!("cannot fetch {reference} into {}", a.dir.display()))?;
+    if !quiet {
         let _ = writeln!(
-            err,
-            "wrote {} ({}): {} entries, {} of files, {} output, {:.1}s",
-            a.output.display(),
-            spec.format().name(),
-            summary.entries,
-            HumanBytes(summary.file_bytes),
-            HumanBytes(summary.output_bytes),
+            io::stderr().lock(),
+            "wrote {}:{} (manifest {}): {} blobs downloaded ({}), {} already present, {:.1}s",
+            a.dir.display(),
+            fetched.ref_name,
+            fetched.manifest,
+            fetched.downloaded,
+            HumanBytes(fetched.bytes),
+            fetched.present,
             started.elapsed().as_secs_f64()
         );
-        for w in &summary.warnings {
-            let _ = writeln!(err, "warning: {w}");
-        }
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Renders the library's progress events: an indicatif bar on a terminal (compressed bytes read
 //! of all layers, rate, ETA, layers done, entries written, squashfs backlog), log lines with
 //! `--progress=plain` (one per layer start and end, a counter line at most every 5 seconds),
-//! nothing with `--quiet` or `--progress=none`. Warnings are printed once, from the summary, by
+//! download lines and retries for `pull`, nothing with `--quiet` or `--progress=none`. Warnings are printed once, from the summary, by
 //! the caller.
 
 use std::collections::HashMap;
@@ -22,6 +22,10 @@ struct State {
     plain: bool,
     /// Compressed bytes read, per layer (decoders run concurrently).
     layer_bytes: HashMap<usize, u64>,
+    /// Downloaded bytes per layer (registry pulls).
+    downloaded: HashMap<usize, u64>,
+    /// Nothing at all is printed (retries included).
+    quiet: bool,
     layers: usize,
     layers_done: usize,
     entries: u64,
@@ -50,6 +54,8 @@ pub fn reporter(mode: ProgressMode, quiet: bool) -> ProgressFn {
         bar,
         plain: !quiet && mode == ProgressMode::Plain,
         layer_bytes: HashMap::new(),
+        downloaded: HashMap::new(),
+        quiet,
         layers: 0,
         layers_done: 0,
         entries: 0,
@@ -120,6 +126,28 @@ impl State {
                 self.message();
             }
             Progress::Backlog { blocks } => self.backlog = *blocks,
+            Progress::Download { index, bytes, size } => {
+                self.downloaded.insert(*index, *bytes);
+                if Some(*bytes) == *size {
+                    self.line(format_args!(
+                        "layer {index}: downloaded {}",
+                        HumanBytes(*bytes)
+                    ));
+                }
+                self.message();
+            }
+            // A retry is worth seeing even with a bar: the pull is slower than it should be.
+            Progress::DownloadRetry {
+                index,
+                attempt,
+                reason,
+            } if !self.quiet => {
+                let text = format!("layer {index}: retrying (attempt {attempt}): {reason}");
+                match &self.bar {
+                    Some(b) => b.println(text),
+                    None => eprintln!("{text}"),
+                }
+            }
             // The command prints the summary line itself.
             Progress::Finished(_) => {
                 if let Some(b) = self.bar.take() {
@@ -144,8 +172,14 @@ impl State {
             } else {
                 String::new()
             };
+            let downloaded = if self.downloaded.is_empty() {
+                String::new()
+            } else {
+                let down: u64 = self.downloaded.values().sum();
+                format!(", {} downloaded", HumanBytes(down))
+            };
             b.set_message(format!(
-                "layers {}/{}, {} entries{backlog}",
+                "layers {}/{}, {} entries{backlog}{downloaded}",
                 self.layers_done, self.layers, self.entries
             ));
         }
