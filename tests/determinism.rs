@@ -15,7 +15,7 @@ use ocirender::{
     convert, BlockSize, ConvertOptions, Format, ImageSpec, Jobs, LayerMeta, SquashfsOptions,
     StreamingPacker,
 };
-use support::builder::{Codec, ImageBuilder, Layer};
+use support::builder::{noise, Codec, ImageBuilder, Layer};
 use support::outputs::{open_image, output_path};
 
 /// The pinned superblock modification time.
@@ -23,19 +23,6 @@ const MTIME: u32 = 1_600_000_000;
 
 /// How long one packer conversion may take before it counts as a hang.
 const LIMIT: Duration = Duration::from_secs(60);
-
-/// Pseudo-random bytes (xorshift): incompressible, reproducible.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 /// A file whose blocks alternate between incompressible, text-like and zero runs, so that
 /// neighbouring blocks take very different times to compress.

@@ -15,7 +15,7 @@ use ocirender::{
     convert, convert_streaming, ConvertOptions, Error, Format, ImageSpec, Jobs, LayerBlob,
     LayerMeta, Progress, SquashfsOptions, StreamingPacker,
 };
-use support::builder::{Codec, Corruption, ImageBuilder, Layer};
+use support::builder::{noise, Codec, Corruption, ImageBuilder, Layer};
 use support::dump::{DumpOptions, Tree};
 use support::outputs::{assert_no_output, open_image, output_path};
 use tokio::io::AsyncWriteExt;
@@ -23,19 +23,6 @@ use tokio::io::AsyncWriteExt;
 /// The longest any single conversion or wait in these tests may take before it counts as a
 /// hang.
 const LIMIT: Duration = Duration::from_secs(60);
-
-/// Pseudo-random bytes (xorshift), incompressible, reproducible.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 /// Four layers whose result depends on their order: whiteouts and an opaque directory hide
 /// older content, a newer file replaces an older one, a hard link reaches into an older layer,

@@ -14,23 +14,10 @@ use ocirender::{
     convert, BlockSize, ConvertOptions, Format, ImageSpec, Jobs, LayerMeta, Progress,
     SquashfsOptions, StreamingPacker, Summary,
 };
-use support::builder::{Codec, ImageBuilder, Layer};
+use support::builder::{noise, Codec, ImageBuilder, Layer};
 use support::outputs::{open_image, output_path};
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-/// Pseudo-random bytes (xorshift): incompressible, reproducible.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 /// Four layers; two blobs are over 2 MiB compressed (several `LayerRead` events each), and
 /// with 4 KiB squashfs blocks the data makes well over 256 blocks (so the squashfs writer

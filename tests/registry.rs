@@ -26,26 +26,13 @@ use ocirender::{
     Selector,
 };
 
-use support::builder::{Codec, ImageBuilder, Layer};
+use support::builder::{noise, Codec, ImageBuilder, Layer};
 use support::dump::{DumpOptions, Tree};
 use support::registry::{tools, Auth, Fault, Proxy, Registry, PASSWORD, USER};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-/// Bytes that do not compress (so blobs are larger than the proxy's cut-off).
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 /// Three layers (gzip, zstd, plain) with a whiteout, an opaque directory, hard links and
 /// symlinks; the two older layers hold ~100 KiB of incompressible data each.
@@ -56,10 +43,10 @@ fn sample_image() -> ImageBuilder {
                 .dir("etc", 0o755)
                 .file("etc/passwd", b"root:x:0:0::/root:/bin/sh\n", 0o644)
                 .dir("usr/bin", 0o755)
-                .file("usr/bin/tool", noise(1, 120_000), 0o755)
+                .file("usr/bin/tool", noise(120_000, 1), 0o755)
                 .hardlink("usr/bin/tool-alias", "usr/bin/tool")
                 .dir("usr/share/data", 0o755)
-                .file("usr/share/data/a", noise(2, 70_000), 0o644)
+                .file("usr/share/data/a", noise(70_000, 2), 0o644)
                 .file("usr/share/data/b", b"bbb", 0o600)
                 .compression(Codec::Gzip),
         )
@@ -68,7 +55,7 @@ fn sample_image() -> ImageBuilder {
                 .whiteout("etc/passwd")
                 .opaque("usr/share/data")
                 .file("usr/share/data/c", b"new c", 0o644)
-                .file("opt/blob", noise(3, 100_000), 0o644)
+                .file("opt/blob", noise(100_000, 3), 0o644)
                 .symlink("opt/link", "/usr/bin/tool")
                 .compression(Codec::Zstd),
         )
@@ -164,6 +151,13 @@ fn assert_same_output(expected: &Path, actual: &Path, format: Format, context: &
             );
         }
     }
+}
+
+/// Asserts that `pulled` equals `convert`'s output of `layout`'s `latest` in `format`.
+fn assert_equals_convert(layout: &Path, pulled: &Path, format: Format, context: &str) {
+    let expected = tempfile::tempdir().unwrap();
+    let converted = convert_layout(expected.path(), layout, "latest", None, format);
+    assert_same_output(&converted, pulled, format, context);
 }
 
 /// What is in a directory.
@@ -329,15 +323,7 @@ async fn https_uses_rustls_and_trusts_only_known_authorities() {
     )
     .await
     .unwrap();
-    let expected = tempfile::tempdir().unwrap();
-    let reference_out = convert_layout(
-        expected.path(),
-        &src.path().join("layout"),
-        "latest",
-        None,
-        Format::Tar,
-    );
-    assert_same_output(&reference_out, &pulled, Format::Tar, "HTTPS");
+    assert_equals_convert(&src.path().join("layout"), &pulled, Format::Tar, "HTTPS");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -387,15 +373,12 @@ async fn basic_auth_needs_the_right_credentials() {
     )
     .await
     .unwrap();
-    let expected = tempfile::tempdir().unwrap();
-    let reference_out = convert_layout(
-        expected.path(),
+    assert_equals_convert(
         &src.path().join("layout"),
-        "latest",
-        None,
+        &pulled,
         Format::Tar,
+        "basic auth",
     );
-    assert_same_output(&reference_out, &pulled, Format::Tar, "basic auth");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -448,15 +431,12 @@ async fn bearer_tokens_come_from_the_realm_with_the_pull_scope() {
     )
     .await
     .unwrap();
-    let expected = tempfile::tempdir().unwrap();
-    let reference_out = convert_layout(
-        expected.path(),
+    assert_equals_convert(
         &src.path().join("layout"),
-        "latest",
-        None,
+        &pulled,
         Format::Squashfs,
+        "token auth",
     );
-    assert_same_output(&reference_out, &pulled, Format::Squashfs, "token auth");
     assert!(
         reg.token_server()
             .scopes()
@@ -485,15 +465,12 @@ async fn connections_dropped_mid_blob_are_resumed_with_range_requests() {
     )
     .await
     .unwrap();
-    let expected = tempfile::tempdir().unwrap();
-    let reference_out = convert_layout(
-        expected.path(),
+    assert_equals_convert(
         &src.path().join("layout"),
-        "latest",
-        None,
+        &pulled,
         Format::Squashfs,
+        "flaky network",
     );
-    assert_same_output(&reference_out, &pulled, Format::Squashfs, "flaky network");
 
     // The two big layers were cut, then resumed from where the cut left them.
     let requests = proxy.blob_requests();
@@ -813,15 +790,12 @@ async fn a_mirror_is_tried_before_the_registry() {
     )
     .await
     .unwrap();
-    let expected = tempfile::tempdir().unwrap();
-    let reference_out = convert_layout(
-        expected.path(),
+    assert_equals_convert(
         &src.path().join("layout"),
-        "latest",
-        None,
+        &pulled,
         Format::Tar,
+        "through a mirror",
     );
-    assert_same_output(&reference_out, &pulled, Format::Tar, "through a mirror");
 }
 
 /// Runs the CLI with a private HOME and auth file, so no real credentials are read or written.
@@ -913,15 +887,12 @@ fn cli_login_pull_logout_against_a_token_registry() {
 
     let (ok, err) = cli(h, &pull, "");
     assert!(ok, "{err}");
-    let expected = tempfile::tempdir().unwrap();
-    let reference_out = convert_layout(
-        expected.path(),
+    assert_equals_convert(
         &src.path().join("layout"),
-        "latest",
-        None,
+        &out,
         Format::Squashfs,
+        "CLI pull",
     );
-    assert_same_output(&reference_out, &out, Format::Squashfs, "CLI pull");
 
     let (ok, err) = cli(h, &["logout", &host], "");
     assert!(ok && err.contains("Removed"), "{err}");

@@ -1305,3 +1305,17 @@ fn write_layout(root: &Path, manifests: Vec<Value>) {
     )
     .unwrap();
 }
+
+/// Pseudo-random bytes (xorshift): incompressible and reproducible, for blobs and files that
+/// must not shrink under any codec.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
