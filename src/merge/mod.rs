@@ -246,7 +246,19 @@ impl Merger {
         }
         // Content spooled on the chance that a link of this layer wants it, which none did.
         self.spool.truncate(self.spool_keep.max(self.spool_start))?;
+        // Counts are throttled while entries flow; at a layer's end they should be exact.
+        self.report_written();
         Ok(())
+    }
+
+    fn report_written(&mut self) {
+        if let Some(p) = &self.progress {
+            self.reported = self.bytes;
+            p(&Progress::Written {
+                entries: self.entries,
+                bytes: self.bytes,
+            });
+        }
     }
 
     /// Reads the current layer again and spools the files that links turned out to need.
@@ -747,14 +759,8 @@ impl Merger {
         if let EntryKind::File { size, .. } = e.kind {
             self.bytes += size;
         }
-        if let Some(p) = &self.progress {
-            if self.bytes >= self.reported + (1 << 20) || self.entries % 1024 == 0 {
-                self.reported = self.bytes;
-                p(&Progress::Written {
-                    entries: self.entries,
-                    bytes: self.bytes,
-                });
-            }
+        if self.bytes >= self.reported + (1 << 20) || self.entries % 1024 == 0 {
+            self.report_written();
         }
         Ok(())
     }
@@ -780,12 +786,7 @@ impl Merger {
         for (root, members) in self.links.groups(&self.tree)? {
             self.deliver_group(root, &members)?;
         }
-        if let Some(p) = &self.progress {
-            p(&Progress::Written {
-                entries: self.entries,
-                bytes: self.bytes,
-            });
-        }
+        self.report_written();
         self.sink.finish()
     }
 
