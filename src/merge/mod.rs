@@ -106,6 +106,9 @@ pub struct Merger {
     /// Symlinks of the current layer at paths newer entries need as directories: an error
     /// unless a later entry of the layer replaces the symlink.
     layer_symlinks: Vec<NodeId>,
+    /// Delivered non-directories of the current layer that a link of the layer (shown or
+    /// hidden) points to, with one such link: replacing one later in the layer is an error.
+    layer_linked: HashMap<NodeId, NodeId>,
     /// Slots of the current layer whose content must be fetched by re-reading the layer.
     refetch: Vec<(u64, SlotId)>,
     /// Spool position at the start of the current layer, and the end of what it must keep.
@@ -131,6 +134,7 @@ impl Merger {
             layer_hidden: HashMap::new(),
             layer_waiting: HashMap::new(),
             layer_symlinks: Vec::new(),
+            layer_linked: HashMap::new(),
             refetch: Vec::new(),
             spool_start: 0,
             spool_keep: 0,
@@ -215,6 +219,7 @@ impl Merger {
             }
         }
         self.last_layer = Some(layer);
+        self.layer_linked.clear();
         self.spool_start = self.spool.mark();
         self.spool_keep = self.spool_start;
         Ok(layer)
@@ -554,7 +559,10 @@ impl Merger {
                         target: target.lossy(),
                     })
                 }
-                Status::Symlink | Status::Other => return Ok(self.delivered_slot(t)),
+                Status::Symlink | Status::Other => {
+                    self.layer_linked.entry(t).or_insert(link);
+                    return Ok(self.delivered_slot(t));
+                }
                 Status::Link => {
                     if let Some(s) = self.links.member(t) {
                         return Ok(s);
@@ -694,6 +702,15 @@ impl Merger {
     fn replace_nondir(&mut self, node: NodeId) -> Result<()> {
         if self.links.is_bound(node) {
             return Err(self.replaced_target(node));
+        }
+        // A link of this layer points to what was delivered here, possibly from a path whose
+        // own version is hidden (so it is no member of the group): its slot names this path,
+        // which is about to hold something else.
+        if let Some(&link) = self.layer_linked.get(&node) {
+            return Err(Error::HardlinkTargetReplaced {
+                link: self.tree.path(link).lossy(),
+                target: self.tree.path(node).lossy(),
+            });
         }
         self.links.remove_member(node);
         Ok(())
