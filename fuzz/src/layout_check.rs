@@ -7,8 +7,7 @@ use ocirender::image::list_manifests;
 use ocirender::layer::LayerReader;
 use ocirender::sink::tar::TarSink;
 use ocirender::{
-    ConvertOptions, EntryKind, Error, Image, ImageLocation, Jobs, LayerDescriptor, Merger,
-    Selector,
+    ConvertOptions, EntryKind, Error, Image, ImageLocation, Jobs, LayerDescriptor, Merger, Selector,
 };
 
 use crate::layout_input::LayoutInput;

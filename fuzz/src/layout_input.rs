@@ -92,7 +92,16 @@ pub const STRINGS: [&str; 20] = [
     "",
 ];
 /// Numbers.
-pub const NUMBERS: [&str; 8] = ["0", "1", "2", "-1", "9007199254740993", "1e400", "1.5", "18446744073709551616"];
+pub const NUMBERS: [&str; 8] = [
+    "0",
+    "1",
+    "2",
+    "-1",
+    "9007199254740993",
+    "1e400",
+    "1.5",
+    "18446744073709551616",
+];
 
 /// A JSON value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -243,7 +252,9 @@ impl J {
             out.extend_from_slice(text.as_bytes());
         };
         match self {
-            J::Atom(a) => out.extend_from_slice([&b"null"[..], b"true", b"false"][usize::from(*a) % 3]),
+            J::Atom(a) => {
+                out.extend_from_slice([&b"null"[..], b"true", b"false"][usize::from(*a) % 3])
+            }
             J::Number(i) => out.extend_from_slice(NUMBERS[*i].as_bytes()),
             J::Str(i) => string(STRINGS[*i].as_bytes(), out),
             J::RawStr(b) => string(b, out),
@@ -277,7 +288,9 @@ impl J {
                 None => out.extend_from_slice(b"null"),
             },
             J::Size(i, d) => match blobs.get(*i) {
-                Some((b, _)) => out.extend_from_slice((b.len() as i64 + i64::from(*d)).to_string().as_bytes()),
+                Some((b, _)) => {
+                    out.extend_from_slice((b.len() as i64 + i64::from(*d)).to_string().as_bytes())
+                }
                 None => out.extend_from_slice(b"0"),
             },
             J::Path(i) => match blobs.get(*i) {
@@ -290,7 +303,10 @@ impl J {
 }
 
 fn hex(b: &[u8]) -> String {
-    sha2::Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
+    sha2::Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
 }
 
 impl<'a> Arbitrary<'a> for LayoutInput {
@@ -325,7 +341,9 @@ impl LayoutInput {
     /// The bytes this input decodes from.
     pub fn encode(&self) -> Vec<u8> {
         let mut e = Enc::default();
-        e.u8(u8::from(self.packed)).pick(self.reference).pick(self.blobs.len());
+        e.u8(u8::from(self.packed))
+            .pick(self.reference)
+            .pick(self.blobs.len());
         for (spec, place) in &self.blobs {
             e.pick(*place);
             match spec {

@@ -41,7 +41,10 @@ pub mod tree_input;
 pub fn scratch() -> tempfile::TempDir {
     let shm = std::path::Path::new("/dev/shm");
     if shm.is_dir() {
-        if let Ok(d) = tempfile::Builder::new().prefix("ocirender-fuzz").tempdir_in(shm) {
+        if let Ok(d) = tempfile::Builder::new()
+            .prefix("ocirender-fuzz")
+            .tempdir_in(shm)
+        {
             return d;
         }
     }

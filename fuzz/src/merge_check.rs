@@ -73,7 +73,10 @@ fn check_raw(tars: &[Vec<u8>]) {
                 .collect();
             model::apply_detailed(&layers)
         }
-        None => (Err("ocirender's tar reader refuses a layer".to_owned()), false),
+        None => (
+            Err("ocirender's tar reader refuses a layer".to_owned()),
+            false,
+        ),
     };
     let direct: Vec<LayerBlob> = tars
         .iter()

@@ -372,7 +372,11 @@ impl Op {
                 n.encode(e);
             }
             Op::CharDev(n, a, b) | Op::BlockDev(n, a, b) => {
-                e.pick(if matches!(self, Op::CharDev(..)) { 9 } else { 10 });
+                e.pick(if matches!(self, Op::CharDev(..)) {
+                    9
+                } else {
+                    10
+                });
                 n.encode(e);
                 e.pick(*a).pick(*b);
             }

@@ -168,9 +168,8 @@ pub fn merge(
             Feed::Decoder => {
                 let mut stream = b.reader()?;
                 if reopenable {
-                    let mut reopen = || -> ocirender::Result<Box<dyn Read + Send>> {
-                        Ok(Box::new(b.reader()?))
-                    };
+                    let mut reopen =
+                        || -> ocirender::Result<Box<dyn Read + Send>> { Ok(Box::new(b.reader()?)) };
                     merger.layer_reopenable(b.index, &mut stream, &mut reopen)?;
                 } else {
                     merger.layer(b.index, &mut stream)?;

@@ -62,7 +62,11 @@ pub fn merge_structured() -> Vec<MergeInput> {
             layer(vec![Whiteout(n(3))]),
         ],
         vec![
-            layer(vec![file(0, b"t"), Hardlink(n(1), n(0)), file(0, b"replaced")]),
+            layer(vec![
+                file(0, b"t"),
+                Hardlink(n(1), n(0)),
+                file(0, b"replaced"),
+            ]),
             layer(vec![Hardlink(n(2), n(1)), Dir(n(1), 0, 0)]),
         ],
         // 7. A whiteout with content; 8. invalid names.
@@ -80,7 +84,12 @@ pub fn merge_structured() -> Vec<MergeInput> {
         // 10. Opaque marker with no dir entry; 11. AUFS metadata.
         vec![
             layer(vec![Dir(n(0), 2, 2), file(3, b"x")]),
-            layer(vec![Opaque(n(0)), file(19, b"plnk"), Hardlink(n(2), n(19)), file(20, b"")]),
+            layer(vec![
+                Opaque(n(0)),
+                file(19, b"plnk"),
+                Hardlink(n(2), n(19)),
+                file(20, b""),
+            ]),
         ],
         // 12. Duplicates in one layer; 13. long, prefixed and non-UTF-8 names, sparse files.
         vec![layer(vec![
@@ -106,7 +115,10 @@ pub fn merge_structured() -> Vec<MergeInput> {
                     file(28, b"prefix"),
                     Sparse(
                         n(14),
-                        vec![(100, Content::Fill(7, 5000)), (4096, Content::Bytes(b"x".to_vec()))],
+                        vec![
+                            (100, Content::Fill(7, 5000)),
+                            (4096, Content::Bytes(b"x".to_vec())),
+                        ],
                         3000,
                     ),
                 ])
@@ -159,8 +171,13 @@ pub fn raw_layers() -> Vec<Vec<Layer>> {
             .char_dev("dev/null", 1, 3)
             .block_dev("dev/sda", 8, 0)],
         vec![
-            Layer::new().file("a/x", b"lower", 0o644).file("b", b"b", 0o600),
-            Layer::new().whiteout("a/x").opaque("a").file("a/y", b"upper", 0o644),
+            Layer::new()
+                .file("a/x", b"lower", 0o644)
+                .file("b", b"b", 0o600),
+            Layer::new()
+                .whiteout("a/x")
+                .opaque("a")
+                .file("a/y", b"upper", 0o644),
         ],
         vec![Layer::new()
             .long_names(LongNames::Gnu)
@@ -174,9 +191,15 @@ pub fn raw_layers() -> Vec<Vec<Layer>> {
             .with_mtime(-5)
             .with_owner(4_000_000, 70_000)],
         vec![Layer::new()
-            .sparse_file("sparse", 70_000, &[(512, &[1u8; 1024][..]), (65_536, b"end")])
+            .sparse_file(
+                "sparse",
+                70_000,
+                &[(512, &[1u8; 1024][..]), (65_536, b"end")],
+            )
             .trailing_garbage(b"not a header")],
-        vec![Layer::new().compression(Codec::Plain).file("only", b"1", 0o644)],
+        vec![Layer::new()
+            .compression(Codec::Plain)
+            .file("only", b"1", 0o644)],
     ]
 }
 
@@ -204,7 +227,11 @@ pub fn trees() -> Vec<crate::tree_input::TreeInput> {
         node(0, 0, KindSpec::Dir),
         NodeSpec {
             meta: meta.clone(),
-            ..node(1, 1, KindSpec::File(vec![Content::Bytes(b"hello".to_vec())], false))
+            ..node(
+                1,
+                1,
+                KindSpec::File(vec![Content::Bytes(b"hello".to_vec())], false),
+            )
         },
         node(
             1,
@@ -285,7 +312,17 @@ pub fn tars() -> Vec<Vec<u8>> {
     out.push(t);
     // A PAX size record overriding the header.
     let mut t = raw::pax_header(&raw::pax_record(b"size", b"5"));
-    t.extend_from_slice(&raw::header(b"paxsize", b'0', 0, 0o644, 0, 0, 0, b"", (0, 0)));
+    t.extend_from_slice(&raw::header(
+        b"paxsize",
+        b'0',
+        0,
+        0o644,
+        0,
+        0,
+        0,
+        b"",
+        (0, 0),
+    ));
     t.extend_from_slice(b"12345");
     raw::pad(&mut t);
     t.extend(raw::end());
@@ -351,14 +388,23 @@ pub fn layouts() -> Vec<crate::layout_input::LayoutInput> {
         (k("os"), s("linux")),
         (
             k("rootfs"),
-            J::Obj(vec![(k("diff_ids"), J::Arr(vec![J::Digest(0), J::Digest(1)]))]),
+            J::Obj(vec![(
+                k("diff_ids"),
+                J::Arr(vec![J::Digest(0), J::Digest(1)]),
+            )]),
         ),
     ]));
     let manifest = |config: usize| {
         BlobSpec::Json(J::Obj(vec![
             (k("schemaVersion"), J::Number(2)),
-            (k("mediaType"), s("application/vnd.oci.image.manifest.v1+json")),
-            (k("config"), desc("application/vnd.oci.image.config.v1+json", config)),
+            (
+                k("mediaType"),
+                s("application/vnd.oci.image.manifest.v1+json"),
+            ),
+            (
+                k("config"),
+                desc("application/vnd.oci.image.config.v1+json", config),
+            ),
             (
                 k("layers"),
                 J::Arr(vec![
@@ -375,7 +421,10 @@ pub fn layouts() -> Vec<crate::layout_input::LayoutInput> {
         (
             k("manifests"),
             J::Arr(vec![J::Obj(vec![
-                (k("mediaType"), s("application/vnd.oci.image.manifest.v1+json")),
+                (
+                    k("mediaType"),
+                    s("application/vnd.oci.image.manifest.v1+json"),
+                ),
                 (k("digest"), J::Digest(3)),
                 (k("size"), J::Size(3, 0)),
                 (k("platform"), platform),
@@ -436,7 +485,10 @@ pub fn layouts() -> Vec<crate::layout_input::LayoutInput> {
             2,
             J::Obj(vec![
                 (k("schemaVersion"), J::Number(2)),
-                (k("config"), desc("application/vnd.oci.image.config.v1+json", 2)),
+                (
+                    k("config"),
+                    desc("application/vnd.oci.image.config.v1+json", 2),
+                ),
                 (
                     k("layers"),
                     J::Arr(vec![
@@ -451,5 +503,11 @@ pub fn layouts() -> Vec<crate::layout_input::LayoutInput> {
         .iter()
         .position(|x| *x == "latest")
         .expect("known");
-    vec![oci(false, 99), oci(true, latest), docker(false), docker(true), bare]
+    vec![
+        oci(false, 99),
+        oci(true, latest),
+        docker(false),
+        docker(true),
+        bare,
+    ]
 }

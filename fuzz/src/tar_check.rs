@@ -1,7 +1,5 @@
 //! The `tar_entry` target's check (see `fuzz_targets/tar_entry.rs`).
 
-use std::io::Read;
-
 use ocirender::{Entry, EntryKind, Error};
 
 /// Most bytes of one entry's content read (a sparse header may declare terabytes of holes).
@@ -36,7 +34,11 @@ pub fn check(tar: &[u8]) {
                     EntryKind::File { size, .. } => size,
                     _ => 0,
                 };
-                assert_eq!(got, size, "{:?}: content length differs from its size", e.path);
+                assert_eq!(
+                    got, size,
+                    "{:?}: content length differs from its size",
+                    e.path
+                );
                 break;
             }
             if let EntryKind::File {
@@ -78,7 +80,11 @@ fn check_entry(e: &Entry) {
         );
     }
     assert!(e.meta.mode <= 0o7777, "{:?}: mode has type bits", e.path);
-    assert!(e.meta.mtime_nsec < 1_000_000_000, "{:?}: nanoseconds", e.path);
+    assert!(
+        e.meta.mtime_nsec < 1_000_000_000,
+        "{:?}: nanoseconds",
+        e.path
+    );
     assert!(
         e.meta.xattrs.windows(2).all(|w| w[0].name < w[1].name),
         "{:?}: xattrs not sorted and unique",

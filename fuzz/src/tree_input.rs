@@ -349,8 +349,11 @@ impl TreeInput {
     pub fn options(&self) -> SquashfsOptions {
         SquashfsOptions {
             // The fastest level of each compressor: the code paths are the same.
-            compression: Compression::new(ALGORITHMS[self.algorithm], Some(fast_level(ALGORITHMS[self.algorithm])))
-                .expect("valid levels"),
+            compression: Compression::new(
+                ALGORITHMS[self.algorithm],
+                Some(fast_level(ALGORITHMS[self.algorithm])),
+            )
+            .expect("valid levels"),
             block_size: BlockSize::new(BLOCK_SIZES[self.block_size]).expect("valid block size"),
             fragments: self.flags & 1 == 0,
             dedup: self.flags & 2 == 0,
@@ -500,11 +503,7 @@ impl TreeInput {
     }
 }
 
-fn expected_tree(
-    root: &Metadata,
-    plain: &[(Entry, Vec<u8>)],
-    links: &[(Entry, Vec<u8>)],
-) -> Tree {
+fn expected_tree(root: &Metadata, plain: &[(Entry, Vec<u8>)], links: &[(Entry, Vec<u8>)]) -> Tree {
     let mut tree = Tree::default();
     let root_entry = Entry {
         path: EntryPath::root(),
@@ -530,7 +529,10 @@ fn expected_tree(
         }
     }
     tree.set_link_groups(|p| identity.get(p).cloned());
-    debug_assert!(tree.0.values().all(|n| n.kind != Kind::Dir || n.link.is_none()));
+    debug_assert!(tree
+        .0
+        .values()
+        .all(|n| n.kind != Kind::Dir || n.link.is_none()));
     tree
 }
 
