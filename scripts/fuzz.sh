@@ -28,7 +28,8 @@ fi
 
 step() { echo; echo "=== $* ($(date +%T))"; }
 
-if ! rustup toolchain list | grep -q '^nightly'; then
+# (grep without -q reads all of rustup's output: no SIGPIPE under pipefail)
+if ! rustup toolchain list | grep '^nightly' >/dev/null; then
   echo "the nightly toolchain is missing: rustup toolchain install nightly" >&2
   exit 1
 fi

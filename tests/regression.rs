@@ -91,3 +91,45 @@ fn a_hard_link_to_a_device_the_directory_sink_cannot_create() {
         "/ dir 0755 0:0 t=0\n"
     );
 }
+
+// See: issue 5, fuzz target `merge` (structured mode, crash-acb77aff). An older layer has a
+// symlink `a`; a newer layer writes `a/x` and only afterwards a directory entry `a`. Applied in
+// order, `a/x` goes beneath the symlink (an error by the overlay rules), but the merge took any
+// newer directory entry for `a` as replacing the symlink first. It now looks at how the oldest
+// newer layer that uses `a` begins, in tar order.
+#[test]
+fn an_entry_beneath_an_older_symlink_before_its_layer_makes_the_directory() {
+    let beneath_symlink = |e: &Error| matches!(e, Error::BeneathSymlink { .. });
+    for img in [
+        ImageBuilder::new()
+            .layer(Layer::new().symlink("a", "../x"))
+            .layer(Layer::new().file("a/x", "x", 0o644).dir("a", 0o755)),
+        ImageBuilder::new()
+            .layer(Layer::new().symlink("a", "../x"))
+            .layer(Layer::new().file("a/x", "x", 0o644))
+            .layer(Layer::new().dir("a", 0o755)),
+        ImageBuilder::new()
+            .layer(Layer::new().symlink("a", "../x"))
+            .layer(Layer::new().file("a/b/x", "x", 0o644).dir("a", 0o755))
+            .layer(Layer::new().dir("a/b", 0o755)),
+    ] {
+        fails_everywhere(&img, beneath_symlink, "BeneathSymlink");
+    }
+    // The directory entry first replaces the symlink, as extraction would.
+    let img = ImageBuilder::new()
+        .layer(Layer::new().symlink("a", "../x"))
+        .layer(Layer::new().dir("a", 0o755).file("a/x", "x", 0o644));
+    let expected = model::apply(img.layer_list()).expect("the model accepts the stack");
+    let t = tempfile::tempdir().unwrap();
+    let built = img.build(t.path().join("img"));
+    for format in Format::ALL {
+        let tree = convert_one(&built.path, format, &ConvertOptions::default())
+            .result
+            .unwrap_or_else(|e| panic!("{format:?}: {e}"));
+        assert_eq!(
+            tree.dump(DumpOptions::default()),
+            expected.dump(DumpOptions::default()),
+            "{format:?}"
+        );
+    }
+}

@@ -35,7 +35,7 @@ use crate::progress::Progress;
 use crate::sink::{Sink, Summary};
 
 use hardlink::{Links, SlotId, Source, Waiter};
-use paths::{NodeId, PathTree, Status, ROOT};
+use paths::{NodeId, PathTree, Status, Use, ROOT};
 use spool::{Spool, SpoolRef};
 use whiteout::{Barriers, Hides, Name};
 
@@ -339,6 +339,9 @@ impl Merger {
             }
         }
         let node = self.tree.intern(&e.path);
+        if e.kind.is_dir() {
+            self.tree.touch(node, layer, Use::DirEntry);
+        }
         // A later entry replaces a symlink this layer put where newer entries need a directory.
         self.layer_symlinks.retain(|&n| n != node);
         if !e.kind.is_dir() {
@@ -400,10 +403,10 @@ impl Merger {
             return Ok(());
         }
         let symlink = matches!(e.kind, EntryKind::Symlink { .. });
-        if symlink && !replaced && described_by.is_none_or(|l| l <= layer) {
-            // Newer entries lie beneath this path and no newer directory entry replaced the
-            // symlink: applying them would write through it, unless a later entry of this layer
-            // replaces the symlink first.
+        if symlink && !replaced && !self.tree.dir_first_after(node, layer) {
+            // Newer entries lie beneath this path and the first newer layer to use it did not
+            // begin with a directory entry replacing the symlink: applying them would write
+            // through it, unless a later entry of this layer replaces the symlink first.
             self.layer_symlinks.push(node);
         }
         self.drop_subtree(node, layer)?;
@@ -648,6 +651,15 @@ impl Merger {
     /// newer layers waiting for an ancestor learn that it is a directory at this point.
     fn require_parents(&mut self, node: NodeId, at: Pos, hidden_entry: bool) -> Result<()> {
         let layer = at.layer;
+        // Extraction writes this entry beneath every ancestor. The first such use in a layer
+        // is kept (an ancestor used before in this layer had its own ancestors used too).
+        let mut cur = node;
+        while let Some(p) = self.tree.parent(cur) {
+            if !self.tree.touch(p, layer, Use::Beneath) {
+                break;
+            }
+            cur = p;
+        }
         let mut cur = node;
         let mut settled = false;
         while let Some(p) = self.tree.parent(cur) {
