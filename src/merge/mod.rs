@@ -366,7 +366,17 @@ impl Merger {
                 self.deliver(at, node, e, data)
             }
             Status::Symlink | Status::Other | Status::Link => {
-                self.replace_nondir(node)?;
+                // A hard link to another name of the inode the path holds: extraction puts the
+                // same inode back, so what links of this layer point to stays.
+                let same_inode = match &e.kind {
+                    EntryKind::Hardlink { target } => {
+                        let t = self.tree.intern(target);
+                        let group = self.links.member(node);
+                        group.is_some() && self.links.member(t) == group
+                    }
+                    _ => false,
+                };
+                self.replace_nondir(node, same_inode)?;
                 self.deliver(at, node, e, data)
             }
         }
@@ -683,7 +693,7 @@ impl Merger {
                     Status::Other | Status::Link => {
                         // Earlier in this layer the path was a non-directory; this entry makes
                         // it a directory again, as extraction would.
-                        self.replace_nondir(p)?;
+                        self.replace_nondir(p, false)?;
                         self.deliver_implicit(p, layer)?;
                     }
                 }
@@ -711,14 +721,16 @@ impl Merger {
     }
 
     /// The non-directory at `node`, delivered earlier in this layer, is being replaced.
-    fn replace_nondir(&mut self, node: NodeId) -> Result<()> {
-        if self.links.is_bound(node) {
+    /// `same_inode`: the replacement is a hard link to another name of the same group, which
+    /// keeps the inode (and what links to it) as it is.
+    fn replace_nondir(&mut self, node: NodeId, same_inode: bool) -> Result<()> {
+        if !same_inode && self.links.is_bound(node) {
             return Err(self.replaced_target(node));
         }
         // A link of this layer points to what was delivered here, possibly from a path whose
         // own version is hidden (so it is no member of the group): its slot names this path,
         // which is about to hold something else.
-        if let Some(&link) = self.layer_linked.get(&node) {
+        if let Some(&link) = self.layer_linked.get(&node).filter(|_| !same_inode) {
             return Err(Error::HardlinkTargetReplaced {
                 link: self.tree.path(link).lossy(),
                 target: self.tree.path(node).lossy(),
