@@ -153,3 +153,19 @@ fn a_path_replaced_by_a_link_to_another_name_of_its_inode() {
         ),
     );
 }
+
+// See: issue 5, fuzz target `merge` (structured mode, crash-ecfeb642). A layer has a device
+// `a`, then a hard link `a/y` to `a`: making the link's parent replaces the device by a
+// directory first, so the link points to a directory (an error). A newer layer's directory
+// `a` hid the device from the output, and the merge bound the link to the hidden device.
+#[test]
+fn a_link_whose_parent_replaces_its_hidden_target() {
+    let img = ImageBuilder::new()
+        .layer(Layer::new().fifo("a").hardlink("a/y", "a"))
+        .layer(Layer::new().dir("a", 0o755));
+    fails_everywhere(
+        &img,
+        |e| matches!(e, Error::HardlinkToDirectory { .. }),
+        "HardlinkToDirectory",
+    );
+}

@@ -670,6 +670,18 @@ impl Merger {
             }
             cur = p;
         }
+        // Extraction makes every ancestor a directory first: a non-directory this layer left
+        // there earlier, which the output does not show, is gone (a later link of the layer
+        // to it finds a directory; one made before keeps its inode).
+        if !self.layer_hidden.is_empty() {
+            let mut cur = node;
+            while let Some(p) = self.tree.parent(cur) {
+                if let Some(h) = self.layer_hidden.get_mut(&p) {
+                    *h = Hidden::Dir;
+                }
+                cur = p;
+            }
+        }
         let mut cur = node;
         let mut settled = false;
         while let Some(p) = self.tree.parent(cur) {
