@@ -478,7 +478,13 @@ impl LayerSpec {
                     let size = at + u64::from(*tail);
                     let refs: Vec<(u64, &[u8])> =
                         data.iter().map(|(o, b)| (*o, b.as_slice())).collect();
-                    l.sparse_file(n.bytes(&table), size, &refs)
+                    // A PAX record with an empty value deletes the record (POSIX), so a sparse
+                    // file's GNU.sparse.name cannot be "": the reader rightly takes the header's
+                    // placeholder name instead. "." names the same path (the root).
+                    let name = Some(n.bytes(&table))
+                        .filter(|b| !b.is_empty())
+                        .unwrap_or_else(|| b".".to_vec());
+                    l.sparse_file(name, size, &refs)
                 }
                 Op::Owner(a, b) if has_last => l.with_owner(IDS[*a], IDS[*b]),
                 Op::Mtime(t) if has_last => l.with_mtime(MTIMES[*t]),
