@@ -77,8 +77,11 @@ for t in "${targets[@]}"; do
     >"logs/$t.log" 2>&1; then
     echo "$t: no crash"
   else
-    echo "$t: FAILED (exit $?); the log's end:"
-    tail -n 60 "logs/$t.log"
+    rc=$?
+    echo "$t: FAILED (exit $rc); what went wrong, then the log's end:"
+    grep -m 1 -A 20 -E "panicked at|ERROR: (libFuzzer|AddressSanitizer)" "logs/$t.log" || true
+    echo "..."
+    tail -n 40 "logs/$t.log"
     failed+=("$t")
   fi
 done
