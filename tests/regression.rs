@@ -169,3 +169,19 @@ fn a_link_whose_parent_replaces_its_hidden_target() {
         "HardlinkToDirectory",
     );
 }
+
+// See: issue 5, fuzz target `merge` (structured mode, crash-da432d9e). A whiteout entry that is
+// a hard link to `..`: the tar reader refuses the link target before the overlay rules see the
+// whiteout. The reference model only looked at a whiteout's name and accepted the stack; it
+// now checks link targets of every entry, as the reader does.
+#[test]
+fn a_whiteout_that_is_a_hard_link_to_dot_dot() {
+    let img = ImageBuilder::new()
+        .layer(Layer::new().dir("a", 0o755))
+        .layer(Layer::new().hardlink("a/.wh.x", ".."));
+    fails_everywhere(
+        &img,
+        |e| matches!(e, Error::HostilePath { .. }),
+        "HostilePath",
+    );
+}
