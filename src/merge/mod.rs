@@ -35,7 +35,7 @@ use crate::progress::Progress;
 use crate::sink::{Sink, Summary};
 
 use hardlink::{Links, SlotId, Source, Waiter};
-use paths::{NodeId, PathTree, Status, ROOT};
+use paths::{NodeId, PathTree, Status, Use, ROOT};
 use spool::{Spool, SpoolRef};
 use whiteout::{Barriers, Hides, Name};
 
@@ -106,6 +106,9 @@ pub struct Merger {
     /// Symlinks of the current layer at paths newer entries need as directories: an error
     /// unless a later entry of the layer replaces the symlink.
     layer_symlinks: Vec<NodeId>,
+    /// Delivered non-directories of the current layer that a link of the layer (shown or
+    /// hidden) points to, with one such link: replacing one later in the layer is an error.
+    layer_linked: HashMap<NodeId, NodeId>,
     /// Slots of the current layer whose content must be fetched by re-reading the layer.
     refetch: Vec<(u64, SlotId)>,
     /// Spool position at the start of the current layer, and the end of what it must keep.
@@ -131,6 +134,7 @@ impl Merger {
             layer_hidden: HashMap::new(),
             layer_waiting: HashMap::new(),
             layer_symlinks: Vec::new(),
+            layer_linked: HashMap::new(),
             refetch: Vec::new(),
             spool_start: 0,
             spool_keep: 0,
@@ -215,6 +219,7 @@ impl Merger {
             }
         }
         self.last_layer = Some(layer);
+        self.layer_linked.clear();
         self.spool_start = self.spool.mark();
         self.spool_keep = self.spool_start;
         Ok(layer)
@@ -346,6 +351,9 @@ impl Merger {
             }
         }
         let node = self.tree.intern(&e.path);
+        if e.kind.is_dir() {
+            self.tree.touch(node, layer, Use::DirEntry);
+        }
         // A later entry replaces a symlink this layer put where newer entries need a directory.
         self.layer_symlinks.retain(|&n| n != node);
         if !e.kind.is_dir() {
@@ -370,7 +378,17 @@ impl Merger {
                 self.deliver(at, node, e, data)
             }
             Status::Symlink | Status::Other | Status::Link => {
-                self.replace_nondir(node)?;
+                // A hard link to another name of the inode the path holds: extraction puts the
+                // same inode back, so what links of this layer point to stays.
+                let same_inode = match &e.kind {
+                    EntryKind::Hardlink { target } => {
+                        let t = self.tree.intern(target);
+                        let group = self.links.member(node);
+                        group.is_some() && self.links.member(t) == group
+                    }
+                    _ => false,
+                };
+                self.replace_nondir(node, same_inode)?;
                 self.deliver(at, node, e, data)
             }
         }
@@ -407,10 +425,10 @@ impl Merger {
             return Ok(());
         }
         let symlink = matches!(e.kind, EntryKind::Symlink { .. });
-        if symlink && !replaced && described_by.is_none_or(|l| l <= layer) {
-            // Newer entries lie beneath this path and no newer directory entry replaced the
-            // symlink: applying them would write through it, unless a later entry of this layer
-            // replaces the symlink first.
+        if symlink && !replaced && !self.tree.dir_first_after(node, layer) {
+            // Newer entries lie beneath this path and the first newer layer to use it did not
+            // begin with a directory entry replacing the symlink: applying them would write
+            // through it, unless a later entry of this layer replaces the symlink first.
             self.layer_symlinks.push(node);
         }
         self.drop_subtree(node, layer)?;
@@ -566,7 +584,10 @@ impl Merger {
                         target: target.lossy(),
                     })
                 }
-                Status::Symlink | Status::Other => return Ok(self.delivered_slot(t)),
+                Status::Symlink | Status::Other => {
+                    self.layer_linked.entry(t).or_insert(link);
+                    return Ok(self.delivered_slot(t));
+                }
                 Status::Link => {
                     if let Some(s) = self.links.member(t) {
                         return Ok(s);
@@ -652,6 +673,27 @@ impl Merger {
     /// newer layers waiting for an ancestor learn that it is a directory at this point.
     fn require_parents(&mut self, node: NodeId, at: Pos, hidden_entry: bool) -> Result<()> {
         let layer = at.layer;
+        // Extraction writes this entry beneath every ancestor. The first such use in a layer
+        // is kept (an ancestor used before in this layer had its own ancestors used too).
+        let mut cur = node;
+        while let Some(p) = self.tree.parent(cur) {
+            if !self.tree.touch(p, layer, Use::Beneath) {
+                break;
+            }
+            cur = p;
+        }
+        // Extraction makes every ancestor a directory first: a non-directory this layer left
+        // there earlier, which the output does not show, is gone (a later link of the layer
+        // to it finds a directory; one made before keeps its inode).
+        if !self.layer_hidden.is_empty() {
+            let mut cur = node;
+            while let Some(p) = self.tree.parent(cur) {
+                if let Some(h) = self.layer_hidden.get_mut(&p) {
+                    *h = Hidden::Dir;
+                }
+                cur = p;
+            }
+        }
         let mut cur = node;
         let mut settled = false;
         while let Some(p) = self.tree.parent(cur) {
@@ -676,7 +718,7 @@ impl Merger {
                     Status::Other | Status::Link => {
                         // Earlier in this layer the path was a non-directory; this entry makes
                         // it a directory again, as extraction would.
-                        self.replace_nondir(p)?;
+                        self.replace_nondir(p, false)?;
                         self.deliver_implicit(p, layer)?;
                     }
                 }
@@ -704,9 +746,20 @@ impl Merger {
     }
 
     /// The non-directory at `node`, delivered earlier in this layer, is being replaced.
-    fn replace_nondir(&mut self, node: NodeId) -> Result<()> {
-        if self.links.is_bound(node) {
+    /// `same_inode`: the replacement is a hard link to another name of the same group, which
+    /// keeps the inode (and what links to it) as it is.
+    fn replace_nondir(&mut self, node: NodeId, same_inode: bool) -> Result<()> {
+        if !same_inode && self.links.is_bound(node) {
             return Err(self.replaced_target(node));
+        }
+        // A link of this layer points to what was delivered here, possibly from a path whose
+        // own version is hidden (so it is no member of the group): its slot names this path,
+        // which is about to hold something else.
+        if let Some(&link) = self.layer_linked.get(&node).filter(|_| !same_inode) {
+            return Err(Error::HardlinkTargetReplaced {
+                link: self.tree.path(link).lossy(),
+                target: self.tree.path(node).lossy(),
+            });
         }
         self.links.remove_member(node);
         Ok(())

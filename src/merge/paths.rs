@@ -1,6 +1,6 @@
 //! [`PathTree`]: every path the merge has met, interned once, with its per-path state.
 //!
-//! The merge's memory is per path, so this is where it goes: one 36-byte node per path plus the
+//! The merge's memory is per path, so this is where it goes: one 40-byte node per path plus the
 //! name bytes in one shared arena, found through a hash table keyed by (parent, name). A path is
 //! never stored whole. Nodes also link to their children so a subtree can be visited when a
 //! directory is replaced inside one layer.
@@ -53,6 +53,25 @@ struct Node {
     /// 1 + the newest layer that hides this path's descendants (opaque marker, or the path
     /// being a non-directory there) (0: none).
     hide_children: u32,
+    /// 1 + the oldest layer so far that used this path as a directory (0: none): see
+    /// [`PathTree::touch`].
+    used_layer: u32,
+    /// [`USED_DIR_FIRST`]: in `used_layer`, the path's own directory entry came before any
+    /// entry beneath it; [`USED_BEFORE_DIR_FIRST`]: the same for the layer that used it
+    /// before `used_layer` (the next newer one).
+    used: u8,
+}
+
+const USED_DIR_FIRST: u8 = 1;
+const USED_BEFORE_DIR_FIRST: u8 = 2;
+
+/// How an entry uses a path as a directory (see [`PathTree::touch`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Use {
+    /// The path's own directory entry.
+    DirEntry,
+    /// An entry beneath the path.
+    Beneath,
 }
 
 /// The interned paths and their state.
@@ -77,6 +96,8 @@ impl PathTree {
                 meta_layer: NONE,
                 hide_self: 0,
                 hide_children: 0,
+                used_layer: 0,
+                used: 0,
             }],
             names: Vec::new(),
             table: HashTable::new(),
@@ -143,6 +164,8 @@ impl PathTree {
             meta_layer: NONE,
             hide_self: 0,
             hide_children: 0,
+            used_layer: 0,
+            used: 0,
         });
         self.nodes[parent as usize].first_child = id;
         let h = self.hash(parent, name);
@@ -197,6 +220,42 @@ impl PathTree {
 
     pub(crate) fn set_meta_layer(&mut self, id: NodeId, layer: Option<u32>) {
         self.nodes[id as usize].meta_layer = layer.unwrap_or(NONE);
+    }
+
+    /// Records that an entry of `layer` uses `id` as a directory; only the first use in a
+    /// layer counts. `false` if `layer` had used it already. Layers come newest first, so
+    /// what is kept is how the oldest layers so far began with the path: whether extraction
+    /// made it a directory by its own entry before writing beneath it.
+    pub(crate) fn touch(&mut self, id: NodeId, layer: u32, how: Use) -> bool {
+        let n = &mut self.nodes[id as usize];
+        if n.used_layer == layer + 1 {
+            return false;
+        }
+        let before = if n.used & USED_DIR_FIRST != 0 {
+            USED_BEFORE_DIR_FIRST
+        } else {
+            0
+        };
+        let first = if how == Use::DirEntry {
+            USED_DIR_FIRST
+        } else {
+            0
+        };
+        n.used_layer = layer + 1;
+        n.used = before | first;
+        true
+    }
+
+    /// Whether the oldest layer newer than `layer` that used `id` as a directory began with
+    /// the path's own directory entry (so the directory replaced whatever `layer` left there
+    /// before anything went beneath it). `false` if no newer layer used it.
+    pub(crate) fn dir_first_after(&self, id: NodeId, layer: u32) -> bool {
+        let n = &self.nodes[id as usize];
+        if n.used_layer == layer + 1 {
+            n.used & USED_BEFORE_DIR_FIRST != 0
+        } else {
+            n.used_layer > layer + 1 && n.used & USED_DIR_FIRST != 0
+        }
     }
 
     pub(crate) fn set_status(&mut self, id: NodeId, status: Status, layer: u32) {

@@ -78,6 +78,9 @@ pub struct DirSink {
     /// child came first and whose own entry has not arrived (yet).
     dirs: BTreeMap<EntryPath, Option<Metadata>>,
     root_meta: Option<Metadata>,
+    /// Devices that could not be created, with the OS error: a hard link to one cannot be
+    /// created either and gets the same warning (instead of failing on a missing target).
+    missing_devices: BTreeMap<EntryPath, i32>,
     set_owner: bool,
     progress: Option<ProgressFn>,
     buf: Vec<u8>,
@@ -138,6 +141,7 @@ impl DirSink {
             resolver: Resolver::new(root, path.to_path_buf()),
             dirs: BTreeMap::new(),
             root_meta: None,
+            missing_devices: BTreeMap::new(),
             set_owner,
             progress,
             buf: Vec::new(),
@@ -204,7 +208,24 @@ impl DirSink {
         if self.dirs.contains_key(path) {
             self.dirs.retain(|p, _| !p.starts_with(path));
         }
+        self.missing_devices.retain(|p, _| !p.starts_with(path));
         Ok(())
+    }
+
+    /// Removes what `name` holds, if anything: for an entry that is not created but still
+    /// replaces the path (a path delivered twice).
+    fn clear(&mut self, parent: BorrowedFd<'_>, name: &[u8], path: &EntryPath) -> Result<()> {
+        match rfs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(_) => self.remove_existing(parent, name, path),
+            Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(self.io_err("inspect", path, e)),
+        }
+    }
+
+    /// Records a device (or a hard link to one) that could not be created.
+    fn device_not_created(&mut self, path: &EntryPath, errno: i32) {
+        self.warn(path, WarningKind::DeviceNotCreated { errno });
+        self.missing_devices.insert(path.clone(), errno);
     }
 
     /// Ownership (unless disabled), mode, xattrs, mtime; failures to set ownership or xattrs
@@ -345,13 +366,18 @@ impl DirSink {
         name: &[u8],
         entry: &Entry,
         target: &EntryPath,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let missing = || Error::HardlinkTargetMissing {
             link: entry.path.lossy(),
             target: target.lossy(),
         };
         if *target == entry.path {
-            return Ok(());
+            return Ok(true);
+        }
+        if let Some(&errno) = self.missing_devices.get(target) {
+            self.clear(parent, name, &entry.path)?;
+            self.device_not_created(&entry.path, errno);
+            return Ok(false);
         }
         let (Some(target_name), Some(target_dir)) = (target.file_name(), target.parent()) else {
             return Err(Error::HardlinkToDirectory {
@@ -370,7 +396,7 @@ impl DirSink {
             rfs::linkat(&target_parent, target_name, parent, name, AtFlags::empty())
         })?;
         match r {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(true),
             Err(Errno::NOENT) => Err(missing()),
             Err(Errno::PERM) if self.is_dir(target_parent.as_fd(), target_name) => {
                 Err(Error::HardlinkToDirectory {
@@ -388,7 +414,7 @@ impl DirSink {
     }
 
     /// Creates a device, fifo or socket node; `false` if a device could not be created (a
-    /// warning has been issued).
+    /// warning has been issued, and what the path held is gone).
     fn special(&mut self, parent: BorrowedFd<'_>, name: &[u8], entry: &Entry) -> Result<bool> {
         let (file_type, major, minor) = match entry.kind {
             EntryKind::CharDevice { major, minor } => (FileType::CharacterDevice, major, minor),
@@ -397,8 +423,8 @@ impl DirSink {
             _ => (FileType::Socket, 0, 0),
         };
         if major > MAX_MAJOR || minor > MAX_MINOR {
-            let errno = Errno::OVERFLOW.raw_os_error();
-            self.warn(&entry.path, WarningKind::DeviceNotCreated { errno });
+            self.clear(parent, name, &entry.path)?;
+            self.device_not_created(&entry.path, Errno::OVERFLOW.raw_os_error());
             return Ok(false);
         }
         let dev = rfs::makedev(major, minor);
@@ -410,12 +436,8 @@ impl DirSink {
             Err(e @ (Errno::PERM | Errno::ACCESS))
                 if matches!(file_type, FileType::CharacterDevice | FileType::BlockDevice) =>
             {
-                self.warn(
-                    &entry.path,
-                    WarningKind::DeviceNotCreated {
-                        errno: e.raw_os_error(),
-                    },
-                );
+                // An existing node is gone already: mknod(2) reports EEXIST before EPERM.
+                self.device_not_created(&entry.path, e.raw_os_error());
                 Ok(false)
             }
             Err(e) => Err(self.io_err("create", &entry.path, e)),
@@ -434,6 +456,11 @@ impl Sink for DirSink {
         let parent = self.open_dir(&dir, Missing::Create, &entry.path)?;
         let parent = parent.as_fd();
         let at = Node::At { dir: parent, name };
+        // Whatever this entry is, it replaces a device that could not be created there (a
+        // link to itself excepted: it changes nothing).
+        if !matches!(&entry.kind, EntryKind::Hardlink { target } if *target == entry.path) {
+            self.missing_devices.remove(&entry.path);
+        }
         let written = match &entry.kind {
             EntryKind::Dir => {
                 self.make_dir(parent, name, entry)?;
@@ -453,8 +480,7 @@ impl Sink for DirSink {
             }
             EntryKind::Hardlink { target } => {
                 // The link shares its target's inode and metadata: nothing more to set.
-                self.hard_link(parent, name, entry, target)?;
-                true
+                self.hard_link(parent, name, entry, target)?
             }
             EntryKind::CharDevice { .. }
             | EntryKind::BlockDevice { .. }

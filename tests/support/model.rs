@@ -22,7 +22,7 @@
 //! content).
 //!
 //! Inputs the rules call errors return `Err` with a message naming the paths: `..` names or
-//! link targets, invalid whiteout names (`.wh.`, `.wh..`, `.wh...`), a hard link to a missing
+//! link targets (a whiteout's link target too: the tar reader refuses it first), invalid whiteout names (`.wh.`, `.wh..`, `.wh...`), a hard link to a missing
 //! path or to a directory, an entry beneath a symlink, a non-directory at the root, and a hard
 //! link to a file of its own layer that the same layer replaces afterwards (a newest-first
 //! merge cannot bind such a link; `Error::HardlinkTargetReplaced`).
@@ -216,6 +216,11 @@ impl Fs {
         let mut names = Vec::new();
         for e in &layer.entries {
             names.push(classify(normalize(&e.name)?)?);
+            // The tar reader checks a hard link's target before the overlay rules see the
+            // entry: a whiteout's too.
+            if let Body::Hardlink(t) = &e.body {
+                normalize(t)?;
+            }
         }
         // Step 1: deletions, against the lower layers only.
         for name in &names {

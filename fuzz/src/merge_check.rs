@@ -1,0 +1,252 @@
+//! The `merge` target's check, as a function so that `cargo test` can run seeds through it.
+//!
+//! Structured inputs: the model's tree is the oracle. Raw inputs: each layer is read by
+//! ocirender's tar reader into builder entries first (the `tar_entry` target fuzzes that reader
+//! on its own), and the model applies those; a layer the reader refuses means the whole stack
+//! must be refused. Raw layers also go through the gzip decoder, which must not change a byte
+//! of the tar output.
+
+use std::io::Write;
+
+use ocirender::{EntryKind, Error};
+
+use crate::builder::{Body, Layer, TarEntry};
+use crate::dump::{DumpOptions, Tree};
+use crate::merge_input::MergeInput;
+use crate::model;
+use crate::outputs::diff;
+use crate::readback;
+use crate::run::{self, Feed, LayerBlob, Merged, Output, OUTPUTS};
+
+/// The largest file a raw input may declare (a sparse header can claim terabytes of holes,
+/// which the merge would faithfully stream; that is slow, not wrong).
+pub const MAX_FILE: u64 = 1 << 20;
+/// The most file content a raw input may declare in all.
+pub const MAX_TOTAL: u64 = 8 << 20;
+
+/// Runs one input; panics on any broken invariant.
+pub fn check(input: &MergeInput) {
+    match input {
+        MergeInput::Raw(layers) => check_raw(layers),
+        MergeInput::Layers(_) => {
+            let layers = input.layers().unwrap_or_default();
+            check_layers(&layers)
+        }
+    }
+}
+
+fn check_layers(layers: &[Layer]) {
+    let blobs: Vec<LayerBlob> = layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| LayerBlob::new(i, l.blob_bytes(), &l.layer_media_type()))
+        .collect();
+    let limits = Limits::of(layers.iter().flat_map(|l| &l.entries));
+    let (expected, may_refuse) = model::apply_detailed(layers);
+    for output in OUTPUTS {
+        // The tar sink takes the spooling path, the others the re-reading one.
+        let got = run::merge(&blobs, output, Feed::Decoder, output != Output::Tar);
+        compare(output, &expected, may_refuse, &limits, got);
+    }
+}
+
+fn check_raw(tars: &[Vec<u8>]) {
+    let mut total = 0u64;
+    let mut parsed: Vec<Option<Vec<TarEntry>>> = Vec::new();
+    for tar in tars {
+        match parse_capped(tar, &mut total) {
+            Parsed::Entries(e) => parsed.push(Some(e)),
+            Parsed::Refused => parsed.push(None),
+            Parsed::TooLarge => return,
+        }
+    }
+    let all: Vec<&TarEntry> = parsed.iter().flatten().flatten().collect();
+    let limits = Limits::of(all.iter().copied());
+    let (expected, may_refuse) = match parsed.into_iter().collect::<Option<Vec<_>>>() {
+        Some(layers) => {
+            let layers: Vec<Layer> = layers
+                .into_iter()
+                .map(|entries| Layer {
+                    entries,
+                    ..Layer::new()
+                })
+                .collect();
+            model::apply_detailed(&layers)
+        }
+        None => (
+            Err("ocirender's tar reader refuses a layer".to_owned()),
+            false,
+        ),
+    };
+    let direct: Vec<LayerBlob> = tars
+        .iter()
+        .enumerate()
+        .map(|(i, t)| LayerBlob::new(i, t.clone(), ""))
+        .collect();
+    let mut tar_bytes = None;
+    for output in OUTPUTS {
+        let got = run::merge(&direct, output, Feed::Direct, output != Output::Tar);
+        if output == Output::Tar {
+            tar_bytes = Some(got.as_ref().map(|m| m.tar.clone()).ok());
+        }
+        compare(output, &expected, may_refuse, &limits, got);
+    }
+    let gzipped: Vec<LayerBlob> = tars
+        .iter()
+        .enumerate()
+        .map(|(i, t)| LayerBlob::new(i, gzip(t), "application/vnd.oci.image.layer.v1.tar+gzip"))
+        .collect();
+    let via_gzip = run::merge(&gzipped, Output::Tar, Feed::Decoder, true);
+    let direct_tar = tar_bytes.flatten();
+    match (&direct_tar, &via_gzip) {
+        (Some(a), Ok(b)) => assert!(a == &b.tar, "gzip changes the tar output"),
+        (None, Err(_)) => {}
+        (Some(_), Err(e)) => panic!("the gzip-compressed layers fail ({e}), the raw ones do not"),
+        (None, Ok(_)) => panic!("the gzip-compressed layers merge, the raw ones do not"),
+    }
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).expect("in memory");
+    e.finish().expect("in memory")
+}
+
+enum Parsed {
+    Entries(Vec<TarEntry>),
+    Refused,
+    TooLarge,
+}
+
+/// Reads a raw layer with ocirender's tar reader into builder entries; `TooLarge` as soon as
+/// a file declares more than the caps allow (whether or not the layer is valid after it).
+fn parse_capped(tar: &[u8], total: &mut u64) -> Parsed {
+    let mut entries = Vec::new();
+    let mut too_large = false;
+    let mut input = tar;
+    let r = ocirender::layer::tar::for_each_entry(&mut input, &mut |e, data| {
+        if let EntryKind::File { size, .. } = e.kind {
+            *total = total.saturating_add(size);
+            if size > MAX_FILE || *total > MAX_TOTAL {
+                too_large = true;
+                return Err(Error::Stopped);
+            }
+        }
+        let body = match &e.kind {
+            EntryKind::File { .. } => {
+                let mut content = Vec::new();
+                data.read_to_end(&mut content)
+                    .map_err(|source| Error::Tar { source })?;
+                Body::File(content)
+            }
+            EntryKind::Dir => Body::Dir,
+            EntryKind::Symlink { target } => Body::Symlink(target.clone()),
+            EntryKind::Hardlink { target } => Body::Hardlink(target.as_bytes().to_vec()),
+            EntryKind::CharDevice { major, minor } => Body::CharDev(*major, *minor),
+            EntryKind::BlockDevice { major, minor } => Body::BlockDev(*major, *minor),
+            EntryKind::Fifo => Body::Fifo,
+            EntryKind::Socket => unreachable!("tar has no sockets"),
+        };
+        entries.push(TarEntry {
+            name: e.path.as_bytes().to_vec(),
+            body,
+            mode: e.meta.mode,
+            uid: e.meta.uid,
+            gid: e.meta.gid,
+            mtime: e.meta.mtime,
+            xattrs: e
+                .meta
+                .xattrs
+                .iter()
+                .map(|x| (x.name.clone(), x.value.clone()))
+                .collect(),
+        });
+        Ok(())
+    });
+    match r {
+        _ if too_large => Parsed::TooLarge,
+        Ok(()) => Parsed::Entries(entries),
+        Err(_) => Parsed::Refused,
+    }
+}
+
+/// What the input holds that some format cannot store: a sink may refuse the stack then.
+#[derive(Default)]
+struct Limits {
+    /// A symlink with an empty target (neither squashfs nor Linux has one).
+    empty_symlink: bool,
+    /// A symlink target over 4095 bytes (Linux's PATH_MAX; squashfs allows 4096).
+    long_symlink: bool,
+    /// A device number squashfs cannot encode (major ≥ 4096 or minor ≥ 2^20).
+    big_device: bool,
+}
+
+impl Limits {
+    fn of<'a>(entries: impl Iterator<Item = &'a TarEntry>) -> Limits {
+        let mut l = Limits::default();
+        for e in entries {
+            match &e.body {
+                Body::Symlink(t) if t.is_empty() => l.empty_symlink = true,
+                Body::Symlink(t) if t.len() > 4095 => l.long_symlink = true,
+                Body::CharDev(a, b) | Body::BlockDev(a, b) if *a >= 4096 || *b >= 1 << 20 => {
+                    l.big_device = true
+                }
+                _ => {}
+            }
+        }
+        l
+    }
+
+    /// Whether `err` is `output`'s refusal of something this input holds.
+    fn allows(&self, output: Output, err: &Error) -> bool {
+        match (output, err.root_cause()) {
+            (Output::Squashfs, Error::Unrepresentable { .. }) => {
+                self.empty_symlink || self.long_symlink || self.big_device
+            }
+            (Output::Dir, Error::Io { .. } | Error::Output { .. }) => {
+                self.empty_symlink || self.long_symlink
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Checks one sink's result against the model.
+fn compare(
+    output: Output,
+    expected: &Result<Tree, String>,
+    may_refuse: bool,
+    limits: &Limits,
+    got: ocirender::Result<Merged>,
+) {
+    let opts = DumpOptions::default();
+    match (expected, got) {
+        (Ok(e), Ok(m)) => {
+            let e = match output {
+                Output::Tar => e.clone(),
+                Output::Dir => readback::as_dir(e, &m.warnings),
+                Output::Squashfs => readback::as_squashfs(e),
+            };
+            let (e, a) = (e.dump(opts), m.tree.dump(opts));
+            assert!(
+                e == a,
+                "{output:?} output differs from the model (- model, + output):\n{}",
+                diff(&e, &a)
+            );
+        }
+        // A layer replaced a directory after writing entries beneath it: extraction removes
+        // them, a streaming writer refuses (the one refusal the overlay rules allow).
+        (Ok(_), Err(err))
+            if may_refuse && matches!(err.root_cause(), Error::ReplacedAfterWrite { .. }) => {}
+        (Ok(_), Err(err)) if limits.allows(output, &err) => {}
+        (Err(_), Err(_)) => {}
+        (Ok(e), Err(err)) => panic!(
+            "{output:?} failed ({err}) where the model gives:\n{}",
+            e.dump(opts)
+        ),
+        (Err(why), Ok(m)) => panic!(
+            "{output:?} succeeded where the model refuses ({why}):\n{}",
+            m.tree.dump(opts)
+        ),
+    }
+}
