@@ -185,3 +185,37 @@ fn a_whiteout_that_is_a_hard_link_to_dot_dot() {
         "HostilePath",
     );
 }
+
+// See: issue 5, `tests/properties.rs` (a random stack the fuzz helper's runs met once).
+// The newest layer makes `b/x` a directory, replaces it by a link to the older `b/y`, then
+// makes `b` a file: applied in order, `b`'s whole subtree goes. The output wrote the directory
+// `b/x` before learning that `b` becomes a file, so the tar held `b/x` and then the file `b`
+// (GNU tar refuses it). A directory already written beneath a path its own layer replaces
+// cannot be taken back: the conversion must refuse (ReplacedAfterWrite), as the model allows.
+#[test]
+fn a_directory_replaced_by_a_link_beneath_a_path_its_layer_makes_a_file() {
+    let img = ImageBuilder::new()
+        .layer(Layer::new().file("b/y", "y", 0o644))
+        .layer(
+            Layer::new()
+                .dir("b/x", 0o755)
+                .hardlink("b/x", "b/y")
+                .file("b", "", 0o644),
+        );
+    let (_, may_refuse) = model::apply_detailed(img.layer_list());
+    assert!(may_refuse, "the model says this stack may be refused");
+    let t = tempfile::tempdir().unwrap();
+    let built = img.build(t.path().join("img"));
+    for format in Format::ALL {
+        match convert_one(&built.path, format, &ConvertOptions::default()).result {
+            Ok(tree) => panic!(
+                "{format:?}: converted:\n{}",
+                tree.dump(DumpOptions::default())
+            ),
+            Err(e) => assert!(
+                matches!(e.root_cause(), Error::ReplacedAfterWrite { .. }),
+                "{format:?}: {e}"
+            ),
+        }
+    }
+}

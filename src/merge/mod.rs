@@ -780,7 +780,10 @@ impl Merger {
             if status == Status::Unseen || set_by != layer {
                 continue;
             }
-            if matches!(status, Status::Dir | Status::Symlink | Status::Other) {
+            // A link of this layer that replaced a directory this layer had already written
+            // (its description is still this layer's) leaves that directory in the output.
+            let written_dir = status == Status::Link && self.tree.meta_layer(d) == Some(layer);
+            if written_dir || matches!(status, Status::Dir | Status::Symlink | Status::Other) {
                 return Err(Error::ReplacedAfterWrite {
                     path: self.tree.path(node).lossy(),
                     written: self.tree.path(d).lossy(),
