@@ -219,3 +219,51 @@ fn a_directory_replaced_by_a_link_beneath_a_path_its_layer_makes_a_file() {
         }
     }
 }
+
+// See: issue 5, fuzz target `merge` (structured mode, after the fixes above). Layer 0 writes
+// `a`, links `b` to it, then replaces `a`; layer 1 links `c` to `b` and makes `a` a directory.
+// Applied in order, `b` (and so `c`) keeps the first content of `a`. The model refuses such a
+// stack out of caution (`model::refused_out_of_caution`); ocirender converts it correctly,
+// because `a`'s old versions are hidden and the merge reads the one `b` needs again. The check
+// expected a refusal; this pins the right tree instead.
+#[test]
+fn a_link_to_a_version_its_layer_replaces_when_a_newer_layer_hides_the_target() {
+    let img = ImageBuilder::new()
+        .layer(
+            Layer::new()
+                .file("a", "t", 0o644)
+                .hardlink("b", "a")
+                .file("a", "replaced", 0o644),
+        )
+        .layer(Layer::new().hardlink("c", "b").dir("a/x/y", 0o2750));
+    let why = model::apply(img.layer_list()).unwrap_err();
+    assert!(model::refused_out_of_caution(&why), "{why}");
+    let t = tempfile::tempdir().unwrap();
+    let built = img.build(t.path().join("img"));
+    for format in Format::ALL {
+        let tree = convert_one(&built.path, format, &ConvertOptions::default())
+            .result
+            .unwrap_or_else(|e| panic!("{format:?}: {e}"));
+        let dump = tree.dump(DumpOptions::default());
+        let line = |p: &str| {
+            dump.lines()
+                .find(|l| l.starts_with(p))
+                .unwrap_or("")
+                .to_owned()
+        };
+        // sha256("t")
+        assert!(
+            line("/b ").contains("size=1 sha256=e3b98a4da31a127d"),
+            "{format:?}:\n{dump}"
+        );
+        assert!(
+            line("/c ").contains("sha256=e3b98a4da31a127d link=/b"),
+            "{format:?}:\n{dump}"
+        );
+        assert!(line("/a ").starts_with("/a dir"), "{format:?}:\n{dump}");
+        assert!(
+            line("/a/x/y ").starts_with("/a/x/y dir 2750"),
+            "{format:?}:\n{dump}"
+        );
+    }
+}
