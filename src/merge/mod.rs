@@ -414,7 +414,7 @@ impl Merger {
         }
         // Replaced by a non-directory of a newer layer before the newer entries made it a
         // directory again: this entry no longer describes anything.
-        let replaced = self.barriers.nondir_after(node, layer);
+        let replaced = self.barriers.nondir_after(&self.tree, node, layer);
         let described_by = self.tree.meta_layer(node);
         if e.kind.is_dir() {
             if replaced || described_by.is_some_and(|l| l > layer) {

@@ -1,6 +1,6 @@
 //! [`PathTree`]: every path the merge has met, interned once, with its per-path state.
 //!
-//! The merge's memory is per path, so this is where it goes: one 40-byte node per path plus the
+//! The merge's memory is per path, so this is where it goes: one 56-byte node per path plus the
 //! name bytes in one shared arena, found through a hash table keyed by (parent, name). A path is
 //! never stored whole. Nodes also link to their children so a subtree can be visited when a
 //! directory is replaced inside one layer.
@@ -60,6 +60,13 @@ struct Node {
     /// entry beneath it; [`USED_BEFORE_DIR_FIRST`]: the same for the layer that used it
     /// before `used_layer` (the next newer one).
     used: u8,
+    /// The path's first hiding record ([`Barriers`](super::whiteout::Barriers) keeps any
+    /// further ones): 1 + its layer (0: none), its entry ordinal, and what it hides as the
+    /// barrier module's tag. Nearly every non-directory makes exactly one record, so keeping it
+    /// here spares a hash-table entry per file.
+    record_layer: u32,
+    record_ordinal: u32,
+    record_tag: u8,
 }
 
 const USED_DIR_FIRST: u8 = 1;
@@ -98,6 +105,9 @@ impl PathTree {
                 hide_children: 0,
                 used_layer: 0,
                 used: 0,
+                record_layer: 0,
+                record_ordinal: 0,
+                record_tag: 0,
             }],
             names: Vec::new(),
             table: HashTable::new(),
@@ -166,6 +176,9 @@ impl PathTree {
             hide_children: 0,
             used_layer: 0,
             used: 0,
+            record_layer: 0,
+            record_ordinal: 0,
+            record_tag: 0,
         });
         self.nodes[parent as usize].first_child = id;
         let h = self.hash(parent, name);
@@ -213,6 +226,20 @@ impl PathTree {
     }
 
     /// The layer whose directory entry described the directory at `id`, if one did.
+    /// The first hiding record stored at `id`: (layer, ordinal, tag).
+    pub(crate) fn first_record(&self, id: NodeId) -> Option<(u32, u32, u8)> {
+        let n = &self.nodes[id as usize];
+        (n.record_layer != 0).then(|| (n.record_layer - 1, n.record_ordinal, n.record_tag))
+    }
+
+    /// Stores the first hiding record at `id` (see [`PathTree::first_record`]).
+    pub(crate) fn set_first_record(&mut self, id: NodeId, layer: u32, ordinal: u32, tag: u8) {
+        let n = &mut self.nodes[id as usize];
+        n.record_layer = layer.saturating_add(1);
+        n.record_ordinal = ordinal;
+        n.record_tag = tag;
+    }
+
     pub(crate) fn meta_layer(&self, id: NodeId) -> Option<u32> {
         let l = self.nodes[id as usize].meta_layer;
         (l != NONE).then_some(l)

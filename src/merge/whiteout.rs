@@ -81,34 +81,31 @@ pub(crate) enum Hides {
 /// One hiding record: (layer, entry ordinal within the layer, what it hides).
 type Record = (u32, u64, Hides);
 
-/// One path's records. Every non-directory entry makes one, so nearly every path has exactly
-/// one: it is kept inline, and only paths that several layers touch pay for a `Vec` (a
-/// one-element `Vec` costs a 64-byte allocation; inline, a path's whole log is ~40 bytes).
-enum Records {
-    One(Record),
-    Many(Vec<Record>),
-}
-
-impl Records {
-    fn push(&mut self, r: Record) {
+impl Hides {
+    /// The tag [`PathTree`] stores for a path's first record.
+    fn tag(self) -> u8 {
         match self {
-            Records::One(first) => *self = Records::Many(vec![*first, r]),
-            Records::Many(v) => v.push(r),
+            Hides::Whiteout => 0,
+            Hides::Opaque => 1,
+            Hides::NonDir => 2,
         }
     }
 
-    fn as_slice(&self) -> &[Record] {
-        match self {
-            Records::One(r) => std::slice::from_ref(r),
-            Records::Many(v) => v,
+    fn from_tag(tag: u8) -> Hides {
+        match tag {
+            0 => Hides::Whiteout,
+            1 => Hides::Opaque,
+            _ => Hides::NonDir,
         }
     }
 }
 
-/// Every hiding record, by path, for layer-range questions.
+/// Every hiding record, by path, for layer-range questions. Every non-directory entry makes
+/// one, so nearly every path has exactly one: that first record lives in the path's
+/// [`PathTree`] node, and only the rest (paths several entries touch) are kept here.
 #[derive(Default)]
 pub(crate) struct Barriers {
-    log: HashMap<NodeId, Records>,
+    more: HashMap<NodeId, Vec<Record>>,
 }
 
 impl Barriers {
@@ -125,11 +122,26 @@ impl Barriers {
             Hides::Whiteout => tree.hide_self(node, layer),
             Hides::Opaque | Hides::NonDir => tree.hide_children(node, layer),
         }
-        let record = (layer, ordinal, hides);
-        self.log
+        if tree.first_record(node).is_none() {
+            if let Ok(ord) = u32::try_from(ordinal) {
+                tree.set_first_record(node, layer, ord, hides.tag());
+                return;
+            }
+        }
+        self.more
             .entry(node)
-            .and_modify(|records| records.push(record))
-            .or_insert(Records::One(record));
+            .or_default()
+            .push((layer, ordinal, hides));
+    }
+
+    /// The records of `node`, in the order they were made.
+    fn records<'a>(&'a self, tree: &PathTree, node: NodeId) -> impl Iterator<Item = Record> + 'a {
+        let first = tree
+            .first_record(node)
+            .map(|(layer, ord, tag)| (layer, u64::from(ord), Hides::from_tag(tag)));
+        first
+            .into_iter()
+            .chain(self.more.get(&node).into_iter().flatten().copied())
     }
 
     /// Whether the version of `node` that entry `target_ord` of layer `older` wrote was gone
@@ -149,24 +161,22 @@ impl Barriers {
         }
         let mut cur = node;
         loop {
-            if let Some(log) = self.log.get(&cur) {
-                let hit = log.as_slice().iter().any(|&(layer, ord, hides)| {
-                    if cur == node && hides != Hides::Whiteout {
-                        return false;
-                    }
-                    if layer > older && layer < newer {
-                        return true;
-                    }
-                    if layer == newer {
-                        // A link clears its own path first, so a link at an ancestor of its
-                        // own target removes the target (`<=`).
-                        return hides != Hides::NonDir || ord <= link_ord;
-                    }
-                    layer == older && cur != node && hides == Hides::NonDir && ord > target_ord
-                });
-                if hit {
+            let hit = self.records(tree, cur).any(|(layer, ord, hides)| {
+                if cur == node && hides != Hides::Whiteout {
+                    return false;
+                }
+                if layer > older && layer < newer {
                     return true;
                 }
+                if layer == newer {
+                    // A link clears its own path first, so a link at an ancestor of its own
+                    // target removes the target (`<=`).
+                    return hides != Hides::NonDir || ord <= link_ord;
+                }
+                layer == older && cur != node && hides == Hides::NonDir && ord > target_ord
+            });
+            if hit {
+                return true;
             }
             match tree.parent(cur) {
                 Some(p) => cur = p,
@@ -177,12 +187,9 @@ impl Barriers {
 
     /// Whether a layer newer than `layer` had a non-directory at `node` (so a directory entry
     /// of `layer` there was replaced and no longer describes the directory).
-    pub(crate) fn nondir_after(&self, node: NodeId, layer: u32) -> bool {
-        self.log.get(&node).is_some_and(|log| {
-            log.as_slice()
-                .iter()
-                .any(|&(l, _, h)| h == Hides::NonDir && l > layer)
-        })
+    pub(crate) fn nondir_after(&self, tree: &PathTree, node: NodeId, layer: u32) -> bool {
+        self.records(tree, node)
+            .any(|(l, _, h)| h == Hides::NonDir && l > layer)
     }
 }
 
@@ -252,7 +259,7 @@ mod tests {
         b.record(&mut t, e, 5, 5, Hides::NonDir);
         assert!(b.hides_between(&t, y, (5, 2), (6, 3)));
         assert!(!b.hides_between(&t, y, (5, 8), (6, 3)));
-        assert!(b.nondir_after(e, 4));
-        assert!(!b.nondir_after(e, 6));
+        assert!(b.nondir_after(&t, e, 4));
+        assert!(!b.nondir_after(&t, e, 6));
     }
 }
