@@ -267,3 +267,68 @@ fn a_link_to_a_version_its_layer_replaces_when_a_newer_layer_hides_the_target() 
         );
     }
 }
+
+// See: issue 5, fuzz target `merge` (structured mode, 14:47). Layer 1 writes `a/x/y` through
+// the symlink `a` of layer 0, and layer 2 then replaces `a`. The merge only checked for
+// entries written through a symlink when no newer layer replaced it; but the replacement came
+// after the write, which extraction would already have made through the symlink.
+#[test]
+fn a_write_through_an_older_symlink_is_refused_even_if_a_newer_layer_replaces_it() {
+    for newest in [
+        Layer::new().file("a", "now a file", 0o644),
+        Layer::new().whiteout("a"),
+        Layer::new().block_dev("a", 3, 3),
+    ] {
+        let img = ImageBuilder::new()
+            .layer(Layer::new().dir("b", 0o755).symlink("a", "b"))
+            .layer(Layer::new().dir("a/x/y", 0o700))
+            .layer(newest);
+        fails_everywhere(
+            &img,
+            |e| matches!(e, Error::BeneathSymlink { .. }),
+            "BeneathSymlink",
+        );
+    }
+}
+
+// The same stack with the symlink removed *before* the write is valid: nothing goes through it.
+#[test]
+fn a_symlink_removed_before_newer_entries_use_its_path_is_fine() {
+    let img = ImageBuilder::new()
+        .layer(Layer::new().dir("b", 0o755).symlink("a", "b"))
+        .layer(Layer::new().whiteout("a"))
+        .layer(Layer::new().dir("a/x/y", 0o700))
+        .layer(Layer::new().file("c", "c", 0o644));
+    matches_the_model(&img);
+}
+
+// See: issue 5, `tests/properties.rs` (random case, 14:50). Like the case above with a symlink
+// instead of a directory: the symlink `a/x/y` is written, a link of the same layer replaces it,
+// then the layer makes `a` a file. The written symlink cannot be taken back.
+#[test]
+fn a_symlink_replaced_by_a_link_beneath_a_path_its_layer_makes_a_file() {
+    let img = ImageBuilder::new()
+        .layer(Layer::new().file("c", "", 0o644))
+        .layer(
+            Layer::new()
+                .symlink("a/x/y", "a")
+                .hardlink("a/x/y", "c")
+                .file("a", "", 0o644),
+        );
+    let (_, may_refuse) = model::apply_detailed(img.layer_list());
+    assert!(may_refuse, "the model says this stack may be refused");
+    let t = tempfile::tempdir().unwrap();
+    let built = img.build(t.path().join("img"));
+    for format in Format::ALL {
+        match convert_one(&built.path, format, &ConvertOptions::default()).result {
+            Ok(tree) => panic!(
+                "{format:?}: converted:\n{}",
+                tree.dump(DumpOptions::default())
+            ),
+            Err(e) => assert!(
+                matches!(e.root_cause(), Error::ReplacedAfterWrite { .. }),
+                "{format:?}: {e}"
+            ),
+        }
+    }
+}

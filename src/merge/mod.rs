@@ -363,6 +363,10 @@ impl Merger {
                 .record(&mut self.tree, node, layer, ordinal, Hides::NonDir);
         }
         if self.tree.hidden(node, layer) {
+            if matches!(e.kind, EntryKind::Symlink { .. }) && self.written_through(node, layer) {
+                // Hidden in the output, but newer entries went through it before that.
+                self.layer_symlinks.push(node);
+            }
             return self.hidden(at, refetchable, node, e, data, true);
         }
         let (status, set_by) = self.tree.status(node);
@@ -389,7 +393,13 @@ impl Merger {
                     _ => false,
                 };
                 self.replace_nondir(node, same_inode)?;
-                self.deliver(at, node, e, data)
+                self.deliver(at, node, e, data)?;
+                if status != Status::Link && self.tree.status(node).0 == Status::Link {
+                    // The link waits for the end, but what it replaced is already written: mark
+                    // the path as written by this layer (see `drop_subtree`).
+                    self.tree.set_meta_layer(node, Some(layer));
+                }
+                Ok(())
             }
         }
     }
@@ -410,6 +420,9 @@ impl Merger {
         let layer = at.layer;
         let (status, set_by) = self.tree.status(node);
         if !matches!(status, Status::Implicit | Status::Dir) {
+            if matches!(e.kind, EntryKind::Symlink { .. }) && self.written_through(node, layer) {
+                self.layer_symlinks.push(node);
+            }
             return self.hidden(at, refetchable, node, e, data, true);
         }
         // Replaced by a non-directory of a newer layer before the newer entries made it a
@@ -425,7 +438,8 @@ impl Merger {
             return Ok(());
         }
         let symlink = matches!(e.kind, EntryKind::Symlink { .. });
-        if symlink && !replaced && !self.tree.dir_first_after(node, layer) {
+        let through = !replaced && !self.tree.dir_first_after(node, layer);
+        if symlink && (through || self.written_through(node, layer)) {
             // Newer entries lie beneath this path and the first newer layer to use it did not
             // begin with a directory entry replacing the symlink: applying them would write
             // through it, unless a later entry of this layer replaces the symlink first.
@@ -667,6 +681,17 @@ impl Merger {
         }
     }
 
+    /// Whether a symlink that `layer` puts at `node` had newer entries written through it:
+    /// the oldest newer layer to use `node` as a directory did not begin with the path's own
+    /// directory entry, and nothing between removed the symlink first (a newer layer that
+    /// replaces or deletes it afterwards does not undo that).
+    fn written_through(&self, node: NodeId, layer: u32) -> bool {
+        self.tree.used_after(node, layer).is_some_and(|user| {
+            !self.tree.dir_first_after(node, layer)
+                && !self.barriers.removed_between(&self.tree, node, layer, user)
+        })
+    }
+
     /// Makes every ancestor of `node` a directory as of `at`: applying an entry creates its
     /// parents. For an entry the output does not show (`hidden_entry`), ancestors whose own
     /// version in this layer is hidden are skipped, but their parents still count. Links of
@@ -780,8 +805,9 @@ impl Merger {
             if status == Status::Unseen || set_by != layer {
                 continue;
             }
-            // A link of this layer that replaced a directory this layer had already written
-            // (its description is still this layer's) leaves that directory in the output.
+            // A link of this layer that replaced an entry this layer had already written (a
+            // directory, whose description is still this layer's, or a symlink, file or device,
+            // marked so when the link replaced it) leaves that entry in the output.
             let written_dir = status == Status::Link && self.tree.meta_layer(d) == Some(layer);
             if written_dir || matches!(status, Status::Dir | Status::Symlink | Status::Other) {
                 return Err(Error::ReplacedAfterWrite {

@@ -285,6 +285,14 @@ impl PathTree {
         }
     }
 
+    /// The oldest layer newer than `layer` that used `id` as a directory, when it is known:
+    /// `None` if no newer layer used it, or if `layer` itself is the oldest user so far (then
+    /// only whether the one before began with a directory entry is kept).
+    pub(crate) fn used_after(&self, id: NodeId, layer: u32) -> Option<u32> {
+        let n = &self.nodes[id as usize];
+        (n.used_layer > layer + 1).then(|| n.used_layer - 1)
+    }
+
     pub(crate) fn set_status(&mut self, id: NodeId, status: Status, layer: u32) {
         let n = &mut self.nodes[id as usize];
         n.status = status;

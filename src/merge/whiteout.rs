@@ -185,6 +185,32 @@ impl Barriers {
         }
     }
 
+    /// Whether a layer in `after + 1 ..= upto` removed what `node` held: a whiteout or a
+    /// non-directory at `node`, or any hiding record at one of its ancestors.
+    pub(crate) fn removed_between(
+        &self,
+        tree: &PathTree,
+        node: NodeId,
+        after: u32,
+        upto: u32,
+    ) -> bool {
+        let within = |l: u32| l > after && l <= upto;
+        if self
+            .records(tree, node)
+            .any(|(l, _, h)| h != Hides::Opaque && within(l))
+        {
+            return true;
+        }
+        let mut cur = node;
+        while let Some(p) = tree.parent(cur) {
+            if self.records(tree, p).any(|(l, _, _)| within(l)) {
+                return true;
+            }
+            cur = p;
+        }
+        false
+    }
+
     /// Whether a layer newer than `layer` had a non-directory at `node` (so a directory entry
     /// of `layer` there was replaced and no longer describes the directory).
     pub(crate) fn nondir_after(&self, tree: &PathTree, node: NodeId, layer: u32) -> bool {
