@@ -354,8 +354,16 @@ impl Merger {
         if e.kind.is_dir() {
             self.tree.touch(node, layer, Use::DirEntry);
         }
-        // A later entry replaces a symlink this layer put where newer entries need a directory.
-        self.layer_symlinks.retain(|&n| n != node);
+        // A later entry replaces a symlink this layer put where newer entries need a directory;
+        // a later non-directory above it removes it with its subtree.
+        if e.kind.is_dir() {
+            self.layer_symlinks.retain(|&n| n != node);
+        } else if !self.layer_symlinks.is_empty() {
+            let tree = &self.tree;
+            self.layer_symlinks.retain(|&n| {
+                std::iter::successors(Some(n), |&c| tree.parent(c)).all(|c| c != node)
+            });
+        }
         if !e.kind.is_dir() {
             // A non-directory replaced whatever older layers had beneath this path, whether or
             // not it survives itself.
