@@ -46,6 +46,27 @@ fn matches_the_model(img: &ImageBuilder) {
     }
 }
 
+/// The model accepts `img` but allows a refusal (an entry its layer wrote, then replaced
+/// together with its parent); every format must refuse it with `ReplacedAfterWrite`.
+fn refused_as_written_then_replaced(img: &ImageBuilder) {
+    let (_, may_refuse) = model::apply_detailed(img.layer_list());
+    assert!(may_refuse, "the model says this stack may be refused");
+    let t = tempfile::tempdir().unwrap();
+    let built = img.build(t.path().join("img"));
+    for format in Format::ALL {
+        match convert_one(&built.path, format, &ConvertOptions::default()).result {
+            Ok(tree) => panic!(
+                "{format:?}: converted:\n{}",
+                tree.dump(DumpOptions::default())
+            ),
+            Err(e) => assert!(
+                matches!(e.root_cause(), Error::ReplacedAfterWrite { .. }),
+                "{format:?}: {e}"
+            ),
+        }
+    }
+}
+
 // See: issue 5, fuzz target `merge` (structured mode; its own seed for DESIGN.md case 5).
 // A layer wrote `a`, linked `b` to it, then replaced `a`; `b` itself was hidden (a newer layer
 // makes `b` a directory), but a newer link `c → b` bound to `b`'s version, which still named
@@ -202,22 +223,7 @@ fn a_directory_replaced_by_a_link_beneath_a_path_its_layer_makes_a_file() {
                 .hardlink("b/x", "b/y")
                 .file("b", "", 0o644),
         );
-    let (_, may_refuse) = model::apply_detailed(img.layer_list());
-    assert!(may_refuse, "the model says this stack may be refused");
-    let t = tempfile::tempdir().unwrap();
-    let built = img.build(t.path().join("img"));
-    for format in Format::ALL {
-        match convert_one(&built.path, format, &ConvertOptions::default()).result {
-            Ok(tree) => panic!(
-                "{format:?}: converted:\n{}",
-                tree.dump(DumpOptions::default())
-            ),
-            Err(e) => assert!(
-                matches!(e.root_cause(), Error::ReplacedAfterWrite { .. }),
-                "{format:?}: {e}"
-            ),
-        }
-    }
+    refused_as_written_then_replaced(&img);
 }
 
 // See: issue 5, fuzz target `merge` (structured mode, after the fixes above). Layer 0 writes
@@ -315,22 +321,7 @@ fn a_symlink_replaced_by_a_link_beneath_a_path_its_layer_makes_a_file() {
                 .hardlink("a/x/y", "c")
                 .file("a", "", 0o644),
         );
-    let (_, may_refuse) = model::apply_detailed(img.layer_list());
-    assert!(may_refuse, "the model says this stack may be refused");
-    let t = tempfile::tempdir().unwrap();
-    let built = img.build(t.path().join("img"));
-    for format in Format::ALL {
-        match convert_one(&built.path, format, &ConvertOptions::default()).result {
-            Ok(tree) => panic!(
-                "{format:?}: converted:\n{}",
-                tree.dump(DumpOptions::default())
-            ),
-            Err(e) => assert!(
-                matches!(e.root_cause(), Error::ReplacedAfterWrite { .. }),
-                "{format:?}: {e}"
-            ),
-        }
-    }
+    refused_as_written_then_replaced(&img);
 }
 
 // See: `tests/properties.rs` (random case, 14:52). Layer 1 links `b` to the symlink `a/x` of
