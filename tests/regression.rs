@@ -351,3 +351,19 @@ fn a_symlink_its_layer_removes_with_its_parent_is_not_written_through() {
         .layer(Layer::new().file("a/x/y", "", 0o644));
     matches_the_model(&img);
 }
+
+// See: issue 5, fuzz target `merge` (15:00). Layer 1 puts a symlink at `a` and then writes
+// `a/x/y` through it; layer 2 deletes `a`, so the output shows none of it. The merge skipped
+// the check for entries it does not show; extraction would still have written through `a`.
+#[test]
+fn a_write_through_a_symlink_of_its_own_layer_is_refused_even_when_hidden() {
+    let img = ImageBuilder::new()
+        .layer(Layer::new().dir("b", 0o755))
+        .layer(Layer::new().symlink("a", "b").file("a/x/y", "y", 0o644))
+        .layer(Layer::new().whiteout("a"));
+    fails_everywhere(
+        &img,
+        |e| matches!(e, Error::BeneathSymlink { .. }),
+        "BeneathSymlink",
+    );
+}

@@ -722,6 +722,21 @@ impl Merger {
             let mut cur = node;
             while let Some(p) = self.tree.parent(cur) {
                 if let Some(h) = self.layer_hidden.get_mut(&p) {
+                    // A symlink this layer put there (hidden by a newer layer) is not replaced
+                    // by a directory: extraction would write through it.
+                    if matches!(
+                        h,
+                        Hidden::Other(Entry {
+                            kind: EntryKind::Symlink { .. },
+                            ..
+                        })
+                    ) {
+                        return Err(Error::BeneathSymlink {
+                            path: self.tree.path(node).lossy(),
+                            entry_layer: Some(layer as usize),
+                            symlink: self.tree.path(p).lossy(),
+                        });
+                    }
                     *h = Hidden::Dir;
                 }
                 cur = p;
