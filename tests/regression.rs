@@ -367,3 +367,21 @@ fn a_write_through_a_symlink_of_its_own_layer_is_refused_even_when_hidden() {
         "BeneathSymlink",
     );
 }
+
+// See: `tests/properties.rs` (random case, 15:08; open). Layer 0 links `b/y` to the symlink
+// `a`, then replaces `a` by a link to `b/y` (the same inode, so nothing changes); layer 1
+// replaces `b/y`. Because `b/y`'s own version is hidden, the merge does not see that the new
+// link at `a` names the same inode and refuses (HardlinkTargetReplaced).
+#[test]
+#[ignore = "open: a path replaced by a link to a hidden name of its own inode is refused"]
+fn a_path_replaced_by_a_link_to_a_hidden_name_of_its_own_inode() {
+    let img = ImageBuilder::new()
+        .layer(
+            Layer::new()
+                .symlink("a", "a")
+                .hardlink("b/y", "a")
+                .hardlink("a", "b/y"),
+        )
+        .layer(Layer::new().file("b/y", "", 0o644));
+    matches_the_model(&img);
+}
