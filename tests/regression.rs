@@ -385,3 +385,22 @@ fn a_path_replaced_by_a_link_to_a_hidden_name_of_its_own_inode() {
         .layer(Layer::new().file("b/y", "", 0o644));
     matches_the_model(&img);
 }
+
+// See: issue 5, fuzz target `merge` (15:12). A hard link from AUFS metadata to itself
+// (`.wh..wh.aufs` → `.wh..wh.aufs`): such entries are never shown, so the merge skipped the
+// self-link check that every other entry gets.
+#[test]
+fn aufs_metadata_linked_to_itself_is_refused() {
+    let img = ImageBuilder::new()
+        .layer(
+            Layer::new()
+                .block_dev(".wh..wh.aufs", 3, 3)
+                .hardlink(".wh..wh.aufs", ".wh..wh.aufs"),
+        )
+        .layer(Layer::new().fifo("a/b"));
+    fails_everywhere(
+        &img,
+        |e| matches!(e, Error::HardlinkTargetMissing { .. }),
+        "HardlinkTargetMissing",
+    );
+}

@@ -329,6 +329,15 @@ impl Merger {
                 return Ok(());
             }
             Name::Aufs => {
+                // Never shown, but a link to itself is as wrong here as anywhere (see below).
+                if let EntryKind::Hardlink { target } = &e.kind {
+                    if *target == e.path {
+                        return Err(Error::HardlinkTargetMissing {
+                            link: e.path.lossy(),
+                            target: target.lossy(),
+                        });
+                    }
+                }
                 let n = self.tree.intern(&e.path);
                 return self.hidden(at, refetchable, n, e, data, false);
             }
