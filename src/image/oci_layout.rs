@@ -18,7 +18,9 @@ use crate::error::{Error, Result};
 use crate::path::EntryPath;
 
 use super::select::{select, Candidate, HostTieBreak};
-use super::spec::{self, Descriptor, DocKind, IndexJson, ManifestJson, OciLayoutFile, Shape};
+use super::spec::{
+    self, Descriptor, DocKind, IndexJson, ManifestJson, OciLayoutFile, PlatformJson, Shape,
+};
 use super::store::{Containment, Store};
 use super::{ConfigSummary, LayerDescriptor, ManifestInfo, Platform};
 
@@ -177,13 +179,7 @@ impl Walk<'_> {
                 }
                 DocKind::Manifest => self.found.push(Candidate {
                     names,
-                    platform: desc.platform.as_ref().and_then(|p| {
-                        (!p.os.is_empty() && !p.architecture.is_empty()).then(|| Platform {
-                            os: p.os.clone(),
-                            architecture: p.architecture.clone(),
-                            variant: p.variant.clone().filter(|v| !v.is_empty()),
-                        })
-                    }),
+                    platform: desc.platform.as_ref().and_then(PlatformJson::to_platform),
                     digest: Some(digest.clone()),
                     item: Found {
                         media_type: desc

@@ -86,6 +86,17 @@ pub(crate) struct PlatformJson {
     pub variant: Option<String>,
 }
 
+impl PlatformJson {
+    /// The platform an index entry declares: none unless both os and architecture are given.
+    pub fn to_platform(&self) -> Option<crate::image::Platform> {
+        (!self.os.is_empty() && !self.architecture.is_empty()).then(|| crate::image::Platform {
+            os: self.os.clone(),
+            architecture: self.architecture.clone(),
+            variant: self.variant.clone().filter(|v| !v.is_empty()),
+        })
+    }
+}
+
 /// An image index or Docker manifest list.
 #[derive(Deserialize)]
 pub(crate) struct IndexJson {

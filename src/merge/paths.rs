@@ -69,6 +69,29 @@ struct Node {
     record_tag: u8,
 }
 
+impl Node {
+    /// A path met for the first time: no children, nothing delivered, nothing hidden.
+    fn new(parent: NodeId, next_sibling: NodeId, name_off: u32, name_len: u8) -> Node {
+        Node {
+            parent,
+            first_child: NONE,
+            next_sibling,
+            name_off,
+            name_len,
+            status: Status::Unseen,
+            status_layer: 0,
+            meta_layer: NONE,
+            hide_self: 0,
+            hide_children: 0,
+            used_layer: 0,
+            used: 0,
+            record_layer: 0,
+            record_ordinal: 0,
+            record_tag: 0,
+        }
+    }
+}
+
 const USED_DIR_FIRST: u8 = 1;
 const USED_BEFORE_DIR_FIRST: u8 = 2;
 
@@ -92,23 +115,7 @@ pub(crate) struct PathTree {
 impl PathTree {
     pub(crate) fn new() -> PathTree {
         PathTree {
-            nodes: vec![Node {
-                parent: NONE,
-                first_child: NONE,
-                next_sibling: NONE,
-                name_off: 0,
-                name_len: 0,
-                status: Status::Unseen,
-                status_layer: 0,
-                meta_layer: NONE,
-                hide_self: 0,
-                hide_children: 0,
-                used_layer: 0,
-                used: 0,
-                record_layer: 0,
-                record_ordinal: 0,
-                record_tag: 0,
-            }],
+            nodes: vec![Node::new(NONE, NONE, 0, 0)],
             names: Vec::new(),
             table: HashTable::new(),
             hasher: hashbrown::DefaultHashBuilder::default(),
@@ -163,23 +170,8 @@ impl PathTree {
         let name_off = self.names.len() as u32;
         self.names.extend_from_slice(&name[..name_len as usize]);
         let next_sibling = self.nodes[parent as usize].first_child;
-        self.nodes.push(Node {
-            parent,
-            first_child: NONE,
-            next_sibling,
-            name_off,
-            name_len,
-            status: Status::Unseen,
-            status_layer: 0,
-            meta_layer: NONE,
-            hide_self: 0,
-            hide_children: 0,
-            used_layer: 0,
-            used: 0,
-            record_layer: 0,
-            record_ordinal: 0,
-            record_tag: 0,
-        });
+        self.nodes
+            .push(Node::new(parent, next_sibling, name_off, name_len));
         self.nodes[parent as usize].first_child = id;
         let h = self.hash(parent, name);
         let nodes = &self.nodes;

@@ -16,7 +16,7 @@ use crate::digest::{Algorithm, Digest};
 use crate::error::{Error, Result};
 use crate::image::oci_layout::is_attestation;
 use crate::image::select::{select, Candidate, HostTieBreak};
-use crate::image::spec::{self, DocKind, IndexJson, ManifestJson, Shape};
+use crate::image::spec::{self, DocKind, IndexJson, ManifestJson, PlatformJson, Shape};
 use crate::image::Platform;
 use crate::layer::decompress::Codec;
 
@@ -212,13 +212,7 @@ fn choose(doc: &Document, platform: Option<&Platform>) -> Result<(Digest, Option
         let digest = Digest::parse(&desc.digest)?;
         candidates.push(Candidate {
             names: Vec::new(),
-            platform: desc.platform.as_ref().and_then(|p| {
-                (!p.os.is_empty() && !p.architecture.is_empty()).then(|| Platform {
-                    os: p.os.clone(),
-                    architecture: p.architecture.clone(),
-                    variant: p.variant.clone().filter(|v| !v.is_empty()),
-                })
-            }),
+            platform: desc.platform.as_ref().and_then(PlatformJson::to_platform),
             digest: Some(digest.clone()),
             item: digest,
         });
