@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::entry::{Entry, Metadata};
+use crate::entry::{Entry, EntryKind, Metadata};
 use crate::error::{Error, Result};
 use crate::merge::paths::{NodeId, PathTree};
 use crate::merge::spool::SpoolRef;
@@ -31,8 +31,8 @@ pub(crate) type Waiter = (u32, SlotId, u64);
 pub(crate) enum Source {
     /// A link (at `link`) still looking for a version of `target` in an older layer.
     Pending { target: NodeId, link: NodeId },
-    /// The winning entry at `node`, already delivered to the sink.
-    Delivered { node: NodeId },
+    /// The winning entry at `node`, already delivered to the sink (`symlink`: it is one).
+    Delivered { node: NodeId, symlink: bool },
     /// A hidden regular file whose content is in the spool.
     Spooled { entry: Entry, spool: SpoolRef },
     /// A hidden regular file whose content must be fetched by reading its layer again
@@ -133,6 +133,16 @@ impl Links {
         self.members.get(&node).copied()
     }
 
+    /// Whether `s`'s inode is a symlink: `None` while its content waits for an older layer.
+    pub(crate) fn is_symlink(&self, s: SlotId) -> Option<bool> {
+        match self.source(s)? {
+            Source::Pending { .. } => None,
+            Source::Delivered { symlink, .. } => Some(*symlink),
+            Source::Copy { entry } => Some(matches!(entry.kind, EntryKind::Symlink { .. })),
+            Source::Spooled { .. } | Source::Refetch { .. } => Some(false),
+        }
+    }
+
     /// `node` no longer belongs to a group (its path was replaced).
     pub(crate) fn remove_member(&mut self, node: NodeId) {
         self.members.remove(&node);
@@ -164,7 +174,7 @@ impl Links {
         let Some(&slot) = self.members.get(&node) else {
             return false;
         };
-        if !matches!(self.source(slot), Some(Source::Delivered { node: n }) if *n == node) {
+        if !matches!(self.source(slot), Some(Source::Delivered { node: n, .. }) if *n == node) {
             return false;
         }
         let root = self.root(slot);

@@ -111,6 +111,10 @@ pub struct Merger {
     layer_linked: HashMap<NodeId, NodeId>,
     /// Slots of the current layer whose content must be fetched by re-reading the layer.
     refetch: Vec<(u64, SlotId)>,
+    /// Hard links that an entry of their layer went beneath (making the path a directory)
+    /// before their inode was known: (the link's slot, the link, the entry, its layer). If
+    /// the inode turns out to be a symlink, extraction wrote through it.
+    written_beneath: Vec<(SlotId, NodeId, NodeId, u32)>,
     /// Spool position at the start of the current layer, and the end of what it must keep.
     spool_start: u64,
     spool_keep: u64,
@@ -136,6 +140,7 @@ impl Merger {
             layer_symlinks: Vec::new(),
             layer_linked: HashMap::new(),
             refetch: Vec::new(),
+            written_beneath: Vec::new(),
             spool_start: 0,
             spool_keep: 0,
             progress: options.progress.clone(),
@@ -404,8 +409,14 @@ impl Merger {
                 let same_inode = match &e.kind {
                     EntryKind::Hardlink { target } => {
                         let t = self.tree.intern(target);
-                        let group = self.links.member(node);
-                        group.is_some() && self.links.member(t) == group
+                        // The target's name may be hidden, its version kept for links only.
+                        let of_target = self.links.member(t).or(match self.layer_hidden.get(&t) {
+                            Some(&Hidden::Slot(s)) => Some(s),
+                            _ => None,
+                        });
+                        let root = |s| self.links.root(s);
+                        let group = self.links.member(node).map(root);
+                        group.is_some() && of_target.map(root) == group
                     }
                     _ => false,
                 };
@@ -627,6 +638,14 @@ impl Merger {
                 Status::Unseen => {}
             }
         }
+        if self.tree.used_in(t, layer) {
+            // An entry of this layer beneath the target made it a directory; the output shows
+            // neither (a newer layer replaced it), but extraction would have met a directory.
+            return Err(Error::HardlinkToDirectory {
+                link: self.tree.path(link).lossy(),
+                target: target.lossy(),
+            });
+        }
         let slot = self.links.slot(Source::Pending { target: t, link });
         self.links.wait(t, (layer, slot, at.ordinal));
         Ok(slot)
@@ -637,7 +656,8 @@ impl Merger {
         if let Some(s) = self.links.member(node) {
             return s;
         }
-        let s = self.links.slot(Source::Delivered { node });
+        let symlink = self.tree.status(node).0 == Status::Symlink;
+        let s = self.links.slot(Source::Delivered { node, symlink });
         self.links.add_member(node, s);
         s
     }
@@ -731,22 +751,23 @@ impl Merger {
             let mut cur = node;
             while let Some(p) = self.tree.parent(cur) {
                 if let Some(h) = self.layer_hidden.get_mut(&p) {
-                    // A symlink this layer put there (hidden by a newer layer) is not replaced
-                    // by a directory: extraction would write through it.
-                    if matches!(
-                        h,
-                        Hidden::Other(Entry {
-                            kind: EntryKind::Symlink { .. },
-                            ..
-                        })
-                    ) {
+                    // A symlink this layer put there (hidden by a newer layer), or a link to
+                    // one, is not replaced by a directory: extraction would write through it.
+                    let symlink = match h {
+                        Hidden::Other(e) => matches!(e.kind, EntryKind::Symlink { .. }),
+                        &mut Hidden::Slot(s) => self.beneath_link(s, p, node, layer)?,
+                        _ => false,
+                    };
+                    if symlink {
                         return Err(Error::BeneathSymlink {
                             path: self.tree.path(node).lossy(),
                             entry_layer: Some(layer as usize),
                             symlink: self.tree.path(p).lossy(),
                         });
                     }
-                    *h = Hidden::Dir;
+                    if let Some(h) = self.layer_hidden.get_mut(&p) {
+                        *h = Hidden::Dir;
+                    }
                 }
                 cur = p;
             }
@@ -774,7 +795,19 @@ impl Merger {
                     }
                     Status::Other | Status::Link => {
                         // Earlier in this layer the path was a non-directory; this entry makes
-                        // it a directory again, as extraction would.
+                        // it a directory again, as extraction would, unless it is a link to a
+                        // symlink.
+                        if status == Status::Link {
+                            if let Some(s) = self.links.member(p) {
+                                if self.beneath_link(s, p, node, layer)? {
+                                    return Err(Error::BeneathSymlink {
+                                        path: self.tree.path(node).lossy(),
+                                        entry_layer: Some(layer as usize),
+                                        symlink: self.tree.path(p).lossy(),
+                                    });
+                                }
+                            }
+                        }
                         self.replace_nondir(p, false)?;
                         self.deliver_implicit(p, layer)?;
                     }
@@ -787,6 +820,25 @@ impl Merger {
             }
         }
         Ok(())
+    }
+
+    /// An entry (`entry`, of `layer`) goes beneath the hard link at `link`, whose inode is
+    /// `slot`: whether that inode is a symlink. Where it is not known yet (the link waits for
+    /// an older layer), the check is made at the end.
+    fn beneath_link(
+        &mut self,
+        slot: SlotId,
+        link: NodeId,
+        entry: NodeId,
+        layer: u32,
+    ) -> Result<bool> {
+        Ok(match self.links.is_symlink(slot) {
+            Some(symlink) => symlink,
+            None => {
+                self.written_beneath.push((slot, link, entry, layer));
+                false
+            }
+        })
     }
 
     /// Delivers the default directory at `node` now.
@@ -885,6 +937,15 @@ impl Merger {
         if let Some(e) = self.links.unresolved(&self.tree) {
             return Err(e);
         }
+        for &(slot, link, entry, layer) in &self.written_beneath {
+            if self.links.is_symlink(slot) == Some(true) {
+                return Err(Error::BeneathSymlink {
+                    path: self.tree.path(entry).lossy(),
+                    entry_layer: Some(layer as usize),
+                    symlink: self.tree.path(link).lossy(),
+                });
+            }
+        }
         let implicit: Vec<NodeId> = self
             .tree
             .ids()
@@ -906,7 +967,7 @@ impl Merger {
 
     fn deliver_group(&mut self, root: SlotId, members: &[NodeId]) -> Result<()> {
         let (first, rest) = match self.links.source(root) {
-            Some(Source::Delivered { node }) => {
+            Some(Source::Delivered { node, .. }) => {
                 let node = *node;
                 (
                     node,

@@ -265,6 +265,11 @@ impl PathTree {
         true
     }
 
+    /// Whether an entry of `layer` used `id` as a directory (so far, in stream order).
+    pub(crate) fn used_in(&self, id: NodeId, layer: u32) -> bool {
+        self.nodes[id as usize].used_layer == layer + 1
+    }
+
     /// Whether the oldest layer newer than `layer` that used `id` as a directory began with
     /// the path's own directory entry (so the directory replaced whatever `layer` left there
     /// before anything went beneath it). `false` if no newer layer used it.
