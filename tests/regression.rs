@@ -456,3 +456,21 @@ fn a_link_to_a_directory_its_layer_made_implicitly_and_a_newer_layer_replaced() 
         );
     }
 }
+
+// See: `tests/properties.rs` (random case, 16:20). Layer 0 puts a symlink at `a`, replaces it
+// by a directory and writes `a/x` into it; layer 1 makes `a` a directory too. The symlink is
+// hidden (layer 1 decides `a`'s type) but the directory entry of layer 0 still describes `a`:
+// the merge kept the hidden symlink as `a`'s version in layer 0 and refused `a/x` as written
+// through it.
+#[test]
+fn a_hidden_symlink_its_layer_replaces_by_a_directory_is_not_written_through() {
+    let img = ImageBuilder::new()
+        .layer(
+            Layer::new()
+                .symlink("a", "a")
+                .dir("a", 0o755)
+                .file("a/x", "", 0o644),
+        )
+        .layer(Layer::new().file("a/x", "", 0o644));
+    matches_the_model(&img);
+}

@@ -1,10 +1,13 @@
-//! Fuzz target `merge`: layer stacks through the overlay merge into every sink (tar, directory,
-//! squashfs), each output read back and compared with the reference overlay model of the tests
+//! Fuzz target `merge`: layer stacks through the overlay merge into a sink (tar, directory or
+//! squashfs), the output read back and compared with the reference overlay model of the tests
 //! (tests/support/model.rs).
 //!
 //! Input (see `ocirender_fuzz::merge_input`): the first byte picks raw mode (1–8 layers of
 //! arbitrary bytes, each merged as given and again gzip-compressed through the layer decoder)
 //! or structured mode (1–6 layers from a DSL of overlay operations over a small name space).
+//!
+//! Each input goes through one sink, chosen by its bytes (raw inputs: the tar sink too, for
+//! the gzip check); `merge_check::check_every_output` runs all three, e.g. on a reproducer.
 //!
 //! Invariants under test:
 //! - Errors are fine; panics are bugs. No input makes the tar reader, the decoder, the merge or

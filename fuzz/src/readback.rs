@@ -231,12 +231,12 @@ pub fn as_dir(expected: &Tree, warnings: &[Warning]) -> Tree {
                     }
                 }
             }
-            WarningKind::DeviceNotCreated { errno } => {
-                // A layer that repeats a path delivers it again: the warning may be about a
-                // version a later entry replaced. Only one about the version shown counts.
-                if t.0.get(path).is_some_and(|n| not_created(n, *errno)) {
-                    t.0.remove(path);
-                }
+            // A layer that repeats a path delivers it again: the warning may be about a
+            // version a later entry replaced. Only one about the version shown counts.
+            WarningKind::DeviceNotCreated { errno }
+                if t.0.get(path).is_some_and(|n| not_created(n, *errno)) =>
+            {
+                t.0.remove(path);
             }
             _ => {}
         }

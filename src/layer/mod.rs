@@ -54,6 +54,10 @@ pub const READ_AHEAD: usize = 4 << 20;
 /// Size of one decoded chunk sent through the queue.
 const CHUNK: usize = 256 << 10;
 
+/// Size of a layer's first chunk; each next one doubles up to [`CHUNK`], so that the many
+/// tiny layers real images have do not each allocate (and zero) a full chunk.
+const FIRST_CHUNK: usize = 16 << 10;
+
 /// Size of the read buffer in front of the decoder (compressed bytes).
 const INPUT_BUFFER: usize = 256 << 10;
 
@@ -402,15 +406,22 @@ impl Job {
         let mut head = [0u8; MAGIC_LEN];
         let n = read_up_to(&mut tap, &mut head).map_err(|e| tap.error_for(e, Codec::Plain))?;
         let codec = Codec::choose(&self.media_type, &head[..n])?;
+        // A blob of known size needs no larger buffer than itself.
+        let input_buffer = self
+            .size
+            .and_then(|s| usize::try_from(s).ok())
+            .map_or(INPUT_BUFFER, |s| s.clamp(MAGIC_LEN, INPUT_BUFFER));
         let input: Input =
-            BufReader::with_capacity(INPUT_BUFFER, Cursor::new(head[..n].to_vec()).chain(tap));
+            BufReader::with_capacity(input_buffer, Cursor::new(head[..n].to_vec()).chain(tap));
         let mut decoder = Decoder::new(codec, input)?;
         let mut decoded_hasher = (self.digest_of == DigestOf::Uncompressed)
             .then(|| Hasher::new(self.digest.algorithm()));
 
+        let mut chunk = FIRST_CHUNK;
         loop {
             let mut buf = recycled.try_recv().unwrap_or_default();
-            buf.resize(CHUNK, 0);
+            buf.resize(chunk, 0);
+            chunk = (chunk * 2).min(CHUNK);
             let (filled, eof) = match fill(&mut decoder, &mut buf) {
                 Ok(r) => r,
                 Err(e) => return Err(tap_of(&mut decoder).error_for(e, codec)),

@@ -484,6 +484,8 @@ impl Merger {
     /// Delivers a winning entry (or, for a hard link, records it for the end).
     fn deliver(&mut self, at: Pos, node: NodeId, e: Entry, data: &mut dyn Read) -> Result<()> {
         let layer = at.layer;
+        // A hidden version this layer put here before is replaced (links made before keep it).
+        self.layer_hidden.remove(&node);
         self.require_parents(node, at, false)?;
         let waits = self.take_waiting(node, layer);
         let status = match &e.kind {
