@@ -474,3 +474,43 @@ fn a_hidden_symlink_its_layer_replaces_by_a_directory_is_not_written_through() {
         .layer(Layer::new().file("a/x", "", 0o644));
     matches_the_model(&img);
 }
+
+// See: `tests/properties.rs` (random case, 16:35). Layer 0 puts a symlink at `a/x`, makes `a`
+// a file (removing the symlink with `a`'s subtree) and then writes `a/x/y`, which makes `a` a
+// directory again; layer 1 hides everything. The merge kept the removed symlink as `a/x`'s
+// version in layer 0 and refused `a/x/y` as written through it.
+#[test]
+fn a_hidden_symlink_removed_with_its_parent_is_not_written_through() {
+    let img = ImageBuilder::new()
+        .layer(
+            Layer::new()
+                .symlink("a/x", "a")
+                .file("a", "", 0o644)
+                .file("a/x/y", "", 0o644),
+        )
+        .layer(Layer::new().opaque(""));
+    matches_the_model(&img);
+}
+
+// See: issue 5, fuzz target `merge` (16:34). AUFS metadata below an ordinary directory
+// (`a/.wh..wh..wh..opq`; the name is not the opaque marker): never shown, but extraction
+// creates `a` for it as for any entry. The merge dropped AUFS entries before their parents
+// were made.
+#[test]
+fn aufs_metadata_makes_its_parents_directories() {
+    for name in ["a/.wh..wh..wh..opq", "a/.wh..wh.plnk/1", "a/b/.wh..wh.aufs"] {
+        let img = ImageBuilder::new()
+            .layer(Layer::new().fifo("c"))
+            .layer(Layer::new().file(name, "", 0o644));
+        matches_the_model(&img);
+    }
+    // Beneath a symlink, it is written through it.
+    let img = ImageBuilder::new()
+        .layer(Layer::new().symlink("a", "c"))
+        .layer(Layer::new().file("a/.wh..wh.aufs", "", 0o644));
+    fails_everywhere(
+        &img,
+        |e| matches!(e, Error::BeneathSymlink { .. }),
+        "BeneathSymlink",
+    );
+}

@@ -20,30 +20,9 @@ use crate::oracle;
 
 /// The node an entry (not a hard link) describes, with `data` its content.
 pub fn node_of(e: &Entry, data: &[u8]) -> Node {
-    let kind = match &e.kind {
-        EntryKind::File { .. } => Kind::File {
-            size: data.len() as u64,
-            sha256: sha256(data),
-        },
-        EntryKind::Dir => Kind::Dir,
-        EntryKind::Symlink { target } => Kind::Symlink(target.clone()),
-        EntryKind::CharDevice { major, minor } => Kind::CharDev(*major, *minor),
-        EntryKind::BlockDevice { major, minor } => Kind::BlockDev(*major, *minor),
-        EntryKind::Fifo => Kind::Fifo,
-        EntryKind::Socket => Kind::Socket,
-        EntryKind::Hardlink { .. } => unreachable!("links share their target's node"),
-    };
-    let mut n = Node::new(kind, e.meta.mode);
-    n.uid = e.meta.uid;
-    n.gid = e.meta.gid;
-    n.mtime = e.meta.mtime;
-    n.xattrs = e
-        .meta
-        .xattrs
-        .iter()
-        .map(|x| (x.name.clone(), x.value.clone()))
-        .collect();
-    n
+    let content =
+        matches!(e.kind, EntryKind::File { .. }).then(|| (data.len() as u64, sha256(data)));
+    oracle::node_of(&e.kind, &e.meta, content)
 }
 
 /// Replays an entry stream as extraction would: implicit parents 0755 root:root t=0, a later

@@ -333,8 +333,12 @@ impl Merger {
                     .record(&mut self.tree, n, layer, ordinal, Hides::Opaque);
                 return Ok(());
             }
-            Name::Aufs => {
-                // Never shown, but a link to itself is as wrong here as anywhere (see below).
+            Name::Aufs(through) => {
+                // Never shown, but extraction made its parents directories, and a link to
+                // itself is as wrong here as anywhere (see below).
+                let q = self.tree.intern(&through);
+                let hidden = self.tree.hidden(q, layer);
+                self.require_parents(q, at, hidden)?;
                 if let EntryKind::Hardlink { target } = &e.kind {
                     if *target == e.path {
                         return Err(Error::HardlinkTargetMissing {
@@ -383,6 +387,13 @@ impl Merger {
             // not it survives itself.
             self.barriers
                 .record(&mut self.tree, node, layer, ordinal, Hides::NonDir);
+            // And what its own layer put there: hidden versions beneath it are gone (links
+            // made before keep theirs).
+            if !self.layer_hidden.is_empty() && self.tree.has_children(node) {
+                for d in self.tree.descendants(node) {
+                    self.layer_hidden.remove(&d);
+                }
+            }
         }
         if self.tree.hidden(node, layer) {
             if matches!(e.kind, EntryKind::Symlink { .. }) && self.written_through(node, layer) {

@@ -343,6 +343,11 @@ impl PathTree {
         }
     }
 
+    /// Whether any path beneath `id` was interned.
+    pub(crate) fn has_children(&self, id: NodeId) -> bool {
+        self.nodes[id as usize].first_child != NONE
+    }
+
     /// The descendants of `id` (not `id` itself), depth first.
     pub(crate) fn descendants(&self, id: NodeId) -> Vec<NodeId> {
         let mut out = Vec::new();

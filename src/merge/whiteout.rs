@@ -12,7 +12,9 @@
 //!   directory there), whether or not it survives itself.
 //! - Any component starting with `.wh..wh.` other than the opaque marker is AUFS metadata
 //!   (`.wh..wh.plnk/…`, `.wh..wh.aufs`, `.wh..wh.orph`): never output, though a hard link may
-//!   still point into `.wh..wh.plnk`.
+//!   still point into `.wh..wh.plnk`, and the directories above it are made as for any entry
+//!   (moby creates an entry's parents before it looks at the name). A whiteout or opaque
+//!   marker is one wherever it lies.
 //!
 //! Newest-first processing means "hidden by a newer layer" is a question about records already
 //! made; [`PathTree`] keeps the newest record per path for that fast check, and [`Barriers`]
@@ -38,8 +40,9 @@ pub(crate) enum Name {
     Whiteout(EntryPath),
     /// An opaque marker for this directory.
     Opaque(EntryPath),
-    /// AUFS metadata: never output.
-    Aufs,
+    /// AUFS metadata: never output. The path through its first AUFS component: what lies
+    /// above it became directories all the same, as for any entry.
+    Aufs(EntryPath),
 }
 
 /// Classifies an entry by its name.
@@ -48,22 +51,25 @@ pub(crate) fn classify(path: &EntryPath) -> Result<Name> {
         return Ok(Name::Plain);
     };
     let dir = path.parent().unwrap_or_default();
-    if dir.components().any(|c| c.starts_with(META_PREFIX)) {
-        return Ok(Name::Aufs);
-    }
+    // The last name decides first, wherever it is: a whiteout inside AUFS metadata deletes
+    // (only other metadata) like any whiteout.
     if last == OPAQUE {
         return Ok(Name::Opaque(dir));
     }
-    if last.starts_with(META_PREFIX) {
-        return Ok(Name::Aufs);
+    if last.starts_with(META_PREFIX) || !last.starts_with(PREFIX) {
+        let mut through = EntryPath::root();
+        for c in path.components() {
+            through = through.join(c)?;
+            if c.starts_with(META_PREFIX) {
+                return Ok(Name::Aufs(through));
+            }
+        }
+        return Ok(Name::Plain);
     }
-    if let Some(target) = last.strip_prefix(PREFIX) {
-        return match target {
-            b"" | b"." | b".." => Err(Error::InvalidWhiteout { path: path.lossy() }),
-            t => Ok(Name::Whiteout(dir.join(t)?)),
-        };
+    match &last[PREFIX.len()..] {
+        b"" | b"." | b".." => Err(Error::InvalidWhiteout { path: path.lossy() }),
+        t => Ok(Name::Whiteout(dir.join(t)?)),
     }
-    Ok(Name::Plain)
 }
 
 /// A hiding record: what made older content disappear.
@@ -237,10 +243,28 @@ mod tests {
             Name::Opaque(p("a"))
         );
         assert_eq!(classify(&p(".wh..wh..opq")).unwrap(), Name::Opaque(p("")));
-        assert_eq!(classify(&p(".wh..wh.plnk/123.4")).unwrap(), Name::Aufs);
-        assert_eq!(classify(&p(".wh..wh.plnk")).unwrap(), Name::Aufs);
-        assert_eq!(classify(&p("x/.wh..wh.aufs")).unwrap(), Name::Aufs);
-        assert_eq!(classify(&p(".wh..wh.orph/x")).unwrap(), Name::Aufs);
+        let aufs = |s: &str| Name::Aufs(p(s));
+        assert_eq!(
+            classify(&p(".wh..wh.plnk/123.4")).unwrap(),
+            aufs(".wh..wh.plnk")
+        );
+        assert_eq!(classify(&p(".wh..wh.plnk")).unwrap(), aufs(".wh..wh.plnk"));
+        assert_eq!(
+            classify(&p("x/.wh..wh.aufs")).unwrap(),
+            aufs("x/.wh..wh.aufs")
+        );
+        assert_eq!(
+            classify(&p(".wh..wh.orph/x")).unwrap(),
+            aufs(".wh..wh.orph")
+        );
+        assert_eq!(
+            classify(&p("x/.wh..wh.plnk/y/.wh..wh.z")).unwrap(),
+            aufs("x/.wh..wh.plnk")
+        );
+        assert_eq!(
+            classify(&p(".wh..wh.plnk/.wh.x")).unwrap(),
+            Name::Whiteout(p(".wh..wh.plnk/x"))
+        );
         assert_eq!(
             classify(&p("a/.wh.x.wh.y")).unwrap(),
             Name::Whiteout(p("a/x.wh.y"))

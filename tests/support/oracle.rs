@@ -13,7 +13,7 @@ use std::io::{BufReader, Read};
 use std::path::Path;
 use std::process::Command;
 
-use ocirender::{Entry, EntryKind};
+use ocirender::{Entry, EntryKind, Metadata};
 use sha2::{Digest, Sha256};
 
 use super::dump::{major, minor, Kind, Node, Tree};
@@ -1032,6 +1032,34 @@ impl RawInode {
     }
 }
 
+/// The node an entry (not a hard link) of this kind and metadata describes; `content` is a
+/// regular file's size and sha256.
+pub fn node_of(kind: &EntryKind, meta: &Metadata, content: Option<(u64, String)>) -> Node {
+    let kind = match kind {
+        EntryKind::File { .. } => {
+            let (size, sha256) = content.expect("a file's content");
+            Kind::File { size, sha256 }
+        }
+        EntryKind::Dir => Kind::Dir,
+        EntryKind::Symlink { target } => Kind::Symlink(target.clone()),
+        EntryKind::CharDevice { major, minor } => Kind::CharDev(*major, *minor),
+        EntryKind::BlockDevice { major, minor } => Kind::BlockDev(*major, *minor),
+        EntryKind::Fifo => Kind::Fifo,
+        EntryKind::Socket => Kind::Socket,
+        EntryKind::Hardlink { .. } => panic!("links share their target's node"),
+    };
+    let mut n = Node::new(kind, meta.mode);
+    n.uid = meta.uid;
+    n.gid = meta.gid;
+    n.mtime = meta.mtime;
+    n.xattrs = meta
+        .xattrs
+        .iter()
+        .map(|x| (x.name.clone(), x.value.clone()))
+        .collect();
+    n
+}
+
 /// Reads `img` with ocirender's own [`SquashfsReader`](ocirender::squashfs::SquashfsReader):
 /// every attribute, xattrs and hard-link groups (by inode number) included.
 pub fn reader(img: &Path) -> Tree {
@@ -1051,34 +1079,19 @@ pub fn reader(img: &Path) -> Tree {
     let mut tree = Tree::default();
     let mut inodes: BTreeMap<Vec<u8>, u32> = BTreeMap::new();
     r.walk(|path, e| {
-        let kind = match &e.kind {
+        let content = match e.kind {
             EntryKind::File { .. } => {
                 let mut h = HashWriter(Sha256::new(), 0);
                 let n = r.read_file(e, &mut h)?;
                 assert_eq!(n, h.1);
-                Kind::File {
-                    size: n,
-                    sha256: h.0.finalize().iter().map(|b| format!("{b:02x}")).collect(),
-                }
+                Some((
+                    n,
+                    h.0.finalize().iter().map(|b| format!("{b:02x}")).collect(),
+                ))
             }
-            EntryKind::Dir => Kind::Dir,
-            EntryKind::Symlink { target } => Kind::Symlink(target.clone()),
-            EntryKind::CharDevice { major, minor } => Kind::CharDev(*major, *minor),
-            EntryKind::BlockDevice { major, minor } => Kind::BlockDev(*major, *minor),
-            EntryKind::Fifo => Kind::Fifo,
-            EntryKind::Socket => Kind::Socket,
-            EntryKind::Hardlink { .. } => panic!("the reader reports inodes, not links"),
+            _ => None,
         };
-        let mut n = Node::new(kind, e.meta.mode);
-        n.uid = e.meta.uid;
-        n.gid = e.meta.gid;
-        n.mtime = e.meta.mtime;
-        n.xattrs = e
-            .meta
-            .xattrs
-            .iter()
-            .map(|x| (x.name.clone(), x.value.clone()))
-            .collect();
+        let n = node_of(&e.kind, &e.meta, content);
         if !e.is_dir() {
             inodes.insert(path.as_bytes().to_vec(), e.inode_number);
         }
