@@ -457,7 +457,7 @@ fn a_link_to_a_directory_its_layer_made_implicitly_and_a_newer_layer_replaced() 
     }
 }
 
-// See: `tests/properties.rs` (random case, 16:20). Layer 0 puts a symlink at `a`, replaces it
+// See: `tests/properties.rs` (random case, 16:15). Layer 0 puts a symlink at `a`, replaces it
 // by a directory and writes `a/x` into it; layer 1 makes `a` a directory too. The symlink is
 // hidden (layer 1 decides `a`'s type) but the directory entry of layer 0 still describes `a`:
 // the merge kept the hidden symlink as `a`'s version in layer 0 and refused `a/x` as written
@@ -475,7 +475,7 @@ fn a_hidden_symlink_its_layer_replaces_by_a_directory_is_not_written_through() {
     matches_the_model(&img);
 }
 
-// See: `tests/properties.rs` (random case, 16:35). Layer 0 puts a symlink at `a/x`, makes `a`
+// See: `tests/properties.rs` (random case, 16:26). Layer 0 puts a symlink at `a/x`, makes `a`
 // a file (removing the symlink with `a`'s subtree) and then writes `a/x/y`, which makes `a` a
 // directory again; layer 1 hides everything. The merge kept the removed symlink as `a/x`'s
 // version in layer 0 and refused `a/x/y` as written through it.
@@ -492,7 +492,7 @@ fn a_hidden_symlink_removed_with_its_parent_is_not_written_through() {
     matches_the_model(&img);
 }
 
-// See: issue 5, fuzz target `merge` (16:34). AUFS metadata below an ordinary directory
+// See: issue 5, fuzz target `merge` (16:26). AUFS metadata below an ordinary directory
 // (`a/.wh..wh..wh..opq`; the name is not the opaque marker): never shown, but extraction
 // creates `a` for it as for any entry. The merge dropped AUFS entries before their parents
 // were made.
