@@ -514,3 +514,27 @@ fn aufs_metadata_makes_its_parents_directories() {
         "BeneathSymlink",
     );
 }
+
+// See: issue 5, fuzz target `merge` (16:48). Layer 1 writes `a/z` through the symlink `a` of
+// layer 0 and only then makes `a` a fifo; layer 2 replaces `a` again. The merge counted layer
+// 1's fifo as removing the symlink before the write, whatever their order.
+#[test]
+fn a_write_through_an_older_symlink_its_layer_replaces_afterwards_is_refused() {
+    for first in ["a/z", "a/.wh..wh.aufs"] {
+        let img = ImageBuilder::new()
+            .layer(Layer::new().symlink("a", "x"))
+            .layer(Layer::new().file(first, "", 0o644).fifo("a/x/y").fifo("a"))
+            .layer(Layer::new().fifo("a"));
+        fails_everywhere(
+            &img,
+            |e| matches!(e, Error::BeneathSymlink { .. }),
+            "BeneathSymlink",
+        );
+    }
+    // Replaced before the write, the symlink is not written through.
+    let img = ImageBuilder::new()
+        .layer(Layer::new().symlink("a", "x"))
+        .layer(Layer::new().fifo("a").file("a/z", "", 0o644))
+        .layer(Layer::new().fifo("a"));
+    matches_the_model(&img);
+}

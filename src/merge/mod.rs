@@ -370,7 +370,7 @@ impl Merger {
         }
         let node = self.tree.intern(&e.path);
         if e.kind.is_dir() {
-            self.tree.touch(node, layer, Use::DirEntry);
+            self.tree.touch(node, layer, ordinal, Use::DirEntry);
         }
         // A later entry replaces a symlink this layer put where newer entries need a directory;
         // a later non-directory above it removes it with its subtree.
@@ -496,7 +496,9 @@ impl Merger {
     fn deliver(&mut self, at: Pos, node: NodeId, e: Entry, data: &mut dyn Read) -> Result<()> {
         let layer = at.layer;
         // A hidden version this layer put here before is replaced (links made before keep it).
-        self.layer_hidden.remove(&node);
+        if !self.layer_hidden.is_empty() {
+            self.layer_hidden.remove(&node);
+        }
         self.require_parents(node, at, false)?;
         let waits = self.take_waiting(node, layer);
         let status = match &e.kind {
@@ -734,11 +736,15 @@ impl Merger {
     /// Whether a symlink that `layer` puts at `node` had newer entries written through it:
     /// the oldest newer layer to use `node` as a directory did not begin with the path's own
     /// directory entry, and nothing between removed the symlink first (a newer layer that
-    /// replaces or deletes it afterwards does not undo that).
+    /// replaces or deletes it afterwards, or the using layer itself after its first use, does
+    /// not undo that).
     fn written_through(&self, node: NodeId, layer: u32) -> bool {
         self.tree.used_after(node, layer).is_some_and(|user| {
+            let first_use = (user, self.tree.used_ordinal(node));
             !self.tree.dir_first_after(node, layer)
-                && !self.barriers.removed_between(&self.tree, node, layer, user)
+                && !self
+                    .barriers
+                    .removed_between(&self.tree, node, layer, first_use)
         })
     }
 
@@ -752,7 +758,7 @@ impl Merger {
         // is kept (an ancestor used before in this layer had its own ancestors used too).
         let mut cur = node;
         while let Some(p) = self.tree.parent(cur) {
-            if !self.tree.touch(p, layer, Use::Beneath) {
+            if !self.tree.touch(p, layer, at.ordinal, Use::Beneath) {
                 break;
             }
             cur = p;

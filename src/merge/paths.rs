@@ -1,6 +1,6 @@
 //! [`PathTree`]: every path the merge has met, interned once, with its per-path state.
 //!
-//! The merge's memory is per path, so this is where it goes: one 56-byte node per path plus the
+//! The merge's memory is per path, so this is where it goes: one node of at most 56 bytes per path plus the
 //! name bytes in one shared arena, found through a hash table keyed by (parent, name). A path is
 //! never stored whole. Nodes also link to their children so a subtree can be visited when a
 //! directory is replaced inside one layer.
@@ -60,6 +60,8 @@ struct Node {
     /// entry beneath it; [`USED_BEFORE_DIR_FIRST`]: the same for the layer that used it
     /// before `used_layer` (the next newer one).
     used: u8,
+    /// The entry ordinal (saturated) of the first use in `used_layer`.
+    used_ordinal: u32,
     /// The path's first hiding record ([`Barriers`](super::whiteout::Barriers) keeps any
     /// further ones): 1 + its layer (0: none), its entry ordinal, and what it hides as the
     /// barrier module's tag. Nearly every non-directory makes exactly one record, so keeping it
@@ -68,6 +70,9 @@ struct Node {
     record_ordinal: u32,
     record_tag: u8,
 }
+
+// The merge's memory is mostly nodes: keep them small.
+const _: () = assert!(std::mem::size_of::<Node>() <= 56);
 
 impl Node {
     /// A path met for the first time: no children, nothing delivered, nothing hidden.
@@ -85,6 +90,7 @@ impl Node {
             hide_children: 0,
             used_layer: 0,
             used: 0,
+            used_ordinal: 0,
             record_layer: 0,
             record_ordinal: 0,
             record_tag: 0,
@@ -245,7 +251,7 @@ impl PathTree {
     /// layer counts. `false` if `layer` had used it already. Layers come newest first, so
     /// what is kept is how the oldest layers so far began with the path: whether extraction
     /// made it a directory by its own entry before writing beneath it.
-    pub(crate) fn touch(&mut self, id: NodeId, layer: u32, how: Use) -> bool {
+    pub(crate) fn touch(&mut self, id: NodeId, layer: u32, ordinal: u64, how: Use) -> bool {
         let n = &mut self.nodes[id as usize];
         if n.used_layer == layer + 1 {
             return false;
@@ -262,7 +268,14 @@ impl PathTree {
         };
         n.used_layer = layer + 1;
         n.used = before | first;
+        n.used_ordinal = u32::try_from(ordinal).unwrap_or(u32::MAX);
         true
+    }
+
+    /// The entry ordinal of the first use of `id` in the layer [`used_after`](Self::used_after)
+    /// names.
+    pub(crate) fn used_ordinal(&self, id: NodeId) -> u64 {
+        u64::from(self.nodes[id as usize].used_ordinal)
     }
 
     /// Whether an entry of `layer` used `id` as a directory (so far, in stream order).

@@ -191,25 +191,29 @@ impl Barriers {
         }
     }
 
-    /// Whether a layer in `after + 1 ..= upto` removed what `node` held: a whiteout or a
-    /// non-directory at `node`, or any hiding record at one of its ancestors.
+    /// Whether what `node` held in layer `after` was removed before entry `upto.1` of layer
+    /// `upto.0` was applied: by a whiteout or a non-directory at `node`, or any hiding record
+    /// at one of its ancestors, in a layer between, or in layer `upto.0` itself (its
+    /// whiteouts and opaque markers apply first, its non-directories in stream order).
     pub(crate) fn removed_between(
         &self,
         tree: &PathTree,
         node: NodeId,
         after: u32,
-        upto: u32,
+        (upto, upto_ord): (u32, u64),
     ) -> bool {
-        let within = |l: u32| l > after && l <= upto;
+        let before = |(l, ord, h): Record| {
+            l > after && (l < upto || (l == upto && (h != Hides::NonDir || ord < upto_ord)))
+        };
         if self
             .records(tree, node)
-            .any(|(l, _, h)| h != Hides::Opaque && within(l))
+            .any(|r| r.2 != Hides::Opaque && before(r))
         {
             return true;
         }
         let mut cur = node;
         while let Some(p) = tree.parent(cur) {
-            if self.records(tree, p).any(|(l, _, _)| within(l)) {
+            if self.records(tree, p).any(before) {
                 return true;
             }
             cur = p;
