@@ -515,7 +515,7 @@ fn aufs_metadata_makes_its_parents_directories() {
     );
 }
 
-// See: issue 5, fuzz target `merge` (16:48). Layer 1 writes `a/z` through the symlink `a` of
+// See: issue 5, fuzz target `merge` (16:45). Layer 1 writes `a/z` through the symlink `a` of
 // layer 0 and only then makes `a` a fifo; layer 2 replaces `a` again. The merge counted layer
 // 1's fifo as removing the symlink before the write, whatever their order.
 #[test]
@@ -537,4 +537,28 @@ fn a_write_through_an_older_symlink_its_layer_replaces_afterwards_is_refused() {
         .layer(Layer::new().fifo("a").file("a/z", "", 0o644))
         .layer(Layer::new().fifo("a"));
     matches_the_model(&img);
+}
+
+// Found while fixing the one above: the same write, but layer 0 first wrote `a/b` (so layer 0
+// itself had used `a` as a directory before it put the symlink there). The merge kept only
+// the oldest layer's first use of `a`, so it no longer knew that layer 1 used it after.
+#[test]
+fn a_write_through_an_older_symlink_that_replaced_a_directory_of_its_own_layer() {
+    let img = ImageBuilder::new()
+        .layer(Layer::new().file("a/b", "", 0o644).symlink("a", "x"))
+        .layer(Layer::new().file("a/z", "", 0o644))
+        .layer(Layer::new().fifo("a"));
+    fails_everywhere(
+        &img,
+        |e| {
+            matches!(
+                e,
+                Error::BeneathSymlink {
+                    entry_layer: Some(1),
+                    ..
+                }
+            )
+        },
+        "BeneathSymlink naming layer 1",
+    );
 }

@@ -721,14 +721,25 @@ impl Merger {
     }
 
     fn beneath_symlink(&self, node: NodeId) -> Error {
-        let below = self
-            .tree
-            .descendants(node)
-            .into_iter()
+        let descendants = self.tree.descendants(node);
+        let shown = descendants
+            .iter()
+            .copied()
             .find(|&d| self.tree.status(d).0 != Status::Unseen);
+        let (path, entry_layer) = match shown {
+            Some(d) => (Some(d), Some(self.tree.status(d).1)),
+            // Only hidden entries went through: name a path beneath it, and the layer that
+            // first used it as a directory.
+            None => (
+                descendants.first().copied(),
+                self.last_layer
+                    .and_then(|l| self.tree.used_after(node, l))
+                    .map(|(user, _)| user),
+            ),
+        };
         Error::BeneathSymlink {
-            path: below.map(|d| self.tree.path(d).lossy()).unwrap_or_default(),
-            entry_layer: below.map(|d| self.tree.status(d).1 as usize),
+            path: path.map(|d| self.tree.path(d).lossy()).unwrap_or_default(),
+            entry_layer: entry_layer.map(|l| l as usize),
             symlink: self.tree.path(node).lossy(),
         }
     }
@@ -739,8 +750,7 @@ impl Merger {
     /// replaces or deletes it afterwards, or the using layer itself after its first use, does
     /// not undo that).
     fn written_through(&self, node: NodeId, layer: u32) -> bool {
-        self.tree.used_after(node, layer).is_some_and(|user| {
-            let first_use = (user, self.tree.used_ordinal(node));
+        self.tree.used_after(node, layer).is_some_and(|first_use| {
             !self.tree.dir_first_after(node, layer)
                 && !self
                     .barriers

@@ -1,6 +1,6 @@
 //! [`PathTree`]: every path the merge has met, interned once, with its per-path state.
 //!
-//! The merge's memory is per path, so this is where it goes: one node of at most 56 bytes per path plus the
+//! The merge's memory is per path, so this is where it goes: one 60-byte node per path plus the
 //! name bytes in one shared arena, found through a hash table keyed by (parent, name). A path is
 //! never stored whole. Nodes also link to their children so a subtree can be visited when a
 //! directory is replaced inside one layer.
@@ -62,6 +62,9 @@ struct Node {
     used: u8,
     /// The entry ordinal (saturated) of the first use in `used_layer`.
     used_ordinal: u32,
+    /// The same two for the layer that used it before `used_layer` (the next newer one).
+    prev_used_layer: u32,
+    prev_used_ordinal: u32,
     /// The path's first hiding record ([`Barriers`](super::whiteout::Barriers) keeps any
     /// further ones): 1 + its layer (0: none), its entry ordinal, and what it hides as the
     /// barrier module's tag. Nearly every non-directory makes exactly one record, so keeping it
@@ -72,7 +75,7 @@ struct Node {
 }
 
 // The merge's memory is mostly nodes: keep them small.
-const _: () = assert!(std::mem::size_of::<Node>() <= 56);
+const _: () = assert!(std::mem::size_of::<Node>() <= 60);
 
 impl Node {
     /// A path met for the first time: no children, nothing delivered, nothing hidden.
@@ -91,6 +94,8 @@ impl Node {
             used_layer: 0,
             used: 0,
             used_ordinal: 0,
+            prev_used_layer: 0,
+            prev_used_ordinal: 0,
             record_layer: 0,
             record_ordinal: 0,
             record_tag: 0,
@@ -266,16 +271,12 @@ impl PathTree {
         } else {
             0
         };
+        n.prev_used_layer = n.used_layer;
+        n.prev_used_ordinal = n.used_ordinal;
         n.used_layer = layer + 1;
         n.used = before | first;
         n.used_ordinal = u32::try_from(ordinal).unwrap_or(u32::MAX);
         true
-    }
-
-    /// The entry ordinal of the first use of `id` in the layer [`used_after`](Self::used_after)
-    /// names.
-    pub(crate) fn used_ordinal(&self, id: NodeId) -> u64 {
-        u64::from(self.nodes[id as usize].used_ordinal)
     }
 
     /// Whether an entry of `layer` used `id` as a directory (so far, in stream order).
@@ -295,12 +296,17 @@ impl PathTree {
         }
     }
 
-    /// The oldest layer newer than `layer` that used `id` as a directory, when it is known:
-    /// `None` if no newer layer used it, or if `layer` itself is the oldest user so far (then
-    /// only whether the one before began with a directory entry is kept).
-    pub(crate) fn used_after(&self, id: NodeId, layer: u32) -> Option<u32> {
+    /// The oldest layer newer than `layer` that used `id` as a directory, with the ordinal of
+    /// its first entry that did; `None` if no newer layer used it.
+    pub(crate) fn used_after(&self, id: NodeId, layer: u32) -> Option<(u32, u64)> {
         let n = &self.nodes[id as usize];
-        (n.used_layer > layer + 1).then(|| n.used_layer - 1)
+        if n.used_layer > layer + 1 {
+            Some((n.used_layer - 1, u64::from(n.used_ordinal)))
+        } else if n.used_layer == layer + 1 && n.prev_used_layer > 0 {
+            Some((n.prev_used_layer - 1, u64::from(n.prev_used_ordinal)))
+        } else {
+            None
+        }
     }
 
     pub(crate) fn set_status(&mut self, id: NodeId, status: Status, layer: u32) {
