@@ -562,3 +562,20 @@ fn a_write_through_an_older_symlink_that_replaced_a_directory_of_its_own_layer()
         "BeneathSymlink naming layer 1",
     );
 }
+
+#[test]
+fn tmp_probe() {
+    let img = ImageBuilder::new()
+        .layer(Layer::new().dir("a", 0o755))
+        .layer(Layer::new().dir("a", 0o755).symlink("a", "x"))
+        .layer(Layer::new().symlink("a/x", "a"))
+        .layer(Layer::new().file("a", "y", 0o755).dir("a", 0o755));
+    eprintln!(
+        "model: {:?}",
+        model::apply(img.layer_list()).map(|t| t.dump(DumpOptions::default()))
+    );
+    let t = tempfile::tempdir().unwrap();
+    let built = img.build(t.path().join("img"));
+    let r = convert_one(&built.path, Format::Tar, &ConvertOptions::default()).result;
+    eprintln!("tar: {:?}", r.map(|t| t.dump(DumpOptions::default())));
+}
