@@ -581,3 +581,43 @@ fn a_write_through_an_older_symlink_that_replaced_a_directory_of_its_own_layer()
         "BeneathSymlink naming layer 2",
     );
 }
+
+// See: issue 5, fuzz target `merge` (17:09). Layer 1 links `b` to a symlink (so `b` is a
+// symlink too); a newer layer writes `b/y` through it. The merge checked only symlink entries
+// for newer writes beneath them, not hard links to symlinks. The link's inode may be decided
+// in its own layer or in an older one.
+#[test]
+fn a_newer_write_beneath_a_hard_link_to_a_symlink() {
+    let beneath_symlink = |img: &ImageBuilder| {
+        fails_everywhere(
+            img,
+            |e| matches!(e, Error::BeneathSymlink { .. }),
+            "BeneathSymlink",
+        )
+    };
+    beneath_symlink(
+        &ImageBuilder::new()
+            .layer(Layer::new().symlink("s", "x/y").hardlink("b", "s"))
+            .layer(Layer::new().dir("b/y", 0o755)),
+    );
+    beneath_symlink(
+        &ImageBuilder::new()
+            .layer(Layer::new().symlink("s", "x/y"))
+            .layer(Layer::new().hardlink("b", "s"))
+            .layer(Layer::new().dir("b/y", 0o755)),
+    );
+    beneath_symlink(
+        &ImageBuilder::new()
+            .layer(Layer::new().symlink("s", "x/y"))
+            .layer(Layer::new().hardlink("b", "s"))
+            .layer(Layer::new().dir("b/y", 0o755))
+            .layer(Layer::new().fifo("b")),
+    );
+    // A link to a file is replaced by the directory like the file would be.
+    matches_the_model(
+        &ImageBuilder::new()
+            .layer(Layer::new().file("s", "s", 0o644))
+            .layer(Layer::new().hardlink("b", "s"))
+            .layer(Layer::new().dir("b/y", 0o755)),
+    );
+}

@@ -105,7 +105,8 @@ pub struct Merger {
     layer_waiting: HashMap<NodeId, Waiting>,
     /// Symlinks of the current layer at paths newer entries need as directories: an error
     /// unless a later entry of the layer replaces the symlink.
-    layer_symlinks: Vec<NodeId>,
+    /// A hard link's inode decides (`Some(slot)`): it may be a symlink.
+    layer_symlinks: Vec<(NodeId, Option<SlotId>)>,
     /// Delivered non-directories of the current layer that a link of the layer (shown or
     /// hidden) points to, with one such link: replacing one later in the layer is an error.
     layer_linked: HashMap<NodeId, NodeId>,
@@ -238,9 +239,20 @@ impl Merger {
             self.fetch_again(reopen)?;
         }
         self.layer_hidden.clear();
-        if let Some(&node) = self.layer_symlinks.iter().min() {
-            self.layer_symlinks.clear();
-            return Err(self.beneath_symlink(node));
+        let mut symlinks = std::mem::take(&mut self.layer_symlinks);
+        symlinks.sort_unstable();
+        for (node, slot) in symlinks {
+            match slot.map(|s| (s, self.links.is_symlink(s))) {
+                None | Some((_, Some(true))) => return Err(self.beneath_symlink(node)),
+                Some((_, Some(false))) => {}
+                Some((s, None)) => {
+                    // A link whose inode an older layer decides: checked at the end.
+                    let layer = self.last_layer.unwrap_or(0);
+                    let user = self.tree.used_after(node, layer).map_or(layer, |u| u.0);
+                    let entry = self.tree.descendants(node).first().copied().unwrap_or(node);
+                    self.written_beneath.push((s, node, entry, user));
+                }
+            }
         }
         let layer = self.last_layer.unwrap_or(0);
         let mut waiting: Vec<(NodeId, Waiting)> = self.layer_waiting.drain().collect();
@@ -375,10 +387,10 @@ impl Merger {
         // A later entry replaces a symlink this layer put where newer entries need a directory;
         // a later non-directory above it removes it with its subtree.
         if e.kind.is_dir() {
-            self.layer_symlinks.retain(|&n| n != node);
+            self.layer_symlinks.retain(|&(n, _)| n != node);
         } else if !self.layer_symlinks.is_empty() {
             let tree = &self.tree;
-            self.layer_symlinks.retain(|&n| {
+            self.layer_symlinks.retain(|&(n, _)| {
                 std::iter::successors(Some(n), |&c| tree.parent(c)).all(|c| c != node)
             });
         }
@@ -396,11 +408,9 @@ impl Merger {
             }
         }
         if self.tree.hidden(node, layer) {
-            if matches!(e.kind, EntryKind::Symlink { .. }) && self.written_through(node, layer) {
-                // Hidden in the output, but newer entries went through it before that.
-                self.layer_symlinks.push(node);
-            }
-            return self.hidden(at, refetchable, node, e, data, true);
+            // Hidden in the output, but newer entries may have gone through it before that.
+            let watch = may_be_symlink(&e) && self.written_through(node, layer);
+            return self.hidden_watched(at, refetchable, node, e, data, watch);
         }
         let (status, set_by) = self.tree.status(node);
         if set_by > layer && status != Status::Unseen {
@@ -459,10 +469,8 @@ impl Merger {
         let layer = at.layer;
         let (status, set_by) = self.tree.status(node);
         if !matches!(status, Status::Implicit | Status::Dir) {
-            if matches!(e.kind, EntryKind::Symlink { .. }) && self.written_through(node, layer) {
-                self.layer_symlinks.push(node);
-            }
-            return self.hidden(at, refetchable, node, e, data, true);
+            let watch = may_be_symlink(&e) && self.written_through(node, layer);
+            return self.hidden_watched(at, refetchable, node, e, data, watch);
         }
         // Replaced by a non-directory of a newer layer before the newer entries made it a
         // directory again: this entry no longer describes anything.
@@ -476,20 +484,41 @@ impl Merger {
             self.tree.set_status(node, Status::Dir, set_by);
             return Ok(());
         }
-        let symlink = matches!(e.kind, EntryKind::Symlink { .. });
         let through = !replaced && !self.tree.dir_first_after(node, layer);
-        if symlink && (through || self.written_through(node, layer)) {
-            // Newer entries lie beneath this path and the first newer layer to use it did not
-            // begin with a directory entry replacing the symlink: applying them would write
-            // through it, unless a later entry of this layer replaces the symlink first.
-            self.layer_symlinks.push(node);
-        }
+        // Newer entries lie beneath this path and the first newer layer to use it did not
+        // begin with a directory entry replacing a symlink here: applying them would write
+        // through it, unless a later entry of this layer replaces the symlink first.
+        let watch = may_be_symlink(&e) && (through || self.written_through(node, layer));
         self.drop_subtree(node, layer)?;
         if described_by == Some(layer) {
             // This layer's own directory entry was replaced by this non-directory.
             self.deliver_implicit(node, set_by)?;
         }
-        self.hidden(at, refetchable, node, e, data, true)
+        self.hidden_watched(at, refetchable, node, e, data, watch)
+    }
+
+    /// [`hidden`](Self::hidden), for an entry that newer entries went beneath (`watch`): a
+    /// symlink, or a hard link to one, is an error at the end of the layer unless a later entry
+    /// of the layer replaces it.
+    fn hidden_watched(
+        &mut self,
+        at: Pos,
+        refetchable: bool,
+        node: NodeId,
+        e: Entry,
+        data: &mut dyn Read,
+        watch: bool,
+    ) -> Result<()> {
+        let link = matches!(e.kind, EntryKind::Hardlink { .. });
+        self.hidden(at, refetchable, node, e, data, true)?;
+        if watch {
+            let slot = match self.layer_hidden.get(&node) {
+                Some(&Hidden::Slot(s)) if link => Some(s),
+                _ => None,
+            };
+            self.layer_symlinks.push((node, slot));
+        }
+        Ok(())
     }
 
     /// Delivers a winning entry (or, for a hard link, records it for the end).
@@ -1040,4 +1069,12 @@ impl Merger {
         }
         Ok(())
     }
+}
+
+/// Whether `e` is a symlink, or a hard link that may be one.
+fn may_be_symlink(e: &Entry) -> bool {
+    matches!(
+        e.kind,
+        EntryKind::Symlink { .. } | EntryKind::Hardlink { .. }
+    )
 }
