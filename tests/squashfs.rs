@@ -170,8 +170,8 @@ fn verify_tree(img: &Path, expected: &Tree) -> Structure {
 /// Which readers [`verify_tree_with`] runs besides unsquashfs and the structural checker.
 #[derive(Clone, Copy)]
 struct Oracles {
-    /// backhand refuses symlink targets of 256 bytes or more (its parser asserts
-    /// `target_size < 256`; the kernel allows 4096).
+    /// backhand refuses symlink targets of 256 bytes or more (see
+    /// [`oracle::BACKHAND_MAX_SYMLINK`]).
     backhand: bool,
     /// A full dump through a kernel mount; the biggest images check the kernel with
     /// targeted lookups and reads instead, to keep the test time reasonable.

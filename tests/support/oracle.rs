@@ -71,10 +71,26 @@ pub fn unsquashfs_stat(img: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The longest symlink target backhand reads: its inode parser asserts `target_size < 256`
+/// (squashfs-tools and the kernel take up to 4096 bytes).
+pub const BACKHAND_MAX_SYMLINK: usize = 255;
+
+/// Whether backhand can read an image of this tree (no symlink target over
+/// [`BACKHAND_MAX_SYMLINK`]).
+pub fn backhand_can_read(t: &Tree) -> bool {
+    !t.0.values()
+        .any(|n| matches!(&n.kind, Kind::Symlink(target) if target.len() > BACKHAND_MAX_SYMLINK))
+}
+
 /// Reads `img` with the `backhand` crate.
 pub fn backhand(img: &Path) -> Tree {
+    try_backhand(img).unwrap_or_else(|e| panic!("backhand reads the image: {e:?}"))
+}
+
+/// Reads `img` with the `backhand` crate, or says why it cannot.
+pub fn try_backhand(img: &Path) -> Result<Tree, backhand::BackhandError> {
     let file = BufReader::new(File::open(img).expect("open image"));
-    let fs = backhand::FilesystemReader::from_reader(file).expect("backhand reads the image");
+    let fs = backhand::FilesystemReader::from_reader(file)?;
     let mut tree = Tree::default();
     for node in fs.files() {
         use std::os::unix::ffi::OsStrExt;
@@ -120,7 +136,7 @@ pub fn backhand(img: &Path) -> Tree {
         n.mtime = i64::from(node.header.mtime);
         tree.0.insert(path, n);
     }
-    tree
+    Ok(tree)
 }
 
 /// The kernel's `new_decode_dev`.

@@ -155,15 +155,19 @@ pub fn read_output(target: &Path, format: Format) -> Tree {
                 ),
             }
             let tree = Tree::from_dir(&root);
-            // The second reader: backhand, in process (it sees no xattrs and no link identity).
-            let plain =
-                |t: &Tree| super::oracle::without_links_and_xattrs(t).dump(DumpOptions::default());
-            assert_eq!(
-                plain(&super::oracle::backhand(target)),
-                plain(&tree),
-                "backhand and unsquashfs read {} differently",
-                target.display()
-            );
+            // The second reader: backhand, in process (it sees no xattrs and no link identity,
+            // and no long symlink targets).
+            if super::oracle::backhand_can_read(&tree) {
+                let plain = |t: &Tree| {
+                    super::oracle::without_links_and_xattrs(t).dump(DumpOptions::default())
+                };
+                assert_eq!(
+                    plain(&super::oracle::backhand(target)),
+                    plain(&tree),
+                    "backhand and unsquashfs read {} differently",
+                    target.display()
+                );
+            }
             tree
         }
     }
