@@ -351,14 +351,7 @@ impl Merger {
                 let q = self.tree.intern(&through);
                 let hidden = self.tree.hidden(q, layer);
                 self.require_parents(q, at, hidden)?;
-                if let EntryKind::Hardlink { target } = &e.kind {
-                    if *target == e.path {
-                        return Err(Error::HardlinkTargetMissing {
-                            link: e.path.lossy(),
-                            target: target.lossy(),
-                        });
-                    }
-                }
+                refuse_self_link(&e)?;
                 let n = self.tree.intern(&e.path);
                 return self.hidden(at, refetchable, n, e, data, false);
             }
@@ -370,16 +363,7 @@ impl Merger {
                 reason: "the root must be a directory",
             });
         }
-        if let EntryKind::Hardlink { target } = &e.kind {
-            if *target == e.path {
-                // Extraction clears a link's own path before linking, so a link to itself
-                // finds nothing.
-                return Err(Error::HardlinkTargetMissing {
-                    link: e.path.lossy(),
-                    target: target.lossy(),
-                });
-            }
-        }
+        refuse_self_link(&e)?;
         let node = self.tree.intern(&e.path);
         if e.kind.is_dir() {
             self.tree.touch(node, layer, ordinal, Use::DirEntry);
@@ -410,7 +394,9 @@ impl Merger {
         if self.tree.hidden(node, layer) {
             // Hidden in the output, but newer entries may have gone through it before that.
             let watch = may_be_symlink(&e) && self.written_through(node, layer);
-            return self.hidden_watched(at, refetchable, node, e, data, watch);
+            let link = is_link(&e);
+            self.hidden(at, refetchable, node, e, data, true)?;
+            return self.watch(watch, node, link);
         }
         let (status, set_by) = self.tree.status(node);
         if set_by > layer && status != Status::Unseen {
@@ -470,7 +456,9 @@ impl Merger {
         let (status, set_by) = self.tree.status(node);
         if !matches!(status, Status::Implicit | Status::Dir) {
             let watch = may_be_symlink(&e) && self.written_through(node, layer);
-            return self.hidden_watched(at, refetchable, node, e, data, watch);
+            let link = is_link(&e);
+            self.hidden(at, refetchable, node, e, data, true)?;
+            return self.watch(watch, node, link);
         }
         // Replaced by a non-directory of a newer layer before the newer entries made it a
         // directory again: this entry no longer describes anything.
@@ -494,23 +482,15 @@ impl Merger {
             // This layer's own directory entry was replaced by this non-directory.
             self.deliver_implicit(node, set_by)?;
         }
-        self.hidden_watched(at, refetchable, node, e, data, watch)
+        let link = is_link(&e);
+        self.hidden(at, refetchable, node, e, data, true)?;
+        self.watch(watch, node, link)
     }
 
-    /// [`hidden`](Self::hidden), for an entry that newer entries went beneath (`watch`): a
-    /// symlink, or a hard link to one, is an error at the end of the layer unless a later entry
-    /// of the layer replaces it.
-    fn hidden_watched(
-        &mut self,
-        at: Pos,
-        refetchable: bool,
-        node: NodeId,
-        e: Entry,
-        data: &mut dyn Read,
-        watch: bool,
-    ) -> Result<()> {
-        let link = matches!(e.kind, EntryKind::Hardlink { .. });
-        self.hidden(at, refetchable, node, e, data, true)?;
+    /// After [`hidden`](Self::hidden) handled the entry at `node`, which newer entries went
+    /// beneath (`watch`): a symlink, or a hard link (`link`) to one, is an error at the end of
+    /// the layer unless a later entry of the layer replaces it.
+    fn watch(&mut self, watch: bool, node: NodeId, link: bool) -> Result<()> {
         if watch {
             let slot = match self.layer_hidden.get(&node) {
                 Some(&Hidden::Slot(s)) if link => Some(s),
@@ -808,23 +788,19 @@ impl Merger {
         if !self.layer_hidden.is_empty() {
             let mut cur = node;
             while let Some(p) = self.tree.parent(cur) {
-                if let Some(h) = self.layer_hidden.get_mut(&p) {
-                    // A symlink this layer put there (hidden by a newer layer), or a link to
-                    // one, is not replaced by a directory: extraction would write through it.
-                    let symlink = match h {
-                        Hidden::Other(e) => matches!(e.kind, EntryKind::Symlink { .. }),
-                        &mut Hidden::Slot(s) => self.beneath_link(s, p, node, layer)?,
-                        _ => false,
-                    };
-                    if symlink {
-                        return Err(Error::BeneathSymlink {
-                            path: self.tree.path(node).lossy(),
-                            entry_layer: Some(layer as usize),
-                            symlink: self.tree.path(p).lossy(),
-                        });
+                // A symlink this layer put there (hidden by a newer layer), or a link to one,
+                // is not replaced by a directory: extraction would write through it.
+                match self.layer_hidden.get(&p) {
+                    None => {}
+                    Some(Hidden::Other(e)) if matches!(e.kind, EntryKind::Symlink { .. }) => {
+                        return Err(self.written_through_error(node, layer, p));
                     }
-                    if let Some(h) = self.layer_hidden.get_mut(&p) {
-                        *h = Hidden::Dir;
+                    Some(&Hidden::Slot(s)) => {
+                        self.check_beneath_link(s, p, node, layer)?;
+                        self.layer_hidden.insert(p, Hidden::Dir);
+                    }
+                    Some(_) => {
+                        self.layer_hidden.insert(p, Hidden::Dir);
                     }
                 }
                 cur = p;
@@ -855,16 +831,8 @@ impl Merger {
                         // Earlier in this layer the path was a non-directory; this entry makes
                         // it a directory again, as extraction would, unless it is a link to a
                         // symlink.
-                        if status == Status::Link {
-                            if let Some(s) = self.links.member(p) {
-                                if self.beneath_link(s, p, node, layer)? {
-                                    return Err(Error::BeneathSymlink {
-                                        path: self.tree.path(node).lossy(),
-                                        entry_layer: Some(layer as usize),
-                                        symlink: self.tree.path(p).lossy(),
-                                    });
-                                }
-                            }
+                        if let Some(s) = self.links.member(p).filter(|_| status == Status::Link) {
+                            self.check_beneath_link(s, p, node, layer)?;
                         }
                         self.replace_nondir(p, false)?;
                         self.deliver_implicit(p, layer)?;
@@ -881,22 +849,32 @@ impl Merger {
     }
 
     /// An entry (`entry`, of `layer`) goes beneath the hard link at `link`, whose inode is
-    /// `slot`: whether that inode is a symlink. Where it is not known yet (the link waits for
-    /// an older layer), the check is made at the end.
-    fn beneath_link(
+    /// `slot`: an error if that inode is a symlink. Where it is not known yet (the link waits
+    /// for an older layer), the check is made at the end.
+    fn check_beneath_link(
         &mut self,
         slot: SlotId,
         link: NodeId,
         entry: NodeId,
         layer: u32,
-    ) -> Result<bool> {
-        Ok(match self.links.is_symlink(slot) {
-            Some(symlink) => symlink,
+    ) -> Result<()> {
+        match self.links.is_symlink(slot) {
+            Some(true) => Err(self.written_through_error(entry, layer, link)),
+            Some(false) => Ok(()),
             None => {
                 self.written_beneath.push((slot, link, entry, layer));
-                false
+                Ok(())
             }
-        })
+        }
+    }
+
+    /// `entry`, of `layer`, lies beneath the symlink (or link to one) at `symlink`.
+    fn written_through_error(&self, entry: NodeId, layer: u32, symlink: NodeId) -> Error {
+        Error::BeneathSymlink {
+            path: self.tree.path(entry).lossy(),
+            entry_layer: Some(layer as usize),
+            symlink: self.tree.path(symlink).lossy(),
+        }
     }
 
     /// Delivers the default directory at `node` now.
@@ -997,11 +975,7 @@ impl Merger {
         }
         for &(slot, link, entry, layer) in &self.written_beneath {
             if self.links.is_symlink(slot) == Some(true) {
-                return Err(Error::BeneathSymlink {
-                    path: self.tree.path(entry).lossy(),
-                    entry_layer: Some(layer as usize),
-                    symlink: self.tree.path(link).lossy(),
-                });
+                return Err(self.written_through_error(entry, layer, link));
             }
         }
         let implicit: Vec<NodeId> = self
@@ -1069,6 +1043,21 @@ impl Merger {
         }
         Ok(())
     }
+}
+
+/// Extraction clears a link's own path before linking, so a link to itself finds nothing.
+fn refuse_self_link(e: &Entry) -> Result<()> {
+    match &e.kind {
+        EntryKind::Hardlink { target } if *target == e.path => Err(Error::HardlinkTargetMissing {
+            link: e.path.lossy(),
+            target: target.lossy(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn is_link(e: &Entry) -> bool {
+    matches!(e.kind, EntryKind::Hardlink { .. })
 }
 
 /// Whether `e` is a symlink, or a hard link that may be one.

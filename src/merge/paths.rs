@@ -228,7 +228,6 @@ impl PathTree {
         (n.status, n.status_layer)
     }
 
-    /// The layer whose directory entry described the directory at `id`, if one did.
     /// The first hiding record stored at `id`: (layer, ordinal, tag).
     pub(crate) fn first_record(&self, id: NodeId) -> Option<(u32, u32, u8)> {
         let n = &self.nodes[id as usize];
@@ -243,6 +242,7 @@ impl PathTree {
         n.record_tag = tag;
     }
 
+    /// The layer whose directory entry described the directory at `id`, if one did.
     pub(crate) fn meta_layer(&self, id: NodeId) -> Option<u32> {
         let l = self.nodes[id as usize].meta_layer;
         (l != NONE).then_some(l)
