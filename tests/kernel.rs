@@ -34,7 +34,7 @@ use ocirender::{
     Algorithm, BlockSize, Compression, Entry, EntryKind, EntryPath, Jobs, Metadata, Sink,
     SquashfsOptions, Xattr, XzFilter,
 };
-use support::dump::{self, DumpOptions, Kind, Node, Tree};
+use support::dump::{self, DumpOptions, Kind, Tree};
 use support::kernel::{windowed_sha256, Disk, Harness, Window};
 
 /// A fixed time for entries that do not pick their own.
@@ -387,30 +387,13 @@ impl Fixture {
                     tree.0[&t].clone()
                 }
                 kind => {
-                    let k = match kind {
-                        EntryKind::File { size, .. } => Kind::File {
-                            size: *size,
-                            sha256: self.digest(&key, &item.content, windows),
-                        },
-                        EntryKind::Dir => Kind::Dir,
-                        EntryKind::Symlink { target } => Kind::Symlink(target.clone()),
-                        EntryKind::CharDevice { major, minor } => Kind::CharDev(*major, *minor),
-                        EntryKind::BlockDevice { major, minor } => Kind::BlockDev(*major, *minor),
-                        EntryKind::Fifo => Kind::Fifo,
-                        EntryKind::Socket => Kind::Socket,
-                        EntryKind::Hardlink { .. } => unreachable!(),
+                    let content = match kind {
+                        EntryKind::File { size, .. } => {
+                            Some((*size, self.digest(&key, &item.content, windows)))
+                        }
+                        _ => None,
                     };
-                    let mut n = Node::new(k, e.meta.mode);
-                    n.uid = e.meta.uid;
-                    n.gid = e.meta.gid;
-                    n.mtime = e.meta.mtime;
-                    n.xattrs = e
-                        .meta
-                        .xattrs
-                        .iter()
-                        .map(|x| (x.name.clone(), x.value.clone()))
-                        .collect();
-                    n
+                    support::oracle::node_of(kind, &e.meta, content)
                 }
             };
             tree.0.insert(key, node);

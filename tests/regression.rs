@@ -31,6 +31,15 @@ fn fails_everywhere(img: &ImageBuilder, is: fn(&Error) -> bool, what: &str) {
     );
 }
 
+/// [`fails_everywhere`] with `BeneathSymlink`.
+fn refused_as_beneath_symlink(img: &ImageBuilder) {
+    fails_everywhere(
+        img,
+        |e| matches!(e, Error::BeneathSymlink { .. }),
+        "BeneathSymlink",
+    );
+}
+
 /// Converts `img` to every format; each output must equal the model's tree.
 fn matches_the_model(img: &ImageBuilder) {
     let expected = model::apply(img.layer_list())
@@ -289,11 +298,7 @@ fn a_write_through_an_older_symlink_is_refused_even_if_a_newer_layer_replaces_it
             .layer(Layer::new().dir("b", 0o755).symlink("a", "b"))
             .layer(Layer::new().dir("a/x/y", 0o700))
             .layer(newest);
-        fails_everywhere(
-            &img,
-            |e| matches!(e, Error::BeneathSymlink { .. }),
-            "BeneathSymlink",
-        );
+        refused_as_beneath_symlink(&img);
     }
 }
 
@@ -332,24 +337,17 @@ fn a_symlink_replaced_by_a_link_beneath_a_path_its_layer_makes_a_file() {
 // link, the symlink or both, and when the link reaches the symlink through another link.
 #[test]
 fn a_write_beneath_a_hard_link_to_a_symlink() {
-    let beneath_symlink = |img: &ImageBuilder| {
-        fails_everywhere(
-            img,
-            |e| matches!(e, Error::BeneathSymlink { .. }),
-            "BeneathSymlink",
-        )
-    };
     let link_and_write = || Layer::new().hardlink("b", "a/x").fifo("b/x");
     let older = || Layer::new().symlink("a/x", "a");
-    beneath_symlink(&ImageBuilder::new().layer(older()).layer(link_and_write()));
+    refused_as_beneath_symlink(&ImageBuilder::new().layer(older()).layer(link_and_write()));
     for hide in ["b", "a/x", "a"] {
-        beneath_symlink(
+        refused_as_beneath_symlink(
             &ImageBuilder::new()
                 .layer(older())
                 .layer(link_and_write())
                 .layer(Layer::new().whiteout(hide)),
         );
-        beneath_symlink(
+        refused_as_beneath_symlink(
             &ImageBuilder::new()
                 .layer(
                     Layer::new()
@@ -360,7 +358,7 @@ fn a_write_beneath_a_hard_link_to_a_symlink() {
                 .layer(Layer::new().whiteout(hide)),
         );
     }
-    beneath_symlink(
+    refused_as_beneath_symlink(
         &ImageBuilder::new()
             .layer(older())
             .layer(Layer::new().hardlink("c", "a/x"))
@@ -395,11 +393,7 @@ fn a_write_through_a_symlink_of_its_own_layer_is_refused_even_when_hidden() {
         .layer(Layer::new().dir("b", 0o755))
         .layer(Layer::new().symlink("a", "b").file("a/x/y", "y", 0o644))
         .layer(Layer::new().whiteout("a"));
-    fails_everywhere(
-        &img,
-        |e| matches!(e, Error::BeneathSymlink { .. }),
-        "BeneathSymlink",
-    );
+    refused_as_beneath_symlink(&img);
 }
 
 // See: `tests/properties.rs` (random case, 15:08). Layer 0 links `b/y` to the symlink `a`,
@@ -508,11 +502,7 @@ fn aufs_metadata_makes_its_parents_directories() {
     let img = ImageBuilder::new()
         .layer(Layer::new().symlink("a", "c"))
         .layer(Layer::new().file("a/.wh..wh.aufs", "", 0o644));
-    fails_everywhere(
-        &img,
-        |e| matches!(e, Error::BeneathSymlink { .. }),
-        "BeneathSymlink",
-    );
+    refused_as_beneath_symlink(&img);
 }
 
 // See: issue 5, fuzz target `merge` (16:45). Layer 1 writes `a/z` through the symlink `a` of
@@ -525,11 +515,7 @@ fn a_write_through_an_older_symlink_its_layer_replaces_afterwards_is_refused() {
             .layer(Layer::new().symlink("a", "x"))
             .layer(Layer::new().file(first, "", 0o644).fifo("a/x/y").fifo("a"))
             .layer(Layer::new().fifo("a"));
-        fails_everywhere(
-            &img,
-            |e| matches!(e, Error::BeneathSymlink { .. }),
-            "BeneathSymlink",
-        );
+        refused_as_beneath_symlink(&img);
     }
     // Replaced before the write, the symlink is not written through.
     let img = ImageBuilder::new()
@@ -588,25 +574,18 @@ fn a_write_through_an_older_symlink_that_replaced_a_directory_of_its_own_layer()
 // in its own layer or in an older one.
 #[test]
 fn a_newer_write_beneath_a_hard_link_to_a_symlink() {
-    let beneath_symlink = |img: &ImageBuilder| {
-        fails_everywhere(
-            img,
-            |e| matches!(e, Error::BeneathSymlink { .. }),
-            "BeneathSymlink",
-        )
-    };
-    beneath_symlink(
+    refused_as_beneath_symlink(
         &ImageBuilder::new()
             .layer(Layer::new().symlink("s", "x/y").hardlink("b", "s"))
             .layer(Layer::new().dir("b/y", 0o755)),
     );
-    beneath_symlink(
+    refused_as_beneath_symlink(
         &ImageBuilder::new()
             .layer(Layer::new().symlink("s", "x/y"))
             .layer(Layer::new().hardlink("b", "s"))
             .layer(Layer::new().dir("b/y", 0o755)),
     );
-    beneath_symlink(
+    refused_as_beneath_symlink(
         &ImageBuilder::new()
             .layer(Layer::new().symlink("s", "x/y"))
             .layer(Layer::new().hardlink("b", "s"))

@@ -435,30 +435,12 @@ fn every_kind_and_attribute() -> Vec<Item> {
 // The model: what extracting a stream gives
 
 fn node_of(item: &Item) -> Node {
-    let meta = &item.entry.meta;
-    let kind = match &item.entry.kind {
-        EntryKind::File { size, .. } => Kind::File {
-            size: *size,
-            sha256: item.content.sha256(),
-        },
-        EntryKind::Dir => Kind::Dir,
-        EntryKind::Symlink { target } => Kind::Symlink(target.clone()),
-        EntryKind::CharDevice { major, minor } => Kind::CharDev(*major, *minor),
-        EntryKind::BlockDevice { major, minor } => Kind::BlockDev(*major, *minor),
-        EntryKind::Fifo => Kind::Fifo,
-        EntryKind::Socket => Kind::Socket,
-        EntryKind::Hardlink { .. } => unreachable!("hard links copy their target"),
+    let e = &item.entry;
+    let content = match e.kind {
+        EntryKind::File { size, .. } => Some((size, item.content.sha256())),
+        _ => None,
     };
-    let mut n = Node::new(kind, meta.mode);
-    n.uid = meta.uid;
-    n.gid = meta.gid;
-    n.mtime = meta.mtime;
-    n.xattrs = meta
-        .xattrs
-        .iter()
-        .map(|x| (x.name.clone(), x.value.clone()))
-        .collect();
-    n
+    support::oracle::node_of(&e.kind, &e.meta, content)
 }
 
 /// Applies the stream to an empty tree: a later delivery replaces an earlier one (a
