@@ -13,10 +13,10 @@
 use std::collections::VecDeque;
 use std::io::Read;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::image::{Image, LayerDescriptor};
 use crate::layer::{LayerReader, Opening, READ_AHEAD};
-use crate::merge::Merger;
+use crate::merge::{Merger, Resolution, Resolver};
 use crate::options::{ConvertOptions, ImageSpec};
 use crate::progress::Progress;
 use crate::sink::dir::DirSink;
@@ -25,6 +25,11 @@ use crate::sink::{Sink, Summary};
 use crate::squashfs::SquashfsSink;
 
 /// Converts `image` into the output `spec` describes.
+///
+/// One pass, newest layer first, unless that pass learns that names go through symlinks of
+/// older layers: then its output is discarded, the layers' headers are read oldest first to
+/// resolve the names ([`Resolver`]), and the image is converted again
+/// ([`Progress::SecondPass`], [`Summary::second_pass`]).
 ///
 /// On error nothing is left at the output path (a directory output is removed again).
 pub fn convert(image: &Image, spec: &ImageSpec, options: &ConvertOptions) -> Result<Summary> {
@@ -43,7 +48,56 @@ pub fn convert(image: &Image, spec: &ImageSpec, options: &ConvertOptions) -> Res
     });
     let ahead = ReadAhead::current();
     let opening = ahead.opening(options);
-    let mut merger = Merger::new(sink, image.layers.len(), options);
+    let summary = match merge_layers(image, sink, options, ahead, None) {
+        Err(e) if is_second_pass(&e) => {
+            options.report(Progress::SecondPass {
+                why: e.root_cause().to_string(),
+            });
+            let resolution = resolve_layers(&image.layers, &opening)?;
+            let sink = open_sink(spec, options)?;
+            let mut summary = merge_layers(image, sink, options, ahead, Some(resolution))?;
+            summary.second_pass = true;
+            summary
+        }
+        r => r?,
+    };
+    options.report(Progress::Finished(summary.clone()));
+    Ok(summary)
+}
+
+/// Whether `e` asks for the conversion to run again with names resolved in layer order.
+pub(crate) fn is_second_pass(e: &Error) -> bool {
+    matches!(e.root_cause(), Error::SecondPassNeeded { .. })
+}
+
+/// Reads every layer's headers, oldest first, and resolves where each entry lands.
+pub(crate) fn resolve_layers(layers: &[LayerDescriptor], opening: &Opening) -> Result<Resolution> {
+    let mut resolver = Resolver::new(layers.len());
+    for desc in layers {
+        let in_layer = |e: Error| e.in_layer(desc.index, &desc.digest);
+        let mut reader = opening.open(desc).map_err(in_layer)?;
+        resolver
+            .layer(desc.index, &mut reader)
+            .and_then(|()| reader.finish())
+            .map_err(in_layer)?;
+    }
+    Ok(resolver.finish())
+}
+
+/// One pass of the merge over `image`'s layers, newest first, into `sink`.
+fn merge_layers(
+    image: &Image,
+    sink: Box<dyn Sink>,
+    options: &ConvertOptions,
+    ahead: ReadAhead,
+    resolution: Option<Resolution>,
+) -> Result<Summary> {
+    let opening = ahead.opening(options);
+    let mut merger = match resolution {
+        Some(r) => Merger::with_resolution(sink, image.layers.len(), options, r),
+        None => Merger::new(sink, image.layers.len(), options),
+    };
+    merger.name_layers(image.layers.iter().map(|l| l.digest.clone()).collect());
     let mut newest_first = image.layers.iter().rev();
     let mut open: VecDeque<(&LayerDescriptor, LayerReader)> = VecDeque::new();
     loop {
@@ -71,14 +125,12 @@ pub fn convert(image: &Image, spec: &ImageSpec, options: &ConvertOptions) -> Res
             .map_err(|e| e.in_layer(desc.index, &desc.digest))?;
         options.report(Progress::LayerFinished { index: desc.index });
     }
-    let summary = merger.finish()?;
-    options.report(Progress::Finished(summary.clone()));
-    Ok(summary)
+    merger.finish()
 }
 
 /// A directory on the output's file system for temporary files: beside an output file, or
 /// beside an output directory (standard output: the current directory).
-fn output_dir(spec: &ImageSpec) -> std::path::PathBuf {
+pub(crate) fn output_dir(spec: &ImageSpec) -> std::path::PathBuf {
     let path = spec.path();
     match path.parent() {
         _ if path.as_os_str() == "-" => ".".into(),

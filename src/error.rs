@@ -164,6 +164,18 @@ pub enum Error {
         source: Box<Error>,
     },
 
+    /// A problem with an entry of layer `index`, found while another layer was read (a hard
+    /// link of a newer layer whose target an older layer lacks), where the layer's digest is
+    /// unknown ([`Merger::name_layers`](crate::Merger::name_layers) was not called).
+    #[error("layer {index}: {source}")]
+    OfLayer {
+        /// Position of the layer in the manifest, 0 = oldest.
+        index: usize,
+        /// The underlying error.
+        #[source]
+        source: Box<Error>,
+    },
+
     /// A problem with one entry of a layer; `source` says which.
     #[error("entry {path}: {source}")]
     Entry {
@@ -287,6 +299,30 @@ pub enum Error {
         entry_layer: Option<usize>,
         /// The symlink's path.
         symlink: String,
+    },
+
+    /// Resolving a name inside the root followed more symlinks than Linux does (`ELOOP`): a
+    /// loop, or a chain too long.
+    #[error(
+        "resolving {path:?} inside the image follows more than {hops} symlinks (a symlink loop?)"
+    )]
+    TooManySymlinks {
+        /// The directory being resolved.
+        path: String,
+        /// The limit.
+        hops: u32,
+    },
+
+    /// The merge, reading layers newest first, met something only resolving names in layer
+    /// order gets right ([`Resolver`](crate::Resolver)): a name through a symlink of an older
+    /// layer, or an entry its own layer removed after it was written. [`convert`](crate::convert)
+    /// and the other drivers handle it by converting again; a caller of
+    /// [`Merger`](crate::Merger) builds the [`Resolution`](crate::Resolution) and merges again
+    /// with [`Merger::with_resolution`](crate::Merger::with_resolution).
+    #[error("the layers need their symlinks resolved in layer order ({why})")]
+    SecondPassNeeded {
+        /// What the merge met.
+        why: String,
     },
 
     /// A sparse file's data has non-zero bytes inside a region its sparse map calls a hole, so
@@ -511,7 +547,7 @@ impl Error {
     /// Adds the layer's index and digest to this error, once.
     pub fn in_layer(self, index: usize, digest: &Digest) -> Self {
         match self {
-            e @ Error::Layer { .. } => e,
+            e @ (Error::Layer { .. } | Error::OfLayer { .. }) => e,
             e => Error::Layer {
                 index,
                 digest: digest.clone(),
@@ -523,7 +559,7 @@ impl Error {
     /// Adds the entry's path to this error, once.
     pub fn in_entry(self, path: &[u8]) -> Self {
         match self {
-            e @ (Error::Entry { .. } | Error::Layer { .. }) => e,
+            e @ (Error::Entry { .. } | Error::Layer { .. } | Error::OfLayer { .. }) => e,
             e => Error::Entry {
                 path: String::from_utf8_lossy(path).into_owned(),
                 source: Box::new(e),
@@ -534,7 +570,9 @@ impl Error {
     /// The innermost error, past the [`Error::Layer`] and [`Error::Entry`] context wrappers.
     pub fn root_cause(&self) -> &Error {
         match self {
-            Error::Layer { source, .. } | Error::Entry { source, .. } => source.root_cause(),
+            Error::Layer { source, .. }
+            | Error::OfLayer { source, .. }
+            | Error::Entry { source, .. } => source.root_cause(),
             e => e,
         }
     }

@@ -42,6 +42,8 @@ mod path;
 pub mod progress;
 #[cfg(feature = "registry")]
 pub mod registry;
+#[cfg(feature = "async")]
+mod replay;
 pub mod sink;
 pub mod squashfs;
 pub mod verify;
@@ -51,7 +53,7 @@ pub use digest::{Algorithm as DigestAlgorithm, Digest, DigestReader};
 pub use entry::{Entry, EntryKind, Metadata, Xattr};
 pub use error::{BoxError, Error, Result};
 pub use image::{Image, ImageLocation, LayerDescriptor, Platform, Selector};
-pub use merge::Merger;
+pub use merge::{Merger, Resolution, Resolver};
 pub use options::{
     Algorithm, BlockSize, Compression, ConvertOptions, Format, ImageSpec, Jobs, Ownership,
     ProgressFn, SquashfsOptions, XzFilter,

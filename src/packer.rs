@@ -38,14 +38,15 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::convert::{open_sink, ReadAhead};
+use crate::convert::{is_second_pass, open_sink, output_dir, ReadAhead};
 use crate::digest::Digest;
 use crate::error::{BoxError, Error, Result};
 use crate::image::{BlobLocation, DigestOf, LayerDescriptor};
 use crate::layer::{LayerReader, Opening};
-use crate::merge::Merger;
+use crate::merge::{Merger, Resolver};
 use crate::options::{ConvertOptions, ImageSpec, ProgressFn};
 use crate::progress::Progress;
+use crate::replay::{ReopenBlob, Replay, Tee};
 use crate::sink::{Sink, Summary};
 
 /// What the packer knows of a layer before it arrives (from the manifest).
@@ -170,6 +171,10 @@ impl StreamingPacker {
             reason: Mutex::new(None),
             cancel,
         });
+        let digests: Option<Vec<Digest>> = metas
+            .iter()
+            .map(|m| m.as_ref().map(|m| m.digest.clone()))
+            .collect();
         let order = Order {
             metas,
             rx,
@@ -177,6 +182,10 @@ impl StreamingPacker {
             merge_alive: alive_rx,
             opening: ahead.opening(&options),
             open_ahead: ahead.layers > 0,
+            temp: options
+                .temp_dir
+                .clone()
+                .unwrap_or_else(|| output_dir(&spec)),
             shared: shared.clone(),
         };
         let order_thread = spawn("ocirender-order", &spec, move || order.run())?;
@@ -186,6 +195,8 @@ impl StreamingPacker {
             alive: alive_tx,
             order_thread: Some(order_thread),
             opening: ahead.opening(&options),
+            spec: spec.clone(),
+            digests,
             options,
             shared: shared.clone(),
         };
@@ -297,6 +308,17 @@ impl StreamingPacker {
         self.deliver(index, Source::Reader(reader), None)
     }
 
+    /// Layer `index` arrives as a blocking reader whose bytes `reopen` can read again from the
+    /// start (a download landing in a file): a second pass reads them there instead of a copy.
+    pub(crate) fn notify_layer_replayable(
+        &self,
+        index: usize,
+        reader: Box<dyn Read + Send>,
+        reopen: ReopenBlob,
+    ) -> Result<()> {
+        self.deliver(index, Source::Replayable(reader, reopen), None)
+    }
+
     /// The caller cannot supply a layer: the conversion stops and
     /// [`finish`](StreamingPacker::finish) returns [`Error::LayerSource`] carrying `err` (unless
     /// the conversion had already ended, or failed for another reason first).
@@ -398,6 +420,8 @@ struct Arrival {
 enum Source {
     Path(PathBuf),
     Reader(Box<dyn Read + Send>),
+    /// A reader, and how to read the same bytes again.
+    Replayable(Box<dyn Read + Send>, ReopenBlob),
 }
 
 /// Why a conversion was halted from outside the threads.
@@ -452,8 +476,10 @@ impl Shared {
 struct Ready {
     index: usize,
     meta: LayerMeta,
-    /// Set when the layer's blob is a file, which can be read again.
+    /// Set when the layer's blob is a file, which can be read again at once.
     path: Option<PathBuf>,
+    /// How to read the blob again for a second pass (once this reading is complete).
+    replay: Replay,
     layer: Layer,
 }
 
@@ -473,6 +499,8 @@ struct Order {
     merge_alive: Receiver<()>,
     opening: Opening,
     open_ahead: bool,
+    /// Where copies of streamed layers go.
+    temp: PathBuf,
     shared: Arc<Shared>,
 }
 
@@ -528,9 +556,15 @@ impl Order {
                 })
             }
         };
-        let path = match &source {
-            Source::Path(p) => Some(p.clone()),
-            Source::Reader(_) => None,
+        let (source, path, replay) = match source {
+            Source::Path(p) => (Source::Path(p.clone()), Some(p.clone()), Replay::File(p)),
+            Source::Reader(reader) => {
+                let (tee, copy) = Tee::new(reader, &self.temp)?;
+                (Source::Reader(Box::new(tee)), None, Replay::Copy(copy))
+            }
+            Source::Replayable(reader, reopen) => {
+                (Source::Reader(reader), None, Replay::Reopen(reopen))
+            }
         };
         let layer = if self.open_ahead {
             Layer::Opened(open(&self.opening, &meta, source)?)
@@ -541,6 +575,7 @@ impl Order {
             index,
             meta,
             path,
+            replay,
             layer,
         })
     }
@@ -563,7 +598,7 @@ fn missing(want: usize, total: usize, arrived: &BTreeMap<usize, Arrival>) -> Err
 fn open(opening: &Opening, meta: &LayerMeta, source: Source) -> Result<LayerReader> {
     match source {
         Source::Path(path) => opening.open(&descriptor(meta, path)),
-        Source::Reader(reader) => opening
+        Source::Reader(reader) | Source::Replayable(reader, _) => opening
             .open_reader(
                 meta.index,
                 reader,
@@ -596,6 +631,10 @@ struct Merge {
     alive: Sender<()>,
     order_thread: Option<JoinHandle<()>>,
     opening: Opening,
+    /// The output, opened again for a second pass.
+    spec: ImageSpec,
+    /// The layers' digests, when known from the start (to name layers in errors).
+    digests: Option<Vec<Digest>>,
     options: ConvertOptions,
     shared: Arc<Shared>,
 }
@@ -624,55 +663,153 @@ impl Merge {
         result
     }
 
+    /// The first pass, as layers are handed over; if it learns that names must be resolved in
+    /// layer order, the remaining layers are still read to their end (their digests checked,
+    /// streamed ones copied) and the conversion runs again from the copies.
     fn merge(&self, sink: Box<dyn Sink>) -> Result<Summary> {
         let total = self.layers;
         let mut merger = Merger::new(sink, total, &self.options);
+        if let Some(digests) = &self.digests {
+            merger.name_layers(digests.clone());
+        }
+        let mut merger = Some(merger);
+        let mut replays: Vec<Option<(LayerMeta, Replay)>> = (0..total).map(|_| None).collect();
+        let mut again: Option<Error> = None;
         for _ in 0..total {
             let ready = match self.handoff.recv() {
                 Ok(Ok(ready)) => ready,
                 Ok(Err(e)) => return Err(self.stopped_or(e)),
                 Err(_) => return Err(self.shared.reason()),
             };
-            self.merge_one(&mut merger, ready)
-                .map_err(|e| self.stopped_or(e))?;
+            let Ready {
+                index,
+                meta,
+                path,
+                replay,
+                layer,
+            } = ready;
+            let mut reader = match layer {
+                Layer::Opened(reader) => reader,
+                Layer::Waiting(source) => open(&self.opening, &meta, source)?,
+            };
+            if let Some(m) = merger.as_mut() {
+                let mut reopen = path.map(|p| {
+                    let meta = meta.clone();
+                    move || -> Result<Box<dyn Read + Send>> {
+                        Ok(Box::new(LayerReader::open(
+                            &descriptor(&meta, p.clone()),
+                            None,
+                        )?))
+                    }
+                });
+                let reopen = reopen.as_mut().map(|f| f as &mut dyn FnMut() -> _);
+                match self.merge_one(m, &meta, &mut reader, reopen) {
+                    Err(e) if is_second_pass(&e) => {
+                        // The first pass's output goes now (the sink removes it).
+                        merger = None;
+                        again = Some(e);
+                    }
+                    r => r.map_err(|e| self.stopped_or(e))?,
+                }
+            }
+            // Read to the end: the digest is checked, and a streamed layer's copy completed.
+            reader
+                .finish()
+                .map_err(|e| self.stopped_or(e.in_layer(index, &meta.digest)))?;
+            replays[index] = Some((meta, replay));
         }
-        let summary = merger.finish()?;
+        let why = match (merger, again) {
+            (Some(m), None) => match m.finish() {
+                Err(e) if is_second_pass(&e) => e,
+                r => {
+                    let summary = r?;
+                    self.options.report(Progress::Finished(summary.clone()));
+                    return Ok(summary);
+                }
+            },
+            (_, Some(e)) => e,
+            (None, None) => return Err(Error::Stopped),
+        };
+        let layers = replays
+            .into_iter()
+            .collect::<Option<Vec<_>>>()
+            .ok_or(Error::Stopped)?;
+        let summary = self.second_pass(&why, layers)?;
         self.options.report(Progress::Finished(summary.clone()));
         Ok(summary)
     }
 
-    fn merge_one(&self, merger: &mut Merger, ready: Ready) -> Result<()> {
-        let Ready {
-            index,
-            meta,
-            path,
-            layer,
-        } = ready;
-        let mut reader = match layer {
-            Layer::Opened(reader) => reader,
-            Layer::Waiting(source) => open(&self.opening, &meta, source)?,
-        };
+    /// Converts again from the layers' copies: their headers oldest first, to resolve names,
+    /// then the merge with the resolution, into a new output.
+    fn second_pass(&self, why: &Error, mut layers: Vec<(LayerMeta, Replay)>) -> Result<Summary> {
+        self.options.report(Progress::SecondPass {
+            why: why.root_cause().to_string(),
+        });
+        let mut resolver = Resolver::new(layers.len());
+        for (meta, replay) in &mut layers {
+            let in_layer = |e: Error| e.in_layer(meta.index, &meta.digest);
+            let mut reader = self.reopen(meta, replay).map_err(in_layer)?;
+            let mut stoppable = Stoppable {
+                inner: &mut reader,
+                stop: &self.shared.stopped,
+            };
+            resolver
+                .layer(meta.index, &mut stoppable)
+                .and_then(|()| reader.finish())
+                .map_err(|e| self.stopped_or(in_layer(e)))?;
+        }
+        let sink = open_sink(&self.spec, &self.options)?;
+        let mut merger =
+            Merger::with_resolution(sink, layers.len(), &self.options, resolver.finish());
+        merger.name_layers(layers.iter().map(|(m, _)| m.digest.clone()).collect());
+        for (meta, replay) in layers.iter_mut().rev() {
+            let mut reader = self
+                .reopen(meta, replay)
+                .map_err(|e| e.in_layer(meta.index, &meta.digest))?;
+            let mut again =
+                || -> Result<Box<dyn Read + Send>> { Ok(Box::new(self.reopen(meta, replay)?)) };
+            self.merge_one(&mut merger, meta, &mut reader, Some(&mut again))
+                .and_then(|()| {
+                    reader
+                        .finish()
+                        .map_err(|e| e.in_layer(meta.index, &meta.digest))
+                })
+                .map_err(|e| self.stopped_or(e))?;
+        }
+        let mut summary = merger.finish()?;
+        summary.second_pass = true;
+        Ok(summary)
+    }
+
+    /// Decodes a layer again from its replay.
+    fn reopen(&self, meta: &LayerMeta, replay: &mut Replay) -> Result<LayerReader> {
+        match replay {
+            Replay::File(path) => self.opening.open(&descriptor(meta, path.clone())),
+            Replay::Copy(path) => self.opening.open(&descriptor(meta, path.to_path_buf())),
+            Replay::Reopen(_) => open(&self.opening, meta, Source::Reader(replay.open()?)),
+        }
+    }
+
+    fn merge_one(
+        &self,
+        merger: &mut Merger,
+        meta: &LayerMeta,
+        reader: &mut LayerReader,
+        reopen: Option<&mut dyn FnMut() -> Result<Box<dyn Read + Send>>>,
+    ) -> Result<()> {
+        let index = meta.index;
         self.options.report(Progress::LayerStarted {
             index,
             size: meta.size,
         });
         let mut stoppable = Stoppable {
-            inner: &mut reader,
+            inner: reader,
             stop: &self.shared.stopped,
         };
-        match &path {
-            Some(p) => {
-                let mut reopen = || -> Result<Box<dyn Read + Send>> {
-                    Ok(Box::new(LayerReader::open(
-                        &descriptor(&meta, p.clone()),
-                        None,
-                    )?))
-                };
-                merger.layer_reopenable(index, &mut stoppable, &mut reopen)
-            }
+        match reopen {
+            Some(reopen) => merger.layer_reopenable(index, &mut stoppable, reopen),
             None => merger.layer(index, &mut stoppable),
         }
-        .and_then(|()| reader.finish())
         .map_err(|e| e.in_layer(index, &meta.digest))?;
         self.options.report(Progress::LayerFinished { index });
         Ok(())

@@ -25,8 +25,11 @@ impl EntryPath {
 
     /// Normalizes `raw` as a tar header spells it, refusing paths that would leave the root.
     ///
-    /// Leading `/` and `./`, repeated and trailing `/` and `.` components are dropped; `..`
-    /// anywhere, NUL bytes and components over [`NAME_MAX`] bytes are errors.
+    /// Leading `/` and `./`, repeated and trailing `/` and `.` components are dropped; a `..`
+    /// removes the component before it, lexically, as the runtimes' `filepath.Clean` does (a
+    /// symlink there is not followed: `l/..` is the root whatever `l` is). A `..` with nothing
+    /// left to remove (the path would leave the root), NUL bytes and components over
+    /// `NAME_MAX` (255) bytes are errors.
     pub fn new(raw: &[u8]) -> Result<EntryPath> {
         let hostile = |reason| Error::HostilePath {
             path: String::from_utf8_lossy(raw).into_owned(),
@@ -39,7 +42,11 @@ impl EntryPath {
         for comp in raw.split(|&b| b == b'/') {
             match comp {
                 b"" | b"." => continue,
-                b".." => return Err(hostile("contains a '..' component")),
+                b".." if out.is_empty() => return Err(hostile("leaves the root by '..'")),
+                b".." => {
+                    let cut = out.iter().rposition(|&b| b == b'/').unwrap_or(0);
+                    out.truncate(cut);
+                }
                 c if c.len() > NAME_MAX => return Err(hostile("has a component over 255 bytes")),
                 c => {
                     if !out.is_empty() {
@@ -186,8 +193,17 @@ mod tests {
     }
 
     #[test]
+    fn cleans_dot_dot_lexically() {
+        assert_eq!(p("a/sub/.."), b"a");
+        assert_eq!(p("a/../b"), b"b");
+        assert_eq!(p("dne/../.wh.etc"), b".wh.etc");
+        assert_eq!(p("a/b/../../c/./d/"), b"c/d");
+        assert!(EntryPath::new(b"a/..").unwrap().is_root());
+    }
+
+    #[test]
     fn refuses_escapes() {
-        for s in ["..", "../a", "a/../b", "a/..", "/../x"] {
+        for s in ["..", "../a", "a/../..", "a/../../b", "/../x", "./.."] {
             assert!(EntryPath::new(s.as_bytes()).is_err(), "{s}");
         }
         assert!(EntryPath::new(b"a\0b").is_err());

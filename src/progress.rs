@@ -93,6 +93,13 @@ pub enum Progress {
         /// Why the previous attempt failed.
         reason: String,
     },
+    /// The first pass met names that only resolving the layers in order places right (see
+    /// [`Resolver`](crate::Resolver)): its output was discarded, and the conversion starts
+    /// over. `LayerStarted`/`LayerFinished` events follow again for the second pass.
+    SecondPass {
+        /// What the first pass met.
+        why: String,
+    },
     /// A non-fatal problem; the conversion goes on.
     Warning(Warning),
     /// The output is complete.

@@ -1,7 +1,7 @@
 //! `verify`: compare an output (squashfs image, tar archive or directory) with a reference
 //! directory, entry by entry, without mounting anything.
 //!
-//! Each side is read into a map from path to [`Record`] (type, permissions, ownership, time,
+//! Each side is read into a map from path to a `Record` (type, permissions, ownership, time,
 //! size and sha256 of content, symlink target, device numbers, xattrs, hard-link group), then the
 //! two maps are walked together. The squashfs side is read in-process by
 //! [`SquashfsReader`](crate::squashfs::reader::SquashfsReader), the tar side by the same tar

@@ -284,3 +284,47 @@ fn source_date_epoch_pins_the_squashfs_time() {
     // Superblock mtime: bytes 8..12.
     assert_eq!(u32::from_le_bytes(x[8..12].try_into().unwrap()), 1234567890);
 }
+
+#[test]
+fn tar_to_standard_output_through_a_second_pass() {
+    // A merged-/usr base (`bin -> usr/bin`) and a layer that writes `bin/app` directly: the
+    // first pass learns about the symlink only at the oldest layer, after the newer layer's
+    // entries went out, and must start over without a partial archive on standard output.
+    let t = tempfile::tempdir().unwrap();
+    let img = ImageBuilder::new()
+        .layer(
+            Layer::new()
+                .dir("usr/bin", 0o755)
+                .file("usr/bin/sh", "sh", 0o755)
+                .symlink("bin", "usr/bin"),
+        )
+        .layer(Layer::new().file("bin/app", "app", 0o755))
+        .build(t.path().join("img"));
+    let o = bin()
+        .args([
+            "convert",
+            img.path.to_str().unwrap(),
+            "-",
+            "--format",
+            "tar",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("two passes"), "{}", stderr(&o));
+    let mut seen = Vec::new();
+    let mut ar = tar::Archive::new(&o.stdout[..]);
+    for e in ar.entries().unwrap() {
+        let e = e.unwrap();
+        seen.push(e.path().unwrap().to_string_lossy().into_owned());
+    }
+    let trimmed: Vec<&str> = seen.iter().map(|s| s.trim_end_matches('/')).collect();
+    for want in ["bin", "usr/bin/app", "usr/bin/sh"] {
+        assert_eq!(
+            trimmed.iter().filter(|s| **s == want).count(),
+            1,
+            "{want}: {seen:?}"
+        );
+    }
+    assert!(!trimmed.contains(&"bin/app"), "{seen:?}");
+}

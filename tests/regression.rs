@@ -1,12 +1,16 @@
 //! One test per bug the fuzz targets (fuzz/) found, with the input the target reported (its
 //! input type's `Debug` prints builder code) and what the fixed code does. `// See:` names the
 //! target and the finding; the note says what went wrong.
+//!
+//! Since issue 12 names are resolved through symlinks as the runtimes resolve them: the findings
+//! that once ended in a refusal (an entry beneath a symlink, one its own layer removed after it
+//! was written) now convert, and are checked against the model's tree.
 
 mod support;
 
 use ocirender::sink::WarningKind;
 use ocirender::{convert, ConvertOptions, Error, Format, ImageSpec};
-use support::builder::{ImageBuilder, Layer};
+use support::builder::{Codec, ImageBuilder, Layer};
 use support::dump::{DumpOptions, Tree};
 use support::model;
 use support::outputs::{convert_one, open_image};
@@ -31,47 +35,32 @@ fn fails_everywhere(img: &ImageBuilder, is: fn(&Error) -> bool, what: &str) {
     );
 }
 
-/// [`fails_everywhere`] with `BeneathSymlink`.
-fn refused_as_beneath_symlink(img: &ImageBuilder) {
-    fails_everywhere(
-        img,
-        |e| matches!(e, Error::BeneathSymlink { .. }),
-        "BeneathSymlink",
-    );
-}
-
-/// Converts `img` to every format; each output must equal the model's tree.
+/// Converts `img` to every format; each output must equal the model's tree. Where the model
+/// refuses only out of caution (`model::refused_out_of_caution`), each format must either
+/// refuse with `HardlinkTargetReplaced` or convert, and all that convert must agree.
 fn matches_the_model(img: &ImageBuilder) {
-    let expected = model::apply(img.layer_list())
-        .expect("the model accepts the stack")
-        .dump(DumpOptions::default());
+    let expected = match model::apply(img.layer_list()) {
+        Ok(tree) => Some(tree.dump(DumpOptions::default())),
+        Err(why) if model::refused_out_of_caution(&why) => None,
+        Err(why) => panic!("the model refuses the stack: {why}"),
+    };
     let t = tempfile::tempdir().unwrap();
     let built = img.build(t.path().join("img"));
-    for format in Format::ALL {
-        let tree = convert_one(&built.path, format, &ConvertOptions::default())
-            .result
-            .unwrap_or_else(|e| panic!("{format:?}: {e}"));
-        assert_eq!(tree.dump(DumpOptions::default()), expected, "{format:?}");
-    }
-}
-
-/// The model accepts `img` but allows a refusal (an entry its layer wrote, then replaced
-/// together with its parent); every format must refuse it with `ReplacedAfterWrite`.
-fn refused_as_written_then_replaced(img: &ImageBuilder) {
-    let (_, may_refuse) = model::apply_detailed(img.layer_list());
-    assert!(may_refuse, "the model says this stack may be refused");
-    let t = tempfile::tempdir().unwrap();
-    let built = img.build(t.path().join("img"));
+    let mut converted: Option<String> = None;
     for format in Format::ALL {
         match convert_one(&built.path, format, &ConvertOptions::default()).result {
-            Ok(tree) => panic!(
-                "{format:?}: converted:\n{}",
-                tree.dump(DumpOptions::default())
-            ),
-            Err(e) => assert!(
-                matches!(e.root_cause(), Error::ReplacedAfterWrite { .. }),
+            Ok(tree) => {
+                let dump = tree.dump(DumpOptions::default());
+                if let Some(expected) = expected.as_ref().or(converted.as_ref()) {
+                    assert_eq!(&dump, expected, "{format:?}");
+                }
+                converted = Some(dump);
+            }
+            Err(e) if expected.is_none() => assert!(
+                matches!(e.root_cause(), Error::HardlinkTargetReplaced { .. }),
                 "{format:?}: {e}"
             ),
+            Err(e) => panic!("{format:?}: {e}"),
         }
     }
 }
@@ -144,7 +133,6 @@ fn a_hard_link_to_a_device_the_directory_sink_cannot_create() {
 // newer layer that uses `a` begins, in tar order.
 #[test]
 fn an_entry_beneath_an_older_symlink_before_its_layer_makes_the_directory() {
-    let beneath_symlink = |e: &Error| matches!(e, Error::BeneathSymlink { .. });
     for img in [
         ImageBuilder::new()
             .layer(Layer::new().symlink("a", "../x"))
@@ -158,7 +146,7 @@ fn an_entry_beneath_an_older_symlink_before_its_layer_makes_the_directory() {
             .layer(Layer::new().file("a/b/x", "x", 0o644).dir("a", 0o755))
             .layer(Layer::new().dir("a/b", 0o755)),
     ] {
-        fails_everywhere(&img, beneath_symlink, "BeneathSymlink");
+        matches_the_model(&img);
     }
     // The directory entry first replaces the symlink, as extraction would.
     matches_the_model(
@@ -232,7 +220,7 @@ fn a_directory_replaced_by_a_link_beneath_a_path_its_layer_makes_a_file() {
                 .hardlink("b/x", "b/y")
                 .file("b", "", 0o644),
         );
-    refused_as_written_then_replaced(&img);
+    matches_the_model(&img);
 }
 
 // See: issue 5, fuzz target `merge` (structured mode, after the fixes above). Layer 0 writes
@@ -288,7 +276,7 @@ fn a_link_to_a_version_its_layer_replaces_when_a_newer_layer_hides_the_target() 
 // entries written through a symlink when no newer layer replaced it; but the replacement came
 // after the write, which extraction would already have made through the symlink.
 #[test]
-fn a_write_through_an_older_symlink_is_refused_even_if_a_newer_layer_replaces_it() {
+fn a_write_through_an_older_symlink_resolves_even_if_a_newer_layer_replaces_it() {
     for newest in [
         Layer::new().file("a", "now a file", 0o644),
         Layer::new().whiteout("a"),
@@ -298,7 +286,7 @@ fn a_write_through_an_older_symlink_is_refused_even_if_a_newer_layer_replaces_it
             .layer(Layer::new().dir("b", 0o755).symlink("a", "b"))
             .layer(Layer::new().dir("a/x/y", 0o700))
             .layer(newest);
-        refused_as_beneath_symlink(&img);
+        matches_the_model(&img);
     }
 }
 
@@ -326,7 +314,7 @@ fn a_symlink_replaced_by_a_link_beneath_a_path_its_layer_makes_a_file() {
                 .hardlink("a/x/y", "c")
                 .file("a", "", 0o644),
         );
-    refused_as_written_then_replaced(&img);
+    matches_the_model(&img);
 }
 
 // See: `tests/properties.rs` (random case, 14:52). Layer 1 links `b` to the symlink `a/x` of
@@ -339,15 +327,15 @@ fn a_symlink_replaced_by_a_link_beneath_a_path_its_layer_makes_a_file() {
 fn a_write_beneath_a_hard_link_to_a_symlink() {
     let link_and_write = || Layer::new().hardlink("b", "a/x").fifo("b/x");
     let older = || Layer::new().symlink("a/x", "a");
-    refused_as_beneath_symlink(&ImageBuilder::new().layer(older()).layer(link_and_write()));
+    matches_the_model(&ImageBuilder::new().layer(older()).layer(link_and_write()));
     for hide in ["b", "a/x", "a"] {
-        refused_as_beneath_symlink(
+        matches_the_model(
             &ImageBuilder::new()
                 .layer(older())
                 .layer(link_and_write())
                 .layer(Layer::new().whiteout(hide)),
         );
-        refused_as_beneath_symlink(
+        matches_the_model(
             &ImageBuilder::new()
                 .layer(
                     Layer::new()
@@ -358,7 +346,7 @@ fn a_write_beneath_a_hard_link_to_a_symlink() {
                 .layer(Layer::new().whiteout(hide)),
         );
     }
-    refused_as_beneath_symlink(
+    matches_the_model(
         &ImageBuilder::new()
             .layer(older())
             .layer(Layer::new().hardlink("c", "a/x"))
@@ -388,12 +376,12 @@ fn a_symlink_its_layer_removes_with_its_parent_is_not_written_through() {
 // `a/x/y` through it; layer 2 deletes `a`, so the output shows none of it. The merge skipped
 // the check for entries it does not show; extraction would still have written through `a`.
 #[test]
-fn a_write_through_a_symlink_of_its_own_layer_is_refused_even_when_hidden() {
+fn a_write_through_a_symlink_of_its_own_layer_resolves_even_when_hidden() {
     let img = ImageBuilder::new()
         .layer(Layer::new().dir("b", 0o755))
         .layer(Layer::new().symlink("a", "b").file("a/x/y", "y", 0o644))
         .layer(Layer::new().whiteout("a"));
-    refused_as_beneath_symlink(&img);
+    matches_the_model(&img);
 }
 
 // See: `tests/properties.rs` (random case, 15:08). Layer 0 links `b/y` to the symlink `a`,
@@ -502,20 +490,20 @@ fn aufs_metadata_makes_its_parents_directories() {
     let img = ImageBuilder::new()
         .layer(Layer::new().symlink("a", "c"))
         .layer(Layer::new().file("a/.wh..wh.aufs", "", 0o644));
-    refused_as_beneath_symlink(&img);
+    matches_the_model(&img);
 }
 
 // See: issue 5, fuzz target `merge` (16:45). Layer 1 writes `a/z` through the symlink `a` of
 // layer 0 and only then makes `a` a fifo; layer 2 replaces `a` again. The merge counted layer
 // 1's fifo as removing the symlink before the write, whatever their order.
 #[test]
-fn a_write_through_an_older_symlink_its_layer_replaces_afterwards_is_refused() {
+fn a_write_through_an_older_symlink_its_layer_replaces_afterwards_resolves() {
     for first in ["a/z", "a/.wh..wh.aufs"] {
         let img = ImageBuilder::new()
             .layer(Layer::new().symlink("a", "x"))
             .layer(Layer::new().file(first, "", 0o644).fifo("a/x/y").fifo("a"))
             .layer(Layer::new().fifo("a"));
-        refused_as_beneath_symlink(&img);
+        matches_the_model(&img);
     }
     // Replaced before the write, the symlink is not written through.
     let img = ImageBuilder::new()
@@ -535,37 +523,13 @@ fn a_write_through_an_older_symlink_that_replaced_a_directory_of_its_own_layer()
         .layer(Layer::new().file("a/b", "", 0o644).symlink("a", "x"))
         .layer(Layer::new().file("a/z", "", 0o644))
         .layer(Layer::new().fifo("a"));
-    fails_everywhere(
-        &img,
-        |e| {
-            matches!(
-                e,
-                Error::BeneathSymlink {
-                    entry_layer: Some(1),
-                    ..
-                }
-            )
-        },
-        "BeneathSymlink naming layer 1",
-    );
+    matches_the_model(&img);
     let img = ImageBuilder::new()
         .layer(Layer::new().dir("a", 0o755))
         .layer(Layer::new().dir("a", 0o755).symlink("a", "x"))
         .layer(Layer::new().symlink("a/x", "a"))
         .layer(Layer::new().file("a", "y", 0o755).dir("a", 0o755));
-    fails_everywhere(
-        &img,
-        |e| {
-            matches!(
-                e,
-                Error::BeneathSymlink {
-                    entry_layer: Some(2),
-                    ..
-                }
-            )
-        },
-        "BeneathSymlink naming layer 2",
-    );
+    matches_the_model(&img);
 }
 
 // See: issue 5, fuzz target `merge` (17:09). Layer 1 links `b` to a symlink (so `b` is a
@@ -574,18 +538,18 @@ fn a_write_through_an_older_symlink_that_replaced_a_directory_of_its_own_layer()
 // in its own layer or in an older one.
 #[test]
 fn a_newer_write_beneath_a_hard_link_to_a_symlink() {
-    refused_as_beneath_symlink(
+    matches_the_model(
         &ImageBuilder::new()
             .layer(Layer::new().symlink("s", "x/y").hardlink("b", "s"))
             .layer(Layer::new().dir("b/y", 0o755)),
     );
-    refused_as_beneath_symlink(
+    matches_the_model(
         &ImageBuilder::new()
             .layer(Layer::new().symlink("s", "x/y"))
             .layer(Layer::new().hardlink("b", "s"))
             .layer(Layer::new().dir("b/y", 0o755)),
     );
-    refused_as_beneath_symlink(
+    matches_the_model(
         &ImageBuilder::new()
             .layer(Layer::new().symlink("s", "x/y"))
             .layer(Layer::new().hardlink("b", "s"))
@@ -611,4 +575,43 @@ fn long_symlink_targets_in_squashfs() {
         let img = ImageBuilder::new().layer(Layer::new().symlink("x", "t".repeat(n).as_str()));
         matches_the_model(&img);
     }
+}
+
+// See: issue 12, `scripts/fuzz.sh 900 merge` on main from fresh seeds (11 minutes in): squashfs
+// succeeded where the model refused. Layer 1 links `b` to `a`, which is a directory at that
+// moment (layer 0 made it one), then replaces `b` by a fifo and a file. link(2) would refuse
+// the link, but nothing can ever see it: the path is replaced within its layer, before any
+// other entry could use it. The output is the tree extraction leaves without the link; the
+// model defers a bad link's error to the end of its layer, where this one no longer exists.
+// (The reported input named an xattr `user.`, which Linux and squashfs cannot hold and the
+// squashfs sink leaves out with a warning; it played no part and is `user.b` here.)
+#[test]
+fn a_hard_link_to_a_directory_replaced_later_in_its_own_layer() {
+    let img = ImageBuilder::new()
+        .layer(
+            Layer::new()
+                .file("a", "x", 0o644)
+                .with_xattr("user.a", "v")
+                .dir("a/x/y", 0o644)
+                .with_mtime(0)
+                .dir("a/x/y", 0o7777)
+                .with_mtime(0)
+                .fifo("b")
+                .file("b", "", 0o644),
+        )
+        .layer(
+            Layer::new()
+                .hardlink("b", "a")
+                .dir("a/x/y", 0o644)
+                .with_mtime(0)
+                .fifo("b")
+                .file("b", "", 0o1777)
+                .with_xattr("user.b", "v")
+                .dir("a", 0o755)
+                .dir("a", 0o755)
+                .dir("a", 0o755)
+                .compression(Codec::Plain),
+        )
+        .layer(Layer::new().compression(Codec::Plain));
+    matches_the_model(&img);
 }

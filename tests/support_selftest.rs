@@ -578,11 +578,13 @@ fn model_applies_the_chosen_rules() {
             err(&[Layer::new().file(format!("d/{bad}"), "", 0o644)]).contains("invalid whiteout")
         );
     }
-    assert!(err(&[
+    // An entry beneath a symlink lands where the symlink leads (more in
+    // `model_extracts_in_order_with_scoped_symlink_resolution`).
+    assert!(m(&[
         Layer::new().symlink("s", "/etc"),
         Layer::new().file("s/passwd", "", 0o644)
     ])
-    .contains("symlink \"s\""));
+    .contains("\n/etc/passwd file "));
     // AUFS metadata never shows; a link into plnk keeps the content.
     let aufs = m(&[Layer::new()
         .file(".wh..wh.plnk/1.2", "linked", 0o644)
@@ -603,6 +605,359 @@ fn model_applies_the_chosen_rules() {
             .file(".wh.b", "junk", 0o644),
     ]);
     assert_eq!(odd, "/ dir 0755 0:0 t=0\n");
+}
+
+/// The model's rules one by one (containerd's `applyNaive`: extract in order, with scoped
+/// symlink resolution), each with a hand-computed tree.
+#[test]
+fn model_extracts_in_order_with_scoped_symlink_resolution() {
+    let m = |layers: &[Layer]| model::apply(layers).unwrap_or_else(|e| panic!("{e}"));
+    let expect = |layers: &[Layer], text: &str| {
+        assert_eq!(m(layers).dump(ALL), expand_expected(text), "{layers:?}");
+    };
+    let err = |layers: &[Layer]| match model::apply(layers) {
+        Ok(t) => panic!("the model accepts {layers:?}:\n{}", t.dump(ALL)),
+        Err(e) => e,
+    };
+    let root = "/ dir 0755 0:0 t=0";
+
+    // Names are cleaned lexically first.
+    expect(
+        &[Layer::new()
+            .dir("a/sub/..", 0o700)
+            .file("./a//b/", "b", 0o644)],
+        &format!(
+            "{root}\n/a dir 0700 0:0 t=1700000000\n/a/b file 0644 0:0 t=1700000000 data=\"b\""
+        ),
+    );
+    expect(
+        &[
+            Layer::new()
+                .dir("etc", 0o755)
+                .file("etc/passwd", "p", 0o644),
+            Layer::new().file("dne/../.wh.etc", "", 0o644),
+        ],
+        root,
+    );
+    // Only names that go above the root are errors, and they are named.
+    assert!(err(&[Layer::new().file("../x", "", 0o644)]).contains("\"../x\""));
+    assert!(err(&[Layer::new().dir("a/../../x", 0o755)]).contains("\"a/../../x\""));
+    let e = err(&[Layer::new().file("a", "", 0o644).hardlink("b", "a/../../a")]);
+    assert!(e.contains("\"a/../../a\""), "{e}");
+    assert!(err(&[Layer::new().file("./", "", 0o644)]).contains("root"));
+
+    // An absolute symlink restarts at the root; the symlink stays.
+    let etc = format!(
+        "{root}
+        /etc symlink 0777 0:0 t=1700000000 -> /etc2
+        /etc2 dir 0755 0:0 t=0
+        /etc2/file file 0644 0:0 t=1700000000 data=\"f\""
+    );
+    expect(
+        &[Layer::new()
+            .symlink("etc", "/etc2")
+            .file("etc/file", "f", 0o644)],
+        &etc,
+    );
+    expect(
+        &[
+            Layer::new().symlink("etc", "/etc2"),
+            Layer::new().file("etc/file", "f", 0o644),
+        ],
+        &etc,
+    );
+    // A relative one goes on from the symlink's parent; `..` stops at the root.
+    expect(
+        &[Layer::new()
+            .dir("d2", 0o700)
+            .symlink("d", "../d2")
+            .file("d/f", "f", 0o600)
+            .symlink("s", "x/../d2")
+            .file("s/g", "g", 0o644)],
+        &format!(
+            "{root}
+            /d symlink 0777 0:0 t=1700000000 -> ../d2
+            /d2 dir 0700 0:0 t=1700000000
+            /d2/f file 0600 0:0 t=1700000000 data=\"f\"
+            /d2/g file 0644 0:0 t=1700000000 data=\"g\"
+            /s symlink 0777 0:0 t=1700000000 -> x/../d2"
+        ),
+    );
+    expect(
+        &[Layer::new()
+            .symlink("a/l", "../../../b")
+            .file("a/l/f", "f", 0o644)],
+        &format!(
+            "{root}
+            /a dir 0755 0:0 t=0
+            /a/l symlink 0777 0:0 t=1700000000 -> ../../../b
+            /b dir 0755 0:0 t=0
+            /b/f file 0644 0:0 t=1700000000 data=\"f\""
+        ),
+    );
+    // A chain is followed to its end.
+    expect(
+        &[Layer::new()
+            .dir("d", 0o755)
+            .symlink("l1", "l2")
+            .symlink("l2", "/d")
+            .file("l1/f", "c", 0o644)],
+        &format!(
+            "{root}
+            /d dir 0755 0:0 t=1700000000
+            /d/f file 0644 0:0 t=1700000000 data=\"c\"
+            /l1 symlink 0777 0:0 t=1700000000 -> l2
+            /l2 symlink 0777 0:0 t=1700000000 -> /d"
+        ),
+    );
+    // 40 symlinks followed are fine, 41 are a loop; a loop is an error naming the entry.
+    let chain = |n: usize| {
+        (0..n)
+            .fold(Layer::new(), |l, i| {
+                l.symlink(format!("l{i}"), format!("l{}", i + 1))
+            })
+            .file(format!("l{n}"), "", 0o644)
+            .file("l0/f", "", 0o644)
+    };
+    assert!(model::apply(&[chain(model::MAX_SYMLINK_FOLLOWS)]).is_ok());
+    let e = err(&[chain(model::MAX_SYMLINK_FOLLOWS + 1)]);
+    assert!(
+        e.contains("\"l0/f\"") && e.contains(model::TOO_MANY_LINKS),
+        "{e}"
+    );
+    let looped = Layer::new().symlink("a", "b").symlink("b", "a");
+    let e = err(&[looped.clone().file("a/f", "", 0o644)]);
+    assert!(
+        e.contains("\"a/f\"") && e.contains(model::TOO_MANY_LINKS),
+        "{e}"
+    );
+    let e = err(&[Layer::new().symlink("s", "./s").dir("s/d", 0o755)]);
+    assert!(
+        e.contains("\"s/d\"") && e.contains(model::TOO_MANY_LINKS),
+        "{e}"
+    );
+    let e = err(&[looped.clone(), Layer::new().whiteout("a/f")]);
+    assert!(
+        e.contains("\"a/.wh.f\"") && e.contains(model::TOO_MANY_LINKS),
+        "{e}"
+    );
+    let e = err(&[looped.clone().file("f", "", 0o644).hardlink("h", "b/f")]);
+    assert!(
+        e.contains("\"b/f\"") && e.contains(model::TOO_MANY_LINKS),
+        "{e}"
+    );
+    // The loop itself, and names at it (the last component is not followed), are fine.
+    expect(
+        &[looped.file("a", "", 0o644)],
+        &format!(
+            "{root}
+            /a file 0644 0:0 t=1700000000 data=\"\"
+            /b symlink 0777 0:0 t=1700000000 -> a"
+        ),
+    );
+
+    // The last component is never followed: a file replaces a symlink, a directory over a
+    // symlink to a directory replaces it too.
+    expect(
+        &[Layer::new()
+            .dir("d", 0o755)
+            .file("d/x", "x", 0o644)
+            .symlink("s", "d")
+            .symlink("t", "d")
+            .file("s", "s", 0o600)
+            .dir("t", 0o700)],
+        &format!(
+            "{root}
+            /d dir 0755 0:0 t=1700000000
+            /d/x file 0644 0:0 t=1700000000 data=\"x\"
+            /s file 0600 0:0 t=1700000000 data=\"s\"
+            /t dir 0700 0:0 t=1700000000"
+        ),
+    );
+    // A directory replaced by a non-directory later in its own layer loses its subtree.
+    expect(
+        &[
+            Layer::new().dir("d", 0o755).file("d/old", "o", 0o644),
+            Layer::new()
+                .file("d/new", "n", 0o644)
+                .dir("d/sub", 0o755)
+                .fifo("d"),
+        ],
+        &format!("{root}\n/d fifo 0644 0:0 t=1700000000"),
+    );
+
+    // Hard links: the target's parent is resolved, its last component is not followed.
+    expect(
+        &[Layer::new()
+            .dir("d", 0o755)
+            .file("d/f", "f", 0o644)
+            .symlink("l", "d")
+            .hardlink("h", "l/f")],
+        &format!(
+            "{root}
+            /d dir 0755 0:0 t=1700000000
+            /d/f file 0644 0:0 t=1700000000 data=\"f\" link=/d/f
+            /h file 0644 0:0 t=1700000000 data=\"f\" link=/d/f
+            /l symlink 0777 0:0 t=1700000000 -> d"
+        ),
+    );
+    // A hard link to a symlink is a symlink, and is followed as one.
+    expect(
+        &[
+            Layer::new().symlink("s", "d"),
+            Layer::new().hardlink("h", "s").file("h/x", "x", 0o644),
+        ],
+        &format!(
+            "{root}
+            /d dir 0755 0:0 t=0
+            /d/x file 0644 0:0 t=1700000000 data=\"x\"
+            /h symlink 0777 0:0 t=1700000000 -> d link=/h
+            /s symlink 0777 0:0 t=1700000000 -> d link=/h"
+        ),
+    );
+    // A hard link to nothing or to a directory is an error if it is still there at the end of
+    // its layer; not if a later entry replaced it, itself or an ancestor.
+    assert!(err(&[Layer::new().hardlink("l", "gone")]).contains("\"gone\""));
+    let e = err(&[Layer::new().dir("d", 0o755).hardlink("l", "d")]);
+    assert!(e.contains("directory \"d\""), "{e}");
+    // (`s/..` is cleaned to the root before anything is resolved.)
+    let e = err(&[Layer::new()
+        .dir("d", 0o755)
+        .symlink("s", "d")
+        .hardlink("l", "s/..")]);
+    assert!(e.contains("directory \"s/..\" (resolved: \"\")"), "{e}");
+    let e = err(&[Layer::new().hardlink("l", "gone").file("m", "", 0o644)]);
+    assert!(model::refused_for_an_unreplaced_link(&e), "{e}");
+    expect(
+        &[Layer::new()
+            .hardlink("l", "gone")
+            .file("l", "l", 0o644)
+            .hardlink("d/l", "gone")
+            .file("d", "d", 0o644)
+            .hardlink("p", "gone")
+            .file("p/x", "x", 0o644)],
+        &format!(
+            "{root}
+            /d file 0644 0:0 t=1700000000 data=\"d\"
+            /l file 0644 0:0 t=1700000000 data=\"l\"
+            /p dir 0755 0:0 t=0
+            /p/x file 0644 0:0 t=1700000000 data=\"x\""
+        ),
+    );
+    // A link to such a pending link is an error at once.
+    let e = err(&[Layer::new()
+        .hardlink("b", "gone")
+        .hardlink("c", "b")
+        .file("b", "", 0o644)
+        .file("c", "", 0o644)]);
+    assert!(
+        e.contains("\"c\"") && !model::refused_for_an_unreplaced_link(&e),
+        "{e}"
+    );
+    // The pinned fuzz case: the link `b -> a` (a directory) is replaced by later entries.
+    let pinned = ImageBuilder::new()
+        .layer(
+            Layer::new()
+                .file("a", "x", 0o644)
+                .with_xattr("user.a", "v")
+                .dir("a/x/y", 0o644)
+                .with_mtime(0)
+                .dir("a/x/y", 0o7777)
+                .with_mtime(0)
+                .fifo("b")
+                .file("b", "", 0o644),
+        )
+        .layer(
+            Layer::new()
+                .hardlink("b", "a")
+                .dir("a/x/y", 0o644)
+                .with_mtime(0)
+                .fifo("b")
+                .file("b", "", 0o1777)
+                .with_xattr("user.", "v")
+                .dir("a", 0o755)
+                .dir("a", 0o755)
+                .dir("a", 0o755)
+                .compression(Codec::Plain),
+        )
+        .layer(Layer::new().compression(Codec::Plain));
+    expect(
+        pinned.layer_list(),
+        &format!(
+            "{root}
+            /a dir 0755 0:0 t=1700000000
+            /a/x dir 0755 0:0 t=0
+            /a/x/y dir 0644 0:0 t=0
+            /b file 1777 0:0 t=1700000000 data=\"\" xattr=user.:76"
+        ),
+    );
+
+    // Whiteouts and opaque markers resolve their parent against the lower layers' tree; the
+    // whited-out name itself is not followed.
+    let lower = Layer::new()
+        .dir("d", 0o755)
+        .file("d/f", "f", 0o644)
+        .file("d/g", "g", 0o644)
+        .symlink("l", "d");
+    let l = "/l symlink 0777 0:0 t=1700000000 -> d";
+    expect(
+        &[lower.clone(), Layer::new().whiteout("l/f")],
+        &format!(
+            "{root}
+            /d dir 0755 0:0 t=1700000000
+            /d/g file 0644 0:0 t=1700000000 data=\"g\"
+            {l}"
+        ),
+    );
+    expect(
+        &[lower.clone(), Layer::new().whiteout("l")],
+        &format!(
+            "{root}
+            /d dir 0755 0:0 t=1700000000
+            /d/f file 0644 0:0 t=1700000000 data=\"f\"
+            /d/g file 0644 0:0 t=1700000000 data=\"g\""
+        ),
+    );
+    // All of a layer's markers see the lower tree: `.wh.l` does not hide `l` from `l/.wh.f`.
+    expect(
+        &[lower.clone(), Layer::new().whiteout("l").whiteout("l/f")],
+        &format!(
+            "{root}
+            /d dir 0755 0:0 t=1700000000
+            /d/g file 0644 0:0 t=1700000000 data=\"g\""
+        ),
+    );
+    // And not this layer's entries: the symlink `l` put in place here does not move `l/.wh.f`.
+    expect(
+        &[
+            lower.clone().symlink("e", "d"),
+            Layer::new().symlink("l", "e").whiteout("l/g"),
+        ],
+        &format!(
+            "{root}
+            /d dir 0755 0:0 t=1700000000
+            /d/f file 0644 0:0 t=1700000000 data=\"f\"
+            /e symlink 0777 0:0 t=1700000000 -> d
+            /l symlink 0777 0:0 t=1700000000 -> e"
+        ),
+    );
+    expect(
+        &[
+            lower.clone(),
+            Layer::new().file("l/new", "n", 0o644).opaque("l"),
+        ],
+        &format!(
+            "{root}
+            /d dir 0755 0:0 t=1700000000
+            /d/new file 0644 0:0 t=1700000000 data=\"n\"
+            {l}"
+        ),
+    );
+    // Invalid whiteout names stay errors.
+    for bad in [".wh.", ".wh..", ".wh..."] {
+        let e = err(&[Layer::new().file(format!("l/{bad}"), "", 0o644)]);
+        assert!(e.contains("invalid whiteout"), "{e}");
+    }
 }
 
 /// `assert_dump!` shows what differs, line by line.

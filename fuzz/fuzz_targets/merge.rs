@@ -15,11 +15,13 @@
 //! - Where the model accepts the stack, every sink's output equals the model's tree (as far as
 //!   the format holds it: squashfs clamps times to u32 and is compared on xattr presence; the
 //!   directory keeps the xattrs the kernel takes).
-//! - Where the model refuses the stack, every sink returns `Err`. Where it flags `may_refuse`,
-//!   `Err(ReplacedAfterWrite)` is also accepted; a format may refuse what it cannot hold
-//!   (squashfs: `Unrepresentable` for an empty or over-long symlink target or a wide device
-//!   number; directory: the OS refusing an empty or over-long symlink target) only when the
-//!   input has such an entry.
+//! - Where the model refuses the stack, every sink returns `Err`; where it accepts, none does
+//!   (since issue 12 that includes names through symlinks and a layer replacing a directory
+//!   after writing entries beneath it: both convert as extraction leaves them). A format may
+//!   refuse what
+//!   it cannot hold (squashfs: `Unrepresentable` for an empty or over-long symlink target or a
+//!   wide device number; directory: the OS refusing an empty or over-long symlink target) only
+//!   when the input has such an entry.
 //! - Raw mode: gzip-compressing the layers does not change a byte of the tar output.
 #![no_main]
 

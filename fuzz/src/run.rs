@@ -1,4 +1,5 @@
-//! Drives a merge the way `convert` does, into one sink, and reads the output back.
+//! Drives a merge the way `convert` does, into one sink (with the second pass when the first
+//! asks for it), and reads the output back.
 //!
 //! Layers are fed newest first, either as tar streams straight into the merger
 //! ([`Feed::Direct`]) or as blobs through [`LayerReader`] (decompression and digest check on
@@ -7,17 +8,18 @@
 //! quick to write: squashfs with 4 KiB blocks, lz4 and one job.
 
 use std::io::{self, Cursor, Read, Write};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use ocirender::image::DigestOf;
 use ocirender::layer::LayerReader;
 use ocirender::sink::dir::DirSink;
 use ocirender::sink::tar::TarSink;
-use ocirender::sink::Warning;
+use ocirender::sink::{Summary, Warning};
 use ocirender::squashfs::SquashfsSink;
 use ocirender::{
-    Algorithm, BlockSize, Compression, ConvertOptions, Digest, Jobs, Merger, Ownership, Sink,
-    SquashfsOptions,
+    Algorithm, BlockSize, Compression, ConvertOptions, Digest, Error, Jobs, Merger, Ownership,
+    Resolution, Resolver, Sink, SquashfsOptions,
 };
 use sha2::Digest as _;
 
@@ -140,18 +142,66 @@ pub fn merge(
     let scratch = crate::scratch();
     let target = scratch.path().join("out");
     let buf = SharedBuf::default();
+    let summary = match pass(blobs, output, feed, reopenable, None, &target, &buf) {
+        // As `convert` does: resolve every name in layer order, then merge again.
+        Err(e) if matches!(e.root_cause(), Error::SecondPassNeeded { .. }) => {
+            buf.0.lock().expect("not poisoned").clear();
+            let mut resolver = Resolver::new(blobs.len());
+            for b in blobs {
+                match feed {
+                    Feed::Direct => {
+                        resolver.layer(b.index, &mut Cursor::new(b.bytes.as_slice()))?
+                    }
+                    Feed::Decoder => {
+                        let mut stream = b.reader()?;
+                        resolver.layer(b.index, &mut stream)?;
+                        stream.finish()?;
+                    }
+                }
+            }
+            let resolution = Some(resolver.finish());
+            pass(blobs, output, feed, reopenable, resolution, &target, &buf)?
+        }
+        r => r?,
+    };
+    let tar = std::mem::take(&mut *buf.0.lock().expect("not poisoned"));
+    let tree = match output {
+        Output::Tar => readback::tar_tree(&tar),
+        Output::Dir => readback::dir_tree(&target),
+        Output::Squashfs => readback::squashfs_tree(&target),
+    };
+    Ok(Merged {
+        tree,
+        warnings: summary.warnings,
+        tar,
+    })
+}
+
+/// One pass of the merge into a new sink at `target` (tar: into `buf`).
+fn pass(
+    blobs: &[LayerBlob],
+    output: Output,
+    feed: Feed,
+    reopenable: bool,
+    resolution: Option<Resolution>,
+    target: &Path,
+    buf: &SharedBuf,
+) -> ocirender::Result<Summary> {
     let sink: Box<dyn Sink> = match output {
         Output::Tar => Box::new(TarSink::to_writer(Box::new(buf.clone()))),
-        Output::Dir => Box::new(DirSink::create(&target, Ownership::Auto, None)?),
+        Output::Dir => Box::new(DirSink::create(target, Ownership::Auto, None)?),
         Output::Squashfs => Box::new(SquashfsSink::create(
-            &target,
+            target,
             &small_squashfs(),
             Jobs::new(1)?,
             None,
         )?),
     };
     let options = ConvertOptions::default().jobs(Jobs::new(1)?);
-    let mut merger = Merger::new(sink, blobs.len(), &options);
+    let mut merger = match resolution {
+        Some(r) => Merger::with_resolution(sink, blobs.len(), &options, r),
+        None => Merger::new(sink, blobs.len(), &options),
+    };
     for b in blobs.iter().rev() {
         match feed {
             Feed::Direct => {
@@ -178,16 +228,5 @@ pub fn merge(
             }
         }
     }
-    let summary = merger.finish()?;
-    let tar = std::mem::take(&mut *buf.0.lock().expect("not poisoned"));
-    let tree = match output {
-        Output::Tar => readback::tar_tree(&tar),
-        Output::Dir => readback::dir_tree(&target),
-        Output::Squashfs => readback::squashfs_tree(&target),
-    };
-    Ok(Merged {
-        tree,
-        warnings: summary.warnings,
-        tar,
-    })
+    merger.finish()
 }

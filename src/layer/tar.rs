@@ -504,7 +504,7 @@ impl<R: TarInput> Walker<R> {
             (Some(name), _, _) if pax.sparse.is_present() => name.clone(),
             (_, Some(p), _) => p.clone(),
             (_, _, Some(long)) => long.clone(),
-            _ => header_path(&self.header),
+            _ => header_path(self.header.as_bytes()),
         };
         let link = match (&pax.linkpath, &self.long_link) {
             (Some(p), _) => p.clone(),
@@ -532,15 +532,8 @@ impl<R: TarInput> Walker<R> {
                 0,
             ),
         };
-        let (devmajor, devminor) = match self.header.as_ustar().map(|u| (u.dev_major, u.dev_minor))
-        {
-            Some(dev) => dev,
-            None => match self.header.as_gnu() {
-                Some(g) => (g.dev_major, g.dev_minor),
-                None => ([0; 8], [0; 8]),
-            },
-        };
-        let device = |field: &[u8; 8], what: &str| -> Result<u32> {
+        let (devmajor, devminor) = device_fields(self.header.as_bytes());
+        let device = |field: &[u8], what: &str| -> Result<u32> {
             if !matches!(typeflag, b'3' | b'4') {
                 return Ok(0);
             }
@@ -552,8 +545,8 @@ impl<R: TarInput> Walker<R> {
                 })
                 .map_err(in_entry)
         };
-        let devmajor = device(&devmajor, "device major")?;
-        let devminor = device(&devminor, "device minor")?;
+        let devmajor = device(devmajor, "device major")?;
+        let devminor = device(devminor, "device minor")?;
         let stored_with_map = pax.size.unwrap_or(header_size);
         let regular = matches!(typeflag, 0 | b'0' | b'7');
         let data_offset = self.input.position();
@@ -696,19 +689,129 @@ fn in_entry_of(member: &Member) -> impl Fn(Error) -> Error + '_ {
     move |e| e.in_entry(&member.path)
 }
 
-/// The path a header spells: the ustar prefix joined to the name, or the name alone.
-fn header_path(header: &Header) -> Vec<u8> {
-    let name = until_nul(&header.as_old().name);
-    match header.as_ustar() {
-        Some(ustar) if ustar.prefix[0] != 0 => {
-            let prefix = until_nul(&ustar.prefix);
-            let mut path = Vec::with_capacity(prefix.len() + 1 + name.len());
-            path.extend_from_slice(prefix);
-            path.push(b'/');
-            path.extend_from_slice(name);
-            path
+/// Which layout the bytes after the v7 fields (257..512) of a header follow, from the magic
+/// and version fields (257..263, 263..265).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Layout {
+    /// No known magic: a v7 header, whose bytes past 257 are padding, not fields.
+    V7,
+    /// Magic `ustar\0`, whatever the version: POSIX ustar/pax (and star). Device numbers at
+    /// 329..345, the path prefix at 345..500.
+    Ustar,
+    /// Magic `ustar ` with version ` \0` (`ustar  \0`, GNU tar's `OLDGNU_MAGIC`): device
+    /// numbers at 329..345 as in ustar, but 345..500 hold atime, ctime, the old sparse map and
+    /// the real size, not a prefix.
+    Gnu,
+}
+
+/// The layout of `block`, decided as GNU tar (`decode_header` in `src/list.c`) and Go's
+/// `archive/tar` (`getFormat` in `format.go`) both decide it: `ustar\0` in the magic field
+/// is ustar *whatever the version field holds* (GNU tar compares the magic with `strcmp`
+/// against `"ustar"`, Go compares the six magic bytes only), so `ustar\0` + `00`,
+/// `ustar\0` + ` \0` and any other version all qualify; the GNU layout needs all eight bytes
+/// `ustar  \0`; anything else is v7.
+fn layout(block: &[u8; 512]) -> Layout {
+    if &block[257..263] == b"ustar\0" {
+        Layout::Ustar
+    } else if &block[257..265] == b"ustar  \0" {
+        Layout::Gnu
+    } else {
+        Layout::V7
+    }
+}
+
+/// The device major and minor fields (all NULs, so 0, in a v7 header, which has none): at
+/// the same offsets in the ustar and GNU layouts. GNU tar and Go read them in every non-v7
+/// header.
+fn device_fields(block: &[u8; 512]) -> (&[u8], &[u8]) {
+    match layout(block) {
+        Layout::V7 => (&[0; 8], &[0; 8]),
+        Layout::Ustar | Layout::Gnu => (&block[329..337], &block[337..345]),
+    }
+}
+
+/// The path a header spells: the prefix joined to the name with a `/` when the header has a
+/// non-empty prefix, or the name alone. Bytes, never decoded; never fails.
+///
+/// When a header has a prefix (GNU tar and Go agree on the first two rules, Python's
+/// `tarfile` on the first; the third is Go's):
+///
+/// * **ustar** (`ustar\0`, any version; see [`layout`]): bytes 345..500 up to the first NUL
+///   (GNU tar `read_header`: `h->prefix[0] && strcmp (h->magic, TMAGIC) == 0`; Go
+///   `readHeader`: `format.has(FormatUSTAR | FormatPAX)`; Python `tarfile` joins it too).
+///   Checking the version as well, as `tar::Header::as_ustar` does, misreads archives whose
+///   writers put ` \0` or other bytes there. The one refinement, Go's: a star header (ustar
+///   magic and `tar\0` in bytes 508..512) has a 131-byte prefix, atime and ctime following
+///   at 476..500, so only 345..476 is read.
+/// * **v7** (no magic): never. The bytes are padding in v7; GNU tar and Go ignore them.
+///   (Python's `tarfile` joins bytes 345..500 whatever the magic, which only matters for
+///   headers that put something there; we side with the two that check the magic.)
+/// * **GNU** (`ustar  \0`): bytes 345..369 are the atime and ctime fields. GNU tar never reads
+///   a prefix here. But Go up to 1.7 wrote the ustar prefix into GNU-magic headers (its
+///   writer split a long name into prefix/name, then switched the magic to GNU's whenever a
+///   number had needed base-256; golang.org/issue/12594), and those archives mean
+///   `prefix/name`. Go ≥ 1.8 reads them back with this test, which we copy
+///   (golang.org/issue/21005): the bytes are a prefix only if the atime or the ctime field,
+///   when its first byte is not NUL, fails to parse as a number (octal after trimming spaces
+///   and NULs, up to the next NUL, or base-256), *and* the would-be prefix (345..500 up to
+///   the first NUL) is all ASCII. Real atime/ctime values (GNU tar writes them in old-GNU
+///   `--incremental` archives) and the usual all-NUL fields parse, so they are never taken
+///   for a prefix. A prefix made only of octal digits cannot be told from a time and is
+///   lost, as in Go. One addition to Go: never for a GNU sparse (`S`) entry, whose bytes
+///   386..495 are the sparse map and real size (Python's `tarfile` never joins a prefix to
+///   `S` either, and Go ≤ 1.7 wrote no `S` entries).
+fn header_path(block: &[u8; 512]) -> Vec<u8> {
+    let name = until_nul(&block[..100]);
+    let prefix: &[u8] = match layout(block) {
+        Layout::V7 => &[],
+        Layout::Ustar if &block[508..512] == b"tar\0" => until_nul(&block[345..476]),
+        Layout::Ustar => until_nul(&block[345..500]),
+        Layout::Gnu => old_go_prefix(block),
+    };
+    if prefix.is_empty() {
+        return name.to_vec();
+    }
+    let mut path = Vec::with_capacity(prefix.len() + 1 + name.len());
+    path.extend_from_slice(prefix);
+    path.push(b'/');
+    path.extend_from_slice(name);
+    path
+}
+
+/// The prefix a Go ≤ 1.7 writer left in a GNU-magic header, or empty (see [`header_path`]).
+fn old_go_prefix(block: &[u8; 512]) -> &[u8] {
+    const GNU_SPARSE: u8 = b'S';
+    if block[156] == GNU_SPARSE {
+        return &[];
+    }
+    let (atime, ctime) = (&block[345..357], &block[357..369]);
+    if gnu_time_parses(atime) && gnu_time_parses(ctime) {
+        return &[];
+    }
+    let prefix = until_nul(&block[345..500]);
+    if prefix.is_ascii() {
+        prefix
+    } else {
+        &[]
+    }
+}
+
+/// Whether Go's `archive/tar` reads a GNU atime/ctime `field` without error: a field whose
+/// first byte is NUL is not parsed at all; a high first bit is base-256 (which fails only by
+/// overflowing 63 bits); otherwise `parseOctal`: trim spaces and NULs at both ends, cut at
+/// the first NUL left, and what remains must be octal digits (or nothing).
+fn gnu_time_parses(field: &[u8]) -> bool {
+    match field.first() {
+        None | Some(0) => true,
+        Some(b) if b & 0x80 != 0 => parse_number(field).is_some(),
+        Some(_) => {
+            let pad = |b: &u8| *b == b' ' || *b == 0;
+            let start = field.iter().position(|b| !pad(b)).unwrap_or(field.len());
+            let end = field.iter().rposition(|b| !pad(b)).map_or(start, |i| i + 1);
+            until_nul(&field[start..end.max(start)])
+                .iter()
+                .all(|d| (b'0'..=b'7').contains(d))
         }
-        _ => name.to_vec(),
     }
 }
 
@@ -765,6 +868,199 @@ fn trim_spaces(mut s: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A header block for `name` with `magic` (8 bytes: magic + version) and `tail` written
+    /// from byte 345, checksum filled in.
+    fn block(name: &[u8], typeflag: u8, magic: &[u8; 8], tail: &[u8]) -> [u8; 512] {
+        let mut b = [0u8; 512];
+        b[..name.len()].copy_from_slice(name);
+        b[100..108].copy_from_slice(b"0000644\0");
+        b[108..116].copy_from_slice(b"0000000\0");
+        b[116..124].copy_from_slice(b"0000000\0");
+        b[124..136].copy_from_slice(b"00000000000\0");
+        b[136..148].copy_from_slice(b"14524563000\0");
+        b[156] = typeflag;
+        b[257..265].copy_from_slice(magic);
+        b[345..345 + tail.len()].copy_from_slice(tail);
+        b[148..156].fill(b' ');
+        let sum: u32 = b.iter().map(|&x| u32::from(x)).sum();
+        b[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        b
+    }
+
+    const POSIX: &[u8; 8] = b"ustar\x0000";
+    const USTAR_SPACE: &[u8; 8] = b"ustar\0 \0";
+    const GNU: &[u8; 8] = b"ustar  \0";
+    const V7: &[u8; 8] = &[0; 8];
+
+    /// Paths as [`for_each_entry`] reads them from `blocks` (the end marker is added).
+    fn paths(blocks: &[[u8; 512]]) -> Vec<Vec<u8>> {
+        let mut tar: Vec<u8> = blocks.concat();
+        tar.extend_from_slice(&[0; 1024]);
+        let mut out = Vec::new();
+        for_each_entry(&mut tar.as_slice(), &mut |e, _| {
+            out.push(e.path.as_bytes().to_vec());
+            Ok(())
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn prefix_in_ustar_headers_whatever_the_version() {
+        for magic in [POSIX, USTAR_SPACE, b"ustar\0\0\0", b"ustar\0xy"] {
+            let b = block(b"file", b'0', magic, b"usr/share/doc");
+            assert_eq!(header_path(&b), b"usr/share/doc/file", "{magic:?}");
+        }
+        // No prefix: the name alone.
+        assert_eq!(header_path(&block(b"file", b'0', POSIX, b"")), b"file");
+        // A prefix filling all 155 bytes, without a NUL, and a non-UTF-8 one: bytes as they are.
+        let long = [b'p'; 155];
+        let mut want = long.to_vec();
+        want.extend_from_slice(b"/n");
+        assert_eq!(header_path(&block(b"n", b'0', POSIX, &long)), want);
+        assert_eq!(
+            header_path(&block(b"n", b'0', POSIX, b"d\xff\xfe")),
+            b"d\xff\xfe/n"
+        );
+        assert_eq!(
+            paths(&[
+                block(b"a", b'0', POSIX, b"x/y"),
+                block(b"b", b'0', USTAR_SPACE, b"x/z")
+            ]),
+            [b"x/y/a".to_vec(), b"x/z/b".to_vec()]
+        );
+    }
+
+    #[test]
+    fn star_prefix_is_131_bytes() {
+        let mut tail = [0u8; 167];
+        tail[..4].copy_from_slice(b"star");
+        // atime and ctime right after the 131-byte prefix; "tar\0" at 508.
+        tail[131..143].copy_from_slice(b"14524563000 ");
+        tail[143..155].copy_from_slice(b"14524563000 ");
+        tail[163..167].copy_from_slice(b"tar\0");
+        assert_eq!(header_path(&block(b"f", b'0', POSIX, &tail)), b"star/f");
+        // A full 131-byte star prefix stops before the atime.
+        tail[..131].fill(b'q');
+        let mut want = vec![b'q'; 131];
+        want.extend_from_slice(b"/f");
+        assert_eq!(header_path(&block(b"f", b'0', POSIX, &tail)), want);
+    }
+
+    #[test]
+    fn v7_headers_have_no_prefix() {
+        let b = block(b"file", b'0', V7, b"not/a/prefix");
+        assert_eq!(header_path(&b), b"file");
+        // Nor does a magic that is neither ustar nor exactly GNU's.
+        for magic in [b"ustar 00", b"ustar   ", b"USTAR\x0000", b"ustar \0\0"] {
+            assert_eq!(header_path(&block(b"file", b'0', magic, b"x")), b"file");
+        }
+        assert_eq!(paths(&[b]), [b"file".to_vec()]);
+    }
+
+    #[test]
+    fn gnu_headers_with_an_old_go_prefix() {
+        // Go <= 1.7 wrote the ustar prefix into GNU-magic headers: the "atime" does not parse.
+        let b = block(b"file", b'0', GNU, b"usr/local/go/src/archive/tar");
+        assert_eq!(header_path(&b), b"usr/local/go/src/archive/tar/file");
+        assert_eq!(paths(&[b]), [b"usr/local/go/src/archive/tar/file".to_vec()]);
+        // Only the ctime field fails (the first 12 bytes are octal digits).
+        let b = block(b"f", b'0', GNU, b"0123456701234/x");
+        assert_eq!(header_path(&b), b"0123456701234/x/f");
+        // A non-ASCII would-be prefix is dropped, as Go drops it.
+        assert_eq!(header_path(&block(b"f", b'0', GNU, b"caf\xc3\xa9/x")), b"f");
+        // Never in a GNU sparse entry.
+        assert_eq!(header_path(&block(b"f", b'S', GNU, b"some/dir")), b"f");
+    }
+
+    #[test]
+    fn gnu_headers_with_real_times_have_no_prefix() {
+        let mut tail = [0u8; 24];
+        tail[..12].copy_from_slice(b"14524563000\0"); // atime, octal
+        tail[12..24].copy_from_slice(b"14524563001\0"); // ctime
+        let b = block(b"file", b'0', GNU, &tail);
+        assert_eq!(header_path(&b), b"file");
+        assert_eq!(paths(&[b]), [b"file".to_vec()]);
+        // Space-padded, only one of the two set, base-256, all NULs: still times.
+        let cases: [&[u8]; 5] = [
+            b" 14524563000 14524563000",
+            b"14524563000 ",
+            b"\0\0\0\0\0\0\0\0\0\0\0\0 1452456300 ",
+            b"\x80\0\0\0\0\0\0\0\x65\x4c\x6a\x00",
+            b"",
+        ];
+        for tail in cases {
+            assert_eq!(header_path(&block(b"f", b'0', GNU, tail)), b"f", "{tail:?}");
+        }
+        // Base-256 beyond 63 bits does not parse: taken for a (non-ASCII, so dropped) prefix.
+        let mut huge = [0xffu8; 12];
+        huge[0] = 0x80;
+        assert_eq!(header_path(&block(b"f", b'0', GNU, &huge)), b"f");
+    }
+
+    #[test]
+    fn gnu_time_parsing_follows_go() {
+        assert!(gnu_time_parses(b"\0garbage\0\0\0\0"));
+        assert!(gnu_time_parses(b"   \0\0\0\0\0\0\0\0\0"));
+        assert!(gnu_time_parses(b"17\0garbage\0\0"));
+        assert!(gnu_time_parses(&[0xff; 12])); // base-256 -1
+        let mut huge = [0xffu8; 12];
+        huge[0] = 0x80;
+        assert!(!gnu_time_parses(&huge));
+        assert!(!gnu_time_parses(b"usr/local/sh"));
+        assert!(!gnu_time_parses(b"128\0\0\0\0\0\0\0\0\0"));
+        assert!(!gnu_time_parses(b"1 2\0\0\0\0\0\0\0\0\0"));
+        assert!(!gnu_time_parses(b"+1\0\0\0\0\0\0\0\0\0\0"));
+    }
+
+    #[test]
+    fn device_numbers_in_every_ustar_family_header() {
+        for (magic, want) in [
+            (POSIX, (1, 3)),
+            (USTAR_SPACE, (1, 3)),
+            (GNU, (1, 3)),
+            (V7, (0, 0)),
+        ] {
+            let mut b = block(b"null", b'3', magic, b"");
+            b[329..337].copy_from_slice(b"0000001\0");
+            b[337..345].copy_from_slice(b"0000003\0");
+            b[148..156].fill(b' ');
+            let sum: u32 = b.iter().map(|&x| u32::from(x)).sum();
+            b[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+            let mut tar = b.to_vec();
+            tar.extend_from_slice(&[0; 1024]);
+            let mut got = None;
+            for_each_entry(&mut tar.as_slice(), &mut |e, _| {
+                got = Some(e.kind);
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(
+                got,
+                Some(EntryKind::CharDevice {
+                    major: want.0,
+                    minor: want.1
+                }),
+                "{magic:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn no_header_content_panics() {
+        // Every byte value at every offset past the v7 fields, under each magic.
+        for magic in [POSIX, USTAR_SPACE, GNU, V7] {
+            for at in 345..512 {
+                for v in [0u8, b' ', b'0', b'7', b'8', b'/', 0x80, 0xff] {
+                    let mut b = block(b"f", b'0', magic, b"");
+                    b[at] = v;
+                    let _ = header_path(&b);
+                    let _ = device_fields(&b);
+                }
+            }
+        }
+    }
 
     #[test]
     fn numbers_octal_and_base256() {

@@ -14,17 +14,33 @@
 //!   content (spooled) or the kept non-regular entry (copied); the rest link to it.
 //! - [`Source::Pending`] left at the end: the target never existed, an error.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::entry::{Entry, EntryKind, Metadata};
 use crate::error::{Error, Result};
 use crate::merge::paths::{NodeId, PathTree};
 use crate::merge::spool::SpoolRef;
 
-pub(crate) type SlotId = u32;
+/// An inode slot: one version of a path that hard links share (see [`Links`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct SlotId(u32);
 
-/// A link waiting for its target: its layer, its slot, its position in its layer.
-pub(crate) type Waiter = (u32, SlotId, u64);
+impl SlotId {
+    fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// A link waiting for its target in an older layer.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Waiter {
+    /// The link's layer.
+    pub(crate) layer: u32,
+    /// The link's inode slot.
+    pub(crate) slot: SlotId,
+    /// The link's position in its layer.
+    pub(crate) ordinal: u64,
+}
 
 /// Where an inode's content comes from.
 #[derive(Debug)]
@@ -51,19 +67,23 @@ struct Slot {
 #[derive(Default)]
 pub(crate) struct Links {
     slots: Vec<Slot>,
-    /// Links waiting for a version of the target path in an older layer: (layer, slot, the
-    /// link's ordinal in its layer).
+    /// Links waiting for a version of the target path in an older layer.
     pending: HashMap<NodeId, Vec<Waiter>>,
     /// Output paths that belong to a group, with their slot.
     members: HashMap<NodeId, SlotId>,
     /// Header metadata of each winning link, for the hard-link entry written at the end.
     link_meta: HashMap<NodeId, Metadata>,
+    /// Slots of links that a later entry of their own layer replaced: nothing uses them, so
+    /// what their target turns out to be (missing, a directory) is no error. They still bind,
+    /// since an entry written beneath such a link before it was replaced needs to know whether
+    /// it was a symlink.
+    abandoned: HashSet<SlotId>,
 }
 
 impl Links {
     /// A new inode root.
     pub(crate) fn slot(&mut self, source: Source) -> SlotId {
-        let id = self.slots.len() as SlotId;
+        let id = SlotId(self.slots.len() as u32);
         self.slots.push(Slot {
             parent: id,
             source: Some(source),
@@ -72,8 +92,8 @@ impl Links {
     }
 
     pub(crate) fn root(&self, mut s: SlotId) -> SlotId {
-        while self.slots[s as usize].parent != s {
-            s = self.slots[s as usize].parent;
+        while self.slots[s.index()].parent != s {
+            s = self.slots[s.index()].parent;
         }
         s
     }
@@ -82,24 +102,34 @@ impl Links {
     pub(crate) fn bind(&mut self, link: SlotId, target: SlotId) {
         let (l, t) = (self.root(link), self.root(target));
         if l != t {
-            self.slots[l as usize].parent = t;
-            self.slots[l as usize].source = None;
+            self.slots[l.index()].parent = t;
+            self.slots[l.index()].source = None;
         }
     }
 
     /// The content source of `s`'s inode.
     pub(crate) fn source(&self, s: SlotId) -> Option<&Source> {
-        self.slots[self.root(s) as usize].source.as_ref()
+        self.slots[self.root(s).index()].source.as_ref()
     }
 
     pub(crate) fn source_mut(&mut self, s: SlotId) -> Option<&mut Source> {
         let r = self.root(s);
-        self.slots[r as usize].source.as_mut()
+        self.slots[r.index()].source.as_mut()
     }
 
     /// A link waits for a version of `target` in a layer older than its own.
     pub(crate) fn wait(&mut self, target: NodeId, waiter: Waiter) {
         self.pending.entry(target).or_default().push(waiter);
+    }
+
+    /// The link of `slot` did not outlive its layer (see `abandoned`).
+    pub(crate) fn abandon(&mut self, slot: SlotId) {
+        self.abandoned.insert(slot);
+    }
+
+    /// Whether the link of `slot` did not outlive its layer.
+    pub(crate) fn is_abandoned(&self, slot: SlotId) -> bool {
+        self.abandoned.contains(&slot)
     }
 
     /// Whether any link waits for a target in an older layer.
@@ -115,7 +145,7 @@ impl Links {
         let Some(list) = self.pending.get_mut(&target) else {
             return Vec::new();
         };
-        let (newer, same): (Vec<_>, Vec<_>) = list.drain(..).partition(|w| w.0 > layer);
+        let (newer, same): (Vec<_>, Vec<_>) = list.drain(..).partition(|w| w.layer > layer);
         if same.is_empty() {
             self.pending.remove(&target);
         } else {
@@ -127,6 +157,11 @@ impl Links {
     /// `node` is an output path in the group of `slot`.
     pub(crate) fn add_member(&mut self, node: NodeId, slot: SlotId) {
         self.members.insert(node, slot);
+    }
+
+    /// The slots of all output paths that belong to a group.
+    pub(crate) fn member_slots(&self) -> impl Iterator<Item = SlotId> + '_ {
+        self.members.values().copied()
     }
 
     pub(crate) fn member(&self, node: NodeId) -> Option<SlotId> {
@@ -210,24 +245,26 @@ impl Links {
     }
 
     /// Links still waiting when no older layer is left (the one with the smallest target id,
-    /// so the message does not depend on hash order).
-    pub(crate) fn unresolved(&self, tree: &PathTree) -> Option<Error> {
+    /// so the message does not depend on hash order), with the link's layer.
+    pub(crate) fn unresolved(&self, tree: &PathTree) -> Option<(u32, Error)> {
+        let live = |w: &&Waiter| !self.abandoned.contains(&w.slot);
         let target = self
             .pending
             .iter()
-            .filter(|(_, l)| !l.is_empty())
+            .filter(|(_, l)| l.iter().any(|w| live(&w)))
             .map(|(&t, _)| t)
             .min()?;
         self.pending.get(&target).and_then(|list| {
-            list.first().map(|&(_, slot, _)| {
-                let link = match self.slots[slot as usize].source.as_ref() {
+            list.iter().find(live).map(|&Waiter { layer, slot, .. }| {
+                let link = match self.slots[slot.index()].source.as_ref() {
                     Some(Source::Pending { link, .. }) => tree.path(*link).lossy(),
                     _ => String::new(),
                 };
-                Error::HardlinkTargetMissing {
-                    link,
+                let e = Error::HardlinkTargetMissing {
+                    link: link.clone(),
                     target: tree.path(target).lossy(),
-                }
+                };
+                (layer, e.in_entry(link.as_bytes()))
             })
         })
     }

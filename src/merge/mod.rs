@@ -1,32 +1,61 @@
 //! The overlay merge: layers newest-first in, one normalized entry stream out.
 //!
+//! # The rules
+//! The output is what applying the layers oldest first to an empty root leaves, as containerd's
+//! applier does it. Each rule and where it lives:
+//! - **Names** are cleaned lexically when read ([`EntryPath::new`]); every parent symlink is
+//!   resolved inside the root, the last component never ([`resolve`], whose doc states the
+//!   walk); on the first pass names are taken as written (below).
+//! - **Whiteouts and opaque markers** delete from older layers only, wherever they are in their
+//!   layer; a **non-directory** replaces an older directory with its subtree ([`whiteout`]: every
+//!   hiding record and the questions asked of them).
+//! - **Within a layer** a later entry replaces an earlier one at the same path (the sink
+//!   receives the path again, see [`Sink`]); a directory the layer replaces by a non-directory
+//!   loses what the layer put beneath it ([`Merger::drop_subtree`], and on the second pass
+//!   [`Rewrite::Removed`](resolve::Rewrite)).
+//! - **Hard links** mean their target as it was when their layer was applied ([`hardlink`]).
+//! - **Missing parents** become directories, 0755 root:root, time 0, delivered at the end when
+//!   no layer describes them.
+//!
+//! # One pass, or two
 //! Reading the newest layer first means the first entry that survives at a path is the one the
-//! image shows, so it can go to the sink at once with its data streaming straight through: no
-//! entry and no byte of content is held back, except
+//! image shows, so it goes to the sink at once with its data streaming straight through. The
+//! price is that the merge cannot resolve a name against layers it has not read yet. So the
+//! first pass takes names as written and stops with [`Error::SecondPassNeeded`] as soon as it
+//! learns that this was wrong: an entry went beneath what turns out to be a symlink
+//! ([`Error::BeneathSymlink`], checked exactly), a whiteout, opaque marker or hard link named a
+//! path beneath an older symlink (checked conservatively: [`PathTree::named_beneath`]), a hard
+//! link's target is not where its name says, or an entry its own layer removes was already
+//! written. The drivers ([`convert`](crate::convert), the
+//! [`StreamingPacker`](crate::StreamingPacker)) then discard the output, let a [`Resolver`]
+//! read the layers' headers oldest first, and merge again with [`Merger::with_resolution`]:
+//! every entry at its resolved path, so that no name goes through a symlink and the same
+//! newest-first rules give the runtimes' tree. Images that don't need it pay nothing.
+//!
+//! # What is held
+//! No entry and no byte of content is held back, except
 //! - hard links, which wait until the end (their target must be delivered first, and a target
 //!   in an older layer has not been read yet: [`hardlink`]);
 //! - content that a hard link still needs after its target's name was deleted or replaced,
 //!   which goes to a disk spool ([`spool`]);
-//! - directories that entries need but no layer describes, delivered at the end with default
-//!   metadata (0755 root:root, time 0).
+//! - directories that entries need but no layer describes, delivered at the end.
 //!
 //! What is held in memory is per path ([`paths`]): the interned path tree with each path's
-//! status and the hiding records of whiteouts, opaque markers and non-directories
-//! ([`whiteout`], where every overlay rule about deletion lives).
-//!
-//! Within one layer, a later entry for a path replaces an earlier one (as extraction would):
-//! the sink receives the path again (see [`Sink`]).
+//! status, and the hiding records. What is kept about the layer being read is one
+//! [`LayerState`], replaced when the next layer begins.
 
 mod hardlink;
 mod paths;
+mod resolve;
 mod spool;
 #[cfg(test)]
 mod tests;
 mod whiteout;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, Read};
 
+use crate::digest::Digest;
 use crate::entry::{Entry, EntryKind, Metadata};
 use crate::error::{Error, Result};
 use crate::options::{ConvertOptions, ProgressFn};
@@ -36,6 +65,8 @@ use crate::sink::{Sink, Summary};
 
 use hardlink::{Links, SlotId, Source, Waiter};
 use paths::{NodeId, PathTree, Status, Use, ROOT};
+use resolve::Rewrite;
+pub use resolve::{Resolution, Resolver};
 use spool::{Spool, SpoolRef};
 use whiteout::{Barriers, Hides, Name};
 
@@ -71,6 +102,23 @@ struct Waiting {
     version: Option<(Version, u64)>,
 }
 
+/// An entry as the second pass places it.
+enum Resolved {
+    /// At its resolved path (its own on the first pass).
+    Entry(Entry),
+    /// Removed by a later entry of its own layer.
+    Removed(Entry),
+}
+
+/// Whether [`Merger::hidden`] still has to make an entry's parents directories.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Parents {
+    /// As applying the entry would.
+    Make,
+    /// Done already (AUFS metadata: its parents up to the first AUFS name).
+    Made,
+}
+
 /// Where an entry sits: its layer and its position in the layer's stream.
 #[derive(Clone, Copy, Debug)]
 struct Pos {
@@ -99,30 +147,67 @@ pub struct Merger {
     spool: Spool,
     layers: usize,
     last_layer: Option<u32>,
-    /// Hidden versions of the current layer, by path.
-    layer_hidden: HashMap<NodeId, Hidden>,
-    /// Links of newer layers waiting for paths the current layer has.
-    layer_waiting: HashMap<NodeId, Waiting>,
-    /// Symlinks of the current layer at paths newer entries need as directories: an error
-    /// unless a later entry of the layer replaces the symlink.
-    /// A hard link's inode decides (`Some(slot)`): it may be a symlink.
-    layer_symlinks: Vec<(NodeId, Option<SlotId>)>,
-    /// Delivered non-directories of the current layer that a link of the layer (shown or
-    /// hidden) points to, with one such link: replacing one later in the layer is an error.
-    layer_linked: HashMap<NodeId, NodeId>,
-    /// Slots of the current layer whose content must be fetched by re-reading the layer.
-    refetch: Vec<(u64, SlotId)>,
-    /// Hard links that an entry of their layer went beneath (making the path a directory)
-    /// before their inode was known: (the link's slot, the link, the entry, its layer). If
-    /// the inode turns out to be a symlink, extraction wrote through it.
-    written_beneath: Vec<(SlotId, NodeId, NodeId, u32)>,
-    /// Spool position at the start of the current layer, and the end of what it must keep.
-    spool_start: u64,
-    spool_keep: u64,
+    /// What is kept about the layer being read.
+    current: LayerState,
+    /// Hard links that an entry went beneath before their inode was known.
+    through_links: Vec<ThroughLink>,
+    /// The first hard link to a directory that outlived its layer, on the first pass: an
+    /// error at the end unless an older layer calls for the second pass first.
+    bad_link: Option<Error>,
+    /// Where entries land when the image needs its names resolved in layer order (the second
+    /// pass); `None` on the first.
+    resolution: Option<Resolution>,
+    /// The layers' digests, when the driver names them (for errors about an entry of a layer
+    /// other than the one being read).
+    digests: Vec<Digest>,
     progress: Option<ProgressFn>,
     entries: u64,
     bytes: u64,
     reported: u64,
+}
+
+/// What the merge keeps about the layer it is reading; replaced when the next layer begins.
+#[derive(Default)]
+struct LayerState {
+    /// Hidden versions of the layer, by path.
+    hidden: HashMap<NodeId, Hidden>,
+    /// Links of newer layers waiting for paths the layer has.
+    waiting: HashMap<NodeId, Waiting>,
+    /// Symlinks of the layer at paths newer entries need as directories: an error unless a
+    /// later entry of the layer replaces the symlink.
+    symlinks: Vec<Watched>,
+    /// Delivered non-directories of the layer that a link of the layer (shown or hidden)
+    /// points to, with one such link: replacing one later in the layer is an error.
+    linked: HashMap<NodeId, NodeId>,
+    /// Links of the layer to a directory, with the error they are if they outlive the layer
+    /// (a later entry of the layer that replaces one makes it harmless: nothing can use it).
+    bad_links: Vec<(SlotId, Error)>,
+    /// Slots of the layer's links that wait for an older layer.
+    waiters: Vec<SlotId>,
+    /// Slots whose content must be fetched by re-reading the layer, by entry ordinal.
+    refetch: Vec<(u64, SlotId)>,
+    /// Spool position at the start of the layer, and the end of what it must keep.
+    spool_start: u64,
+    spool_keep: u64,
+}
+
+/// A symlink (or hard link: `slot` is its inode, which may be a symlink) that newer entries
+/// went beneath.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Watched {
+    node: NodeId,
+    slot: Option<SlotId>,
+}
+
+/// A hard link of layer `layer` at `link` that `entry` went beneath (making the path a
+/// directory) before the link's inode `slot` was known: if it turns out to be a symlink,
+/// extraction wrote through it.
+#[derive(Clone, Copy)]
+struct ThroughLink {
+    slot: SlotId,
+    link: NodeId,
+    entry: NodeId,
+    layer: u32,
 }
 
 impl Merger {
@@ -136,18 +221,47 @@ impl Merger {
             spool: Spool::in_dir(options.temp_dir.clone()),
             layers,
             last_layer: None,
-            layer_hidden: HashMap::new(),
-            layer_waiting: HashMap::new(),
-            layer_symlinks: Vec::new(),
-            layer_linked: HashMap::new(),
-            refetch: Vec::new(),
-            written_beneath: Vec::new(),
-            spool_start: 0,
-            spool_keep: 0,
+            current: LayerState::default(),
+            through_links: Vec::new(),
+            bad_link: None,
+            resolution: None,
+            digests: Vec::new(),
             progress: options.progress.clone(),
             entries: 0,
             bytes: 0,
             reported: 0,
+        }
+    }
+
+    /// A merger for the second pass: every entry lands where `resolution` says (see
+    /// [`Resolver`]). Layers still come newest first.
+    pub fn with_resolution(
+        sink: Box<dyn Sink>,
+        layers: usize,
+        options: &ConvertOptions,
+        resolution: Resolution,
+    ) -> Merger {
+        Merger {
+            resolution: Some(resolution),
+            ..Merger::new(sink, layers, options)
+        }
+    }
+
+    /// Names the layers (`digests[i]` is layer `i`'s), so that an error about an entry of a
+    /// layer other than the one being merged (a hard link whose target an older layer lacks)
+    /// names the entry's own layer with its digest.
+    pub fn name_layers(&mut self, digests: Vec<Digest>) {
+        self.digests = digests;
+    }
+
+    /// `e`, about an entry of layer `layer`, attributed to that layer.
+    fn of_layer(&self, layer: u32, e: Error) -> Error {
+        match self.digests.get(layer as usize) {
+            Some(digest) => e.in_layer(layer as usize, digest),
+            None => Error::OfLayer {
+                index: layer as usize,
+                source: Box::new(e),
+            },
         }
     }
 
@@ -184,9 +298,9 @@ impl Merger {
         for (ordinal, (entry, mut data)) in entries.into_iter().enumerate() {
             let path = entry.path.clone();
             self.entry(layer, ordinal as u64, false, entry, &mut data)
-                .map_err(|e| e.in_entry(path.as_bytes()))?;
+                .map_err(|e| self.second_pass_or(e.in_entry(path.as_bytes())))?;
         }
-        self.end_layer(None)
+        self.end_layer(None).map_err(|e| self.second_pass_or(e))
     }
 
     fn run_layer(
@@ -203,8 +317,25 @@ impl Merger {
             let r = self.entry(layer, ordinal, refetchable, entry, data);
             ordinal += 1;
             r.map_err(|e| e.in_entry(path.as_bytes()))
-        })?;
-        self.end_layer(reopen)
+        })
+        .and_then(|()| self.end_layer(reopen))
+        .map_err(|e| self.second_pass_or(e))
+    }
+
+    /// On the first pass, the refusals that resolving names in layer order may undo become
+    /// [`Error::SecondPassNeeded`]: an entry through a symlink, a hard link whose target is not
+    /// where its name says, an entry its own layer removed after it was written. On the second
+    /// pass every error stands.
+    fn second_pass_or(&self, e: Error) -> Error {
+        if self.resolution.is_some() {
+            return e;
+        }
+        match e.root_cause() {
+            Error::BeneathSymlink { .. }
+            | Error::ReplacedAfterWrite { .. }
+            | Error::HardlinkTargetMissing { .. } => Error::SecondPassNeeded { why: e.to_string() },
+            _ => e,
+        }
     }
 
     fn begin_layer(&mut self, index: usize) -> Result<u32> {
@@ -225,23 +356,37 @@ impl Merger {
             }
         }
         self.last_layer = Some(layer);
-        self.layer_linked.clear();
-        self.spool_start = self.spool.mark();
-        self.spool_keep = self.spool_start;
+        let mark = self.spool.mark();
+        self.current = LayerState {
+            spool_start: mark,
+            spool_keep: mark,
+            ..LayerState::default()
+        };
         Ok(layer)
     }
 
     fn end_layer(&mut self, reopen: Option<Reopen<'_>>) -> Result<()> {
-        if !self.refetch.is_empty() {
+        if !self.current.refetch.is_empty() {
             let Some(reopen) = reopen else {
                 return Err(Error::Stopped);
             };
             self.fetch_again(reopen)?;
         }
-        self.layer_hidden.clear();
-        let mut symlinks = std::mem::take(&mut self.layer_symlinks);
+        let hidden_slots: Vec<SlotId> =
+            if self.current.bad_links.is_empty() && self.current.waiters.is_empty() {
+                Vec::new()
+            } else {
+                (self.current.hidden.values())
+                    .filter_map(|h| match h {
+                        Hidden::Slot(s) => Some(*s),
+                        _ => None,
+                    })
+                    .collect()
+            };
+        self.current.hidden.clear();
+        let mut symlinks = std::mem::take(&mut self.current.symlinks);
         symlinks.sort_unstable();
-        for (node, slot) in symlinks {
+        for Watched { node, slot } in symlinks {
             match slot.map(|s| (s, self.links.is_symlink(s))) {
                 None | Some((_, Some(true))) => return Err(self.beneath_symlink(node)),
                 Some((_, Some(false))) => {}
@@ -250,26 +395,84 @@ impl Merger {
                     let layer = self.last_layer.unwrap_or(0);
                     let user = self.tree.used_after(node, layer).map_or(layer, |u| u.0);
                     let entry = self.tree.descendants(node).first().copied().unwrap_or(node);
-                    self.written_beneath.push((s, node, entry, user));
+                    self.through_links.push(ThroughLink {
+                        slot: s,
+                        link: node,
+                        entry,
+                        layer: user,
+                    });
                 }
             }
         }
         let layer = self.last_layer.unwrap_or(0);
-        let mut waiting: Vec<(NodeId, Waiting)> = self.layer_waiting.drain().collect();
+        let mut waiting: Vec<(NodeId, Waiting)> = self.current.waiting.drain().collect();
         waiting.sort_by_key(|(n, _)| *n);
         for (node, w) in waiting {
             match w.version {
                 Some((Version::Slot(slot), ord)) => {
                     self.bind_waiting(node, (layer, ord), w.links, slot)?
                 }
-                Some((Version::Dir, _)) => return Err(self.link_to_dir(&w.links, node)),
+                Some((Version::Dir, _)) => {
+                    let live: Vec<Waiter> = (w.links.into_iter())
+                        .filter(|w| !self.links.is_abandoned(w.slot))
+                        .collect();
+                    if !live.is_empty() {
+                        let e = self.link_to_dir(&live, node);
+                        self.fail_after_older_layers(e)?;
+                    }
+                }
                 None => {}
             }
         }
+        self.links_outliving_the_layer(hidden_slots)?;
         // Content spooled on the chance that a link of this layer wants it, which none did.
-        self.spool.truncate(self.spool_keep.max(self.spool_start))?;
+        self.spool
+            .truncate(self.current.spool_keep.max(self.current.spool_start))?;
         // Counts are throttled while entries flow; at a layer's end they should be exact.
         self.report_written();
+        Ok(())
+    }
+
+    /// A hard link to a directory: an error, but on the first pass only once the older layers
+    /// are read. The directory may be one only on this pass's assumption that names go where
+    /// they say (an older layer's symlink on the way would move them), and an older layer may
+    /// yet call for the second pass.
+    fn fail_after_older_layers(&mut self, e: Error) -> Result<()> {
+        if self.resolution.is_some() {
+            return Err(e);
+        }
+        if self.bad_link.is_none() {
+            self.bad_link = Some(e);
+        }
+        Ok(())
+    }
+
+    /// Judges the layer's links by whether they outlive it (are still an output path, or a
+    /// hidden version, at its end): a link to a directory is an error only then, and a link
+    /// that waits for an older layer but did not outlive its own is abandoned.
+    fn links_outliving_the_layer(&mut self, hidden_slots: Vec<SlotId>) -> Result<()> {
+        let bad = std::mem::take(&mut self.current.bad_links);
+        let waiters = std::mem::take(&mut self.current.waiters);
+        if bad.is_empty() && waiters.is_empty() {
+            return Ok(());
+        }
+        let links = &self.links;
+        let live: HashSet<SlotId> = (links.member_slots().chain(hidden_slots))
+            .map(|s| links.root(s))
+            .collect();
+        for (slot, e) in bad {
+            if !live.contains(&self.links.root(slot)) {
+                continue;
+            }
+            let layer = self.last_layer.unwrap_or(0);
+            let e = self.of_layer(layer, e);
+            self.fail_after_older_layers(e)?;
+        }
+        for slot in waiters {
+            if !live.contains(&self.links.root(slot)) {
+                self.links.abandon(slot);
+            }
+        }
         Ok(())
     }
 
@@ -285,12 +488,12 @@ impl Merger {
 
     /// Reads the current layer again and spools the files that links turned out to need.
     fn fetch_again(&mut self, reopen: Reopen<'_>) -> Result<()> {
-        let mut wanted: HashMap<u64, SlotId> = self.refetch.drain(..).collect();
+        let mut wanted: HashMap<u64, SlotId> = self.current.refetch.drain(..).collect();
         let mut stream = reopen()?;
         let mut ordinal = 0u64;
         let links = &mut self.links;
         let spool = &mut self.spool;
-        let mut keep = self.spool_keep;
+        let mut keep = self.current.spool_keep;
         crate::layer::tar::for_each_entry(&mut stream, &mut |entry, data| {
             if let Some(slot) = wanted.remove(&ordinal) {
                 if let EntryKind::File { size, .. } = entry.kind {
@@ -307,7 +510,7 @@ impl Merger {
             ordinal += 1;
             Ok(())
         })?;
-        self.spool_keep = keep;
+        self.current.spool_keep = keep;
         if let Some((_, &slot)) = wanted.iter().next() {
             // The second reading did not reach an entry the first one saw.
             if let Some(Source::Refetch { ordinal, .. }) = self.links.source(slot) {
@@ -322,7 +525,7 @@ impl Merger {
         Ok(())
     }
 
-    /// One entry of layer `layer`, the `ordinal`-th of its stream.
+    /// One entry of layer `layer`, the `ordinal`-th of its stream: the rulebook's entry point.
     fn entry(
         &mut self,
         layer: u32,
@@ -332,71 +535,91 @@ impl Merger {
         data: &mut dyn Read,
     ) -> Result<()> {
         let at = Pos { layer, ordinal };
+        let e = match self.resolved(at, e) {
+            Resolved::Removed(e) => {
+                // Applied, then removed by a later entry of its layer: it made its parents
+                // directories and a link may still want it, as any hidden version.
+                let node = self.tree.intern(&e.path);
+                return self.hidden(at, refetchable, node, e, data, Parents::Make);
+            }
+            Resolved::Entry(e) => e,
+        };
         match whiteout::classify(&e.path)? {
-            Name::Whiteout(target) => {
-                let n = self.tree.intern(&target);
-                self.barriers
-                    .record(&mut self.tree, n, layer, ordinal, Hides::Whiteout);
-                return Ok(());
-            }
-            Name::Opaque(dir) => {
-                let n = self.tree.intern(&dir);
-                self.barriers
-                    .record(&mut self.tree, n, layer, ordinal, Hides::Opaque);
-                return Ok(());
-            }
+            Name::Whiteout(target) => self.marker(at, &target, Hides::Whiteout),
+            Name::Opaque(dir) => self.marker(at, &dir, Hides::Opaque),
             Name::Aufs(through) => {
                 // Never shown, but extraction made its parents directories, and a link to
                 // itself is as wrong here as anywhere (see below).
                 let q = self.tree.intern(&through);
                 let hidden = self.tree.hidden(q, layer);
                 self.require_parents(q, at, hidden)?;
-                refuse_self_link(&e)?;
                 let n = self.tree.intern(&e.path);
-                return self.hidden(at, refetchable, n, e, data, false);
+                self.hidden(at, refetchable, n, e, data, Parents::Made)
             }
-            Name::Plain => {}
+            Name::Plain => self.plain(at, refetchable, e, data),
         }
+    }
+
+    /// The entry as the second pass's [`Resolution`] places it (unchanged on the first pass).
+    fn resolved(&self, at: Pos, mut e: Entry) -> Resolved {
+        match self
+            .resolution
+            .as_ref()
+            .and_then(|r| r.get(at.layer, at.ordinal))
+        {
+            None => Resolved::Entry(e),
+            Some(Rewrite::Removed { path, target }) => {
+                move_entry(&mut e, path.as_ref(), target.as_ref());
+                Resolved::Removed(e)
+            }
+            Some(Rewrite::Moved { path, target }) => {
+                move_entry(&mut e, Some(path), target.as_ref());
+                Resolved::Entry(e)
+            }
+        }
+    }
+
+    /// A whiteout (of `path`) or opaque marker (of the directory `path`): a hiding record for
+    /// the older layers.
+    fn marker(&mut self, at: Pos, path: &EntryPath, hides: Hides) -> Result<()> {
+        let n = self.tree.intern(path);
+        // Its directory is named: a first pass that finds it is an older symlink starts over.
+        let dir = match hides {
+            Hides::Opaque => Some(n),
+            _ => self.tree.parent(n),
+        };
+        if let Some(dir) = dir {
+            self.tree.mark_named_in(dir);
+        }
+        self.barriers
+            .record(&mut self.tree, n, at.layer, at.ordinal, hides);
+        Ok(())
+    }
+
+    /// An ordinary entry: it replaces what older layers and its own layer put at its path,
+    /// then shows unless something newer hides or shadows it.
+    fn plain(&mut self, at: Pos, refetchable: bool, e: Entry, data: &mut dyn Read) -> Result<()> {
+        let layer = at.layer;
         if e.path.is_root() && !e.kind.is_dir() {
-            return Err(Error::HostilePath {
-                path: ".".into(),
-                reason: "the root must be a directory",
-            });
+            // A file, link or device named `.` (or `a/..`): containerd skips an entry that
+            // resolves to the root, and so does the merge; the root stays a directory.
+            return Ok(());
         }
-        refuse_self_link(&e)?;
         let node = self.tree.intern(&e.path);
-        if e.kind.is_dir() {
-            self.tree.touch(node, layer, ordinal, Use::DirEntry);
-        }
-        // A later entry replaces a symlink this layer put where newer entries need a directory;
-        // a later non-directory above it removes it with its subtree.
-        if e.kind.is_dir() {
-            self.layer_symlinks.retain(|&(n, _)| n != node);
-        } else if !self.layer_symlinks.is_empty() {
-            let tree = &self.tree;
-            self.layer_symlinks.retain(|&(n, _)| {
-                std::iter::successors(Some(n), |&c| tree.parent(c)).all(|c| c != node)
+        if self.resolution.is_none() && may_be_symlink(&e) && self.tree.named_beneath(node) {
+            // A whiteout, opaque marker or link of a newer layer (or of this one) names a path
+            // through what may be a symlink here: only resolving in layer order tells where.
+            return Err(Error::SecondPassNeeded {
+                why: format!("a name goes through {:?}", e.path.lossy()),
             });
         }
-        if !e.kind.is_dir() {
-            // A non-directory replaced whatever older layers had beneath this path, whether or
-            // not it survives itself.
-            self.barriers
-                .record(&mut self.tree, node, layer, ordinal, Hides::NonDir);
-            // And what its own layer put there: hidden versions beneath it are gone (links
-            // made before keep theirs).
-            if !self.layer_hidden.is_empty() && self.tree.has_children(node) {
-                for d in self.tree.descendants(node) {
-                    self.layer_hidden.remove(&d);
-                }
-            }
-        }
+        self.replaces(at, node, &e);
         if self.tree.hidden(node, layer) {
             // Hidden in the output, but newer entries may have gone through it before that.
-            let watch = may_be_symlink(&e) && self.written_through(node, layer);
-            let link = is_link(&e);
-            self.hidden(at, refetchable, node, e, data, true)?;
-            return self.watch(watch, node, link);
+            if may_be_symlink(&e) && self.written_through(node, layer) {
+                return self.hidden_written_through(at, refetchable, node, e, data);
+            }
+            return self.hidden(at, refetchable, node, e, data, Parents::Make);
         }
         let (status, set_by) = self.tree.status(node);
         if set_by > layer && status != Status::Unseen {
@@ -411,22 +634,7 @@ impl Merger {
                 self.deliver(at, node, e, data)
             }
             Status::Symlink | Status::Other | Status::Link => {
-                // A hard link to another name of the inode the path holds: extraction puts the
-                // same inode back, so what links of this layer point to stays.
-                let same_inode = match &e.kind {
-                    EntryKind::Hardlink { target } => {
-                        let t = self.tree.intern(target);
-                        // The target's name may be hidden, its version kept for links only.
-                        let of_target = self.links.member(t).or(match self.layer_hidden.get(&t) {
-                            Some(&Hidden::Slot(s)) => Some(s),
-                            _ => None,
-                        });
-                        let root = |s| self.links.root(s);
-                        let group = self.links.member(node).map(root);
-                        group.is_some() && of_target.map(root) == group
-                    }
-                    _ => false,
-                };
+                let same_inode = self.same_inode(node, &e);
                 self.replace_nondir(node, same_inode)?;
                 self.deliver(at, node, e, data)?;
                 if status != Status::Link && self.tree.status(node).0 == Status::Link {
@@ -437,6 +645,50 @@ impl Merger {
                 Ok(())
             }
         }
+    }
+
+    /// What `e` at `node` replaces, whether or not it shows: a directory entry is a use of the
+    /// path as a directory; a non-directory removes what older layers had beneath it, and what
+    /// its own layer put there (hidden versions; symlinks this layer put where newer entries
+    /// needed a directory).
+    fn replaces(&mut self, at: Pos, node: NodeId, e: &Entry) {
+        if e.kind.is_dir() {
+            self.tree.touch(node, at.layer, at.ordinal, Use::DirEntry);
+            self.current.symlinks.retain(|w| w.node != node);
+            return;
+        }
+        if !self.current.symlinks.is_empty() {
+            let tree = &self.tree;
+            self.current.symlinks.retain(|w| {
+                std::iter::successors(Some(w.node), |&c| tree.parent(c)).all(|c| c != node)
+            });
+        }
+        self.barriers
+            .record(&mut self.tree, node, at.layer, at.ordinal, Hides::NonDir);
+        // Links made before keep their versions.
+        if !self.current.hidden.is_empty() && self.tree.has_children(node) {
+            for d in self.tree.descendants(node) {
+                self.current.hidden.remove(&d);
+            }
+        }
+    }
+
+    /// Whether `e`, replacing the non-directory at `node`, is a hard link to another name of
+    /// the inode the path holds: extraction puts the same inode back, so what links of this
+    /// layer point to stays.
+    fn same_inode(&mut self, node: NodeId, e: &Entry) -> bool {
+        let EntryKind::Hardlink { target } = &e.kind else {
+            return false;
+        };
+        let t = self.tree.intern(target);
+        // The target's name may be hidden, its version kept for links only.
+        let of_target = self.links.member(t).or(match self.current.hidden.get(&t) {
+            Some(&Hidden::Slot(s)) => Some(s),
+            _ => None,
+        });
+        let root = |s| self.links.root(s);
+        let group = self.links.member(node).map(root);
+        group.is_some() && of_target.map(root) == group
     }
 
     /// An entry at a path whose type a newer layer decided. A newer non-directory simply hides
@@ -455,10 +707,10 @@ impl Merger {
         let layer = at.layer;
         let (status, set_by) = self.tree.status(node);
         if !matches!(status, Status::Implicit | Status::Dir) {
-            let watch = may_be_symlink(&e) && self.written_through(node, layer);
-            let link = is_link(&e);
-            self.hidden(at, refetchable, node, e, data, true)?;
-            return self.watch(watch, node, link);
+            if may_be_symlink(&e) && self.written_through(node, layer) {
+                return self.hidden_written_through(at, refetchable, node, e, data);
+            }
+            return self.hidden(at, refetchable, node, e, data, Parents::Make);
         }
         // Replaced by a non-directory of a newer layer before the newer entries made it a
         // directory again: this entry no longer describes anything.
@@ -466,7 +718,7 @@ impl Merger {
         let described_by = self.tree.meta_layer(node);
         if e.kind.is_dir() {
             if replaced || described_by.is_some_and(|l| l > layer) {
-                return self.hidden(at, refetchable, node, e, data, true);
+                return self.hidden(at, refetchable, node, e, data, Parents::Make);
             }
             self.deliver(at, node, e, data)?;
             self.tree.set_status(node, Status::Dir, set_by);
@@ -482,22 +734,30 @@ impl Merger {
             // This layer's own directory entry was replaced by this non-directory.
             self.deliver_implicit(node, set_by)?;
         }
-        let link = is_link(&e);
-        self.hidden(at, refetchable, node, e, data, true)?;
-        self.watch(watch, node, link)
+        if watch {
+            return self.hidden_written_through(at, refetchable, node, e, data);
+        }
+        self.hidden(at, refetchable, node, e, data, Parents::Make)
     }
 
-    /// After [`hidden`](Self::hidden) handled the entry at `node`, which newer entries went
-    /// beneath (`watch`): a symlink, or a hard link (`link`) to one, is an error at the end of
-    /// the layer unless a later entry of the layer replaces it.
-    fn watch(&mut self, watch: bool, node: NodeId, link: bool) -> Result<()> {
-        if watch {
-            let slot = match self.layer_hidden.get(&node) {
-                Some(&Hidden::Slot(s)) if link => Some(s),
-                _ => None,
-            };
-            self.layer_symlinks.push((node, slot));
-        }
+    /// [`hidden`](Self::hidden) for a symlink, or a hard link that may be one, that newer
+    /// entries went beneath: an error at the end of the layer unless a later entry of the
+    /// layer replaces it (see [`Watched`]).
+    fn hidden_written_through(
+        &mut self,
+        at: Pos,
+        refetchable: bool,
+        node: NodeId,
+        e: Entry,
+        data: &mut dyn Read,
+    ) -> Result<()> {
+        let link = is_link(&e);
+        self.hidden(at, refetchable, node, e, data, Parents::Make)?;
+        let slot = match self.current.hidden.get(&node) {
+            Some(&Hidden::Slot(s)) if link => Some(s),
+            _ => None,
+        };
+        self.current.symlinks.push(Watched { node, slot });
         Ok(())
     }
 
@@ -505,8 +765,8 @@ impl Merger {
     fn deliver(&mut self, at: Pos, node: NodeId, e: Entry, data: &mut dyn Read) -> Result<()> {
         let layer = at.layer;
         // A hidden version this layer put here before is replaced (links made before keep it).
-        if !self.layer_hidden.is_empty() {
-            self.layer_hidden.remove(&node);
+        if !self.current.hidden.is_empty() {
+            self.current.hidden.remove(&node);
         }
         self.require_parents(node, at, false)?;
         let waits = self.take_waiting(node, layer);
@@ -542,8 +802,8 @@ impl Merger {
     }
 
     /// Handles an entry that the output does not show: hidden by a newer layer, shadowed by a
-    /// newer entry, or AUFS metadata. Its parents still became directories when its layer was
-    /// applied (`real`: not AUFS metadata), and hard links may still need it.
+    /// newer entry, removed by its own layer, or AUFS metadata. Its parents still became
+    /// directories when its layer was applied, and hard links may still need it.
     fn hidden(
         &mut self,
         at: Pos,
@@ -551,10 +811,10 @@ impl Merger {
         node: NodeId,
         mut e: Entry,
         data: &mut dyn Read,
-        real: bool,
+        parents: Parents,
     ) -> Result<()> {
         let layer = at.layer;
-        if real {
+        if parents == Parents::Make {
             self.require_parents(node, at, true)?;
         }
         let waits = self.take_waiting(node, layer);
@@ -572,7 +832,7 @@ impl Merger {
             }
             EntryKind::File { size, .. } if waits => {
                 let spool = self.spool.append(data, size)?;
-                self.spool_keep = self.spool_keep.max(spool.end());
+                self.current.spool_keep = self.current.spool_keep.max(spool.end());
                 Hidden::Slot(self.links.slot(Source::Spooled { entry: e, spool }))
             }
             EntryKind::File { .. } if refetchable => Hidden::Refetchable(e, at.ordinal),
@@ -588,7 +848,7 @@ impl Merger {
                 self.set_version(node, Version::Slot(slot), at.ordinal);
             }
         }
-        self.layer_hidden.insert(node, version);
+        self.current.hidden.insert(node, version);
         Ok(())
     }
 
@@ -597,17 +857,18 @@ impl Merger {
     fn take_waiting(&mut self, node: NodeId, layer: u32) -> bool {
         let newly = self.links.take_waiting(node, layer);
         if !newly.is_empty() {
-            self.layer_waiting
+            self.current
+                .waiting
                 .entry(node)
                 .or_default()
                 .links
                 .extend(newly);
         }
-        self.layer_waiting.contains_key(&node)
+        self.current.waiting.contains_key(&node)
     }
 
     fn set_version(&mut self, node: NodeId, version: Version, ordinal: u64) {
-        if let Some(w) = self.layer_waiting.get_mut(&node) {
+        if let Some(w) = self.current.waiting.get_mut(&node) {
             w.version = Some((version, ordinal));
         }
     }
@@ -617,41 +878,53 @@ impl Merger {
     fn link_slot(&mut self, at: Pos, link: NodeId, target: &EntryPath) -> Result<SlotId> {
         let layer = at.layer;
         let t = self.tree.intern(target);
-        if let Some(h) = self.layer_hidden.remove(&t) {
+        if let Some(dir) = self.tree.parent(t) {
+            self.tree.mark_named_in(dir);
+        }
+        if self.resolution.is_none() && self.through_own_symlink(t, layer) {
+            return Err(Error::SecondPassNeeded {
+                why: format!(
+                    "hard link {:?} names {:?} through a symlink of its own layer",
+                    self.tree.path(link).lossy(),
+                    target.lossy()
+                ),
+            });
+        }
+        if t == link || self.tree.is_beneath(t, link) {
+            // Extraction clears a link's own path before linking: it finds nothing there.
+            let e = Error::HardlinkTargetMissing {
+                link: target.lossy(),
+                target: target.lossy(),
+            };
+            return Ok(self.bad_link_with(t, link, e));
+        }
+        if let Some(h) = self.current.hidden.remove(&t) {
             let slot = match h {
                 Hidden::Dir => {
-                    self.layer_hidden.insert(t, Hidden::Dir);
-                    return Err(Error::HardlinkToDirectory {
-                        link: self.tree.path(link).lossy(),
-                        target: target.lossy(),
-                    });
+                    self.current.hidden.insert(t, Hidden::Dir);
+                    return Ok(self.bad_link(t, link, target));
                 }
                 Hidden::Slot(s) => s,
                 Hidden::Spooled(entry, spool) => {
-                    self.spool_keep = self.spool_keep.max(spool.end());
+                    self.current.spool_keep = self.current.spool_keep.max(spool.end());
                     self.links.slot(Source::Spooled { entry, spool })
                 }
                 Hidden::Refetchable(entry, ordinal) => {
                     let s = self.links.slot(Source::Refetch { entry, ordinal });
-                    self.refetch.push((ordinal, s));
+                    self.current.refetch.push((ordinal, s));
                     s
                 }
                 Hidden::Other(entry) => self.links.slot(Source::Copy { entry }),
             };
-            self.layer_hidden.insert(t, Hidden::Slot(slot));
+            self.current.hidden.insert(t, Hidden::Slot(slot));
             return Ok(slot);
         }
         let (status, set_by) = self.tree.status(t);
         if set_by == layer {
             match status {
-                Status::Dir | Status::Implicit => {
-                    return Err(Error::HardlinkToDirectory {
-                        link: self.tree.path(link).lossy(),
-                        target: target.lossy(),
-                    })
-                }
+                Status::Dir | Status::Implicit => return Ok(self.bad_link(t, link, target)),
                 Status::Symlink | Status::Other => {
-                    self.layer_linked.entry(t).or_insert(link);
+                    self.current.linked.entry(t).or_insert(link);
                     return Ok(self.delivered_slot(t));
                 }
                 Status::Link => {
@@ -665,14 +938,63 @@ impl Merger {
         if self.tree.used_in(t, layer) {
             // An entry of this layer beneath the target made it a directory; the output shows
             // neither (a newer layer replaced it), but extraction would have met a directory.
-            return Err(Error::HardlinkToDirectory {
-                link: self.tree.path(link).lossy(),
-                target: target.lossy(),
-            });
+            return Ok(self.bad_link(t, link, target));
         }
         let slot = self.links.slot(Source::Pending { target: t, link });
-        self.links.wait(t, (layer, slot, at.ordinal));
+        self.current.waiters.push(slot);
+        self.links.wait(
+            t,
+            Waiter {
+                layer,
+                slot,
+                ordinal: at.ordinal,
+            },
+        );
         Ok(slot)
+    }
+
+    /// Whether an ancestor of `node` is, at this point of `layer`, a symlink (or a hard link
+    /// that may be one) that the layer put there earlier, shown or hidden: a name through it
+    /// lands elsewhere. Older layers' symlinks are caught when they are read (the target's
+    /// directory is marked named).
+    fn through_own_symlink(&self, node: NodeId, layer: u32) -> bool {
+        let maybe_symlink = |s: SlotId| self.links.is_symlink(s) != Some(false);
+        std::iter::successors(self.tree.parent(node), |&p| self.tree.parent(p)).any(|p| match self
+            .current
+            .hidden
+            .get(&p)
+        {
+            Some(Hidden::Other(e)) => matches!(e.kind, EntryKind::Symlink { .. }),
+            Some(&Hidden::Slot(s)) => maybe_symlink(s),
+            Some(_) => false,
+            None => match self.tree.status(p) {
+                (Status::Symlink, by) => by == layer,
+                (Status::Link, by) if by == layer => {
+                    self.links.member(p).is_some_and(maybe_symlink)
+                }
+                _ => false,
+            },
+        })
+    }
+
+    /// A slot for the link at `link` to the directory `target` (node `t`) of its own layer:
+    /// an error unless a later entry of the layer replaces the link.
+    fn bad_link(&mut self, t: NodeId, link: NodeId, target: &EntryPath) -> SlotId {
+        let e = Error::HardlinkToDirectory {
+            link: self.tree.path(link).lossy(),
+            target: target.lossy(),
+        };
+        self.bad_link_with(t, link, e)
+    }
+
+    /// A slot for a link that is the error `e` unless a later entry of its layer replaces it.
+    fn bad_link_with(&mut self, t: NodeId, link: NodeId, e: Error) -> SlotId {
+        let slot = self.links.slot(Source::Pending { target: t, link });
+        let path = self.tree.path(link);
+        self.current
+            .bad_links
+            .push((slot, e.in_entry(path.as_bytes())));
+        slot
     }
 
     /// The slot of the delivered entry at `node`, created on first use.
@@ -696,19 +1018,28 @@ impl Merger {
         waiting: Vec<Waiter>,
         slot: SlotId,
     ) -> Result<()> {
-        for (link_layer, link_slot, link_ord) in waiting {
+        for Waiter {
+            layer: link_layer,
+            slot: link_slot,
+            ordinal: link_ord,
+        } in waiting
+        {
             if self
                 .barriers
                 .hides_between(&self.tree, node, target, (link_layer, link_ord))
             {
+                if self.links.is_abandoned(link_slot) {
+                    continue; // it found nothing, and nothing uses it
+                }
                 let link = match self.links.source(link_slot) {
                     Some(Source::Pending { link, .. }) => self.tree.path(*link).lossy(),
                     _ => String::new(),
                 };
-                return Err(Error::HardlinkTargetMissing {
-                    link,
+                let e = Error::HardlinkTargetMissing {
+                    link: link.clone(),
                     target: self.tree.path(node).lossy(),
-                });
+                };
+                return Err(self.of_layer(link_layer, e.in_entry(link.as_bytes())));
             }
             self.links.bind(link_slot, slot);
         }
@@ -716,17 +1047,18 @@ impl Merger {
     }
 
     fn link_to_dir(&self, waiting: &[Waiter], node: NodeId) -> Error {
-        let link = waiting
-            .first()
-            .and_then(|&(_, s, _)| match self.links.source(s) {
-                Some(Source::Pending { link, .. }) => Some(self.tree.path(*link).lossy()),
-                _ => None,
-            })
-            .unwrap_or_default();
-        Error::HardlinkToDirectory {
-            link,
+        let Some(&Waiter { layer, slot, .. }) = waiting.first() else {
+            return Error::Stopped;
+        };
+        let link = match self.links.source(slot) {
+            Some(Source::Pending { link, .. }) => self.tree.path(*link).lossy(),
+            _ => String::new(),
+        };
+        let e = Error::HardlinkToDirectory {
+            link: link.clone(),
             target: self.tree.path(node).lossy(),
-        }
+        };
+        self.of_layer(layer, e.in_entry(link.as_bytes()))
     }
 
     fn beneath_symlink(&self, node: NodeId) -> Error {
@@ -772,40 +1104,53 @@ impl Merger {
     /// version in this layer is hidden are skipped, but their parents still count. Links of
     /// newer layers waiting for an ancestor learn that it is a directory at this point.
     fn require_parents(&mut self, node: NodeId, at: Pos, hidden_entry: bool) -> Result<()> {
-        let layer = at.layer;
         // Extraction writes this entry beneath every ancestor. The first such use in a layer
         // is kept (an ancestor used before in this layer had its own ancestors used too).
         let mut cur = node;
         while let Some(p) = self.tree.parent(cur) {
-            if !self.tree.touch(p, layer, at.ordinal, Use::Beneath) {
+            if !self.tree.touch(p, at.layer, at.ordinal, Use::Beneath) {
                 break;
             }
             cur = p;
         }
-        // Extraction makes every ancestor a directory first: a non-directory this layer left
-        // there earlier, which the output does not show, is gone (a later link of the layer
-        // to it finds a directory; one made before keeps its inode).
-        if !self.layer_hidden.is_empty() {
+        self.hidden_parents_become_dirs(node, at.layer)?;
+        self.parents_become_dirs(node, at, hidden_entry)
+    }
+
+    /// Extraction makes every ancestor of `node` a directory first: a non-directory this layer
+    /// left there earlier, which the output does not show, is gone (a later link of the layer
+    /// to it finds a directory; one made before keeps its inode).
+    fn hidden_parents_become_dirs(&mut self, node: NodeId, layer: u32) -> Result<()> {
+        if !self.current.hidden.is_empty() {
             let mut cur = node;
             while let Some(p) = self.tree.parent(cur) {
                 // A symlink this layer put there (hidden by a newer layer), or a link to one,
                 // is not replaced by a directory: extraction would write through it.
-                match self.layer_hidden.get(&p) {
+                match self.current.hidden.get(&p) {
                     None => {}
                     Some(Hidden::Other(e)) if matches!(e.kind, EntryKind::Symlink { .. }) => {
                         return Err(self.written_through_error(node, layer, p));
                     }
                     Some(&Hidden::Slot(s)) => {
                         self.check_beneath_link(s, p, node, layer)?;
-                        self.layer_hidden.insert(p, Hidden::Dir);
+                        self.current.hidden.insert(p, Hidden::Dir);
                     }
                     Some(_) => {
-                        self.layer_hidden.insert(p, Hidden::Dir);
+                        self.current.hidden.insert(p, Hidden::Dir);
                     }
                 }
                 cur = p;
             }
         }
+        Ok(())
+    }
+
+    /// The shown ancestors of `node` become directories (implicit ones where no entry
+    /// describes them yet); for an entry the output does not show (`hidden_entry`), ancestors
+    /// whose own version in this layer is hidden are skipped, but their parents still count.
+    /// Links of newer layers waiting for an ancestor learn that it is a directory at `at`.
+    fn parents_become_dirs(&mut self, node: NodeId, at: Pos, hidden_entry: bool) -> Result<()> {
+        let layer = at.layer;
         let mut cur = node;
         let mut settled = false;
         while let Some(p) = self.tree.parent(cur) {
@@ -862,7 +1207,12 @@ impl Merger {
             Some(true) => Err(self.written_through_error(entry, layer, link)),
             Some(false) => Ok(()),
             None => {
-                self.written_beneath.push((slot, link, entry, layer));
+                self.through_links.push(ThroughLink {
+                    slot,
+                    link,
+                    entry,
+                    layer,
+                });
                 Ok(())
             }
         }
@@ -900,7 +1250,7 @@ impl Merger {
         // A link of this layer points to what was delivered here, possibly from a path whose
         // own version is hidden (so it is no member of the group): its slot names this path,
         // which is about to hold something else.
-        if let Some(&link) = self.layer_linked.get(&node).filter(|_| !same_inode) {
+        if let Some(&link) = self.current.linked.get(&node).filter(|_| !same_inode) {
             return Err(Error::HardlinkTargetReplaced {
                 link: self.tree.path(link).lossy(),
                 target: self.tree.path(node).lossy(),
@@ -970,13 +1320,17 @@ impl Merger {
     /// Delivers what waited for the end (directories no layer described, then hard-link groups)
     /// and finishes the sink.
     pub fn finish(mut self) -> Result<Summary> {
-        if let Some(e) = self.links.unresolved(&self.tree) {
-            return Err(e);
+        if let Some((layer, e)) = self.links.unresolved(&self.tree) {
+            return Err(self.second_pass_or(self.of_layer(layer, e)));
         }
-        for &(slot, link, entry, layer) in &self.written_beneath {
-            if self.links.is_symlink(slot) == Some(true) {
-                return Err(self.written_through_error(entry, layer, link));
+        for t in &self.through_links {
+            if self.links.is_symlink(t.slot) == Some(true) {
+                let e = self.written_through_error(t.entry, t.layer, t.link);
+                return Err(self.second_pass_or(self.of_layer(t.layer, e)));
             }
+        }
+        if let Some(e) = self.bad_link.take() {
+            return Err(e);
         }
         let implicit: Vec<NodeId> = self
             .tree
@@ -1045,14 +1399,13 @@ impl Merger {
     }
 }
 
-/// Extraction clears a link's own path before linking, so a link to itself finds nothing.
-fn refuse_self_link(e: &Entry) -> Result<()> {
-    match &e.kind {
-        EntryKind::Hardlink { target } if *target == e.path => Err(Error::HardlinkTargetMissing {
-            link: e.path.lossy(),
-            target: target.lossy(),
-        }),
-        _ => Ok(()),
+/// Puts `e` where the second pass's resolution says it lands.
+fn move_entry(e: &mut Entry, path: Option<&EntryPath>, target: Option<&EntryPath>) {
+    if let Some(p) = path {
+        e.path = p.clone();
+    }
+    if let (Some(t), EntryKind::Hardlink { target }) = (target, &mut e.kind) {
+        *target = t.clone();
     }
 }
 

@@ -11,12 +11,21 @@ use hashbrown::HashTable;
 
 use crate::path::EntryPath;
 
-/// Index of a node; the root is node 0.
-pub(crate) type NodeId = u32;
+/// A node of the [`PathTree`]: one path the merge has met. The root is node 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct NodeId(u32);
+
+impl NodeId {
+    fn index(self) -> usize {
+        self.0 as usize
+    }
+}
 
 /// The root directory's node.
-pub(crate) const ROOT: NodeId = 0;
-const NONE: u32 = u32::MAX;
+pub(crate) const ROOT: NodeId = NodeId(0);
+const NONE: NodeId = NodeId(u32::MAX);
+/// `meta_layer` of a directory no entry describes.
+const NO_LAYER: u32 = u32::MAX;
 
 /// What the output holds at a path, as far as the merge has decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,7 +97,7 @@ impl Node {
             name_len,
             status: Status::Unseen,
             status_layer: 0,
-            meta_layer: NONE,
+            meta_layer: NO_LAYER,
             hide_self: 0,
             hide_children: 0,
             used_layer: 0,
@@ -105,6 +114,8 @@ impl Node {
 
 const USED_DIR_FIRST: u8 = 1;
 const USED_BEFORE_DIR_FIRST: u8 = 2;
+/// A whiteout, opaque marker or hard-link target named a path in this directory.
+const NAMED_IN: u8 = 4;
 
 /// How an entry uses a path as a directory (see [`PathTree::touch`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,7 +149,7 @@ impl PathTree {
     }
 
     fn name_of(&self, id: NodeId) -> &[u8] {
-        let n = &self.nodes[id as usize];
+        let n = &self.nodes[id.index()];
         &self.names[n.name_off as usize..n.name_off as usize + n.name_len as usize]
     }
 
@@ -147,7 +158,7 @@ impl PathTree {
         let h = self.hash(parent, name);
         self.table
             .find(h, |&id| {
-                self.nodes[id as usize].parent == parent && self.name_of(id) == name
+                self.nodes[id.index()].parent == parent && self.name_of(id) == name
             })
             .copied()
     }
@@ -175,21 +186,21 @@ impl PathTree {
     }
 
     fn add(&mut self, parent: NodeId, name: &[u8]) -> NodeId {
-        let id = self.nodes.len() as NodeId;
+        let id = NodeId(self.nodes.len() as u32);
         // EntryPath guarantees components of at most NAME_MAX (255) bytes.
         let name_len = name.len().min(u8::MAX as usize) as u8;
         let name_off = self.names.len() as u32;
         self.names.extend_from_slice(&name[..name_len as usize]);
-        let next_sibling = self.nodes[parent as usize].first_child;
+        let next_sibling = self.nodes[parent.index()].first_child;
         self.nodes
             .push(Node::new(parent, next_sibling, name_off, name_len));
-        self.nodes[parent as usize].first_child = id;
+        self.nodes[parent.index()].first_child = id;
         let h = self.hash(parent, name);
         let nodes = &self.nodes;
         let hasher = &self.hasher;
         let names = &self.names;
         self.table.insert_unique(h, id, |&other| {
-            let n = &nodes[other as usize];
+            let n = &nodes[other.index()];
             let nm = &names[n.name_off as usize..n.name_off as usize + n.name_len as usize];
             hasher.hash_one((n.parent, nm))
         });
@@ -198,8 +209,13 @@ impl PathTree {
 
     /// The parent of `id` (`None` for the root).
     pub(crate) fn parent(&self, id: NodeId) -> Option<NodeId> {
-        let p = self.nodes[id as usize].parent;
+        let p = self.nodes[id.index()].parent;
         (p != NONE).then_some(p)
+    }
+
+    /// Whether `id` lies beneath `ancestor` (not `ancestor` itself).
+    pub(crate) fn is_beneath(&self, id: NodeId, ancestor: NodeId) -> bool {
+        std::iter::successors(self.parent(id), |&p| self.parent(p)).any(|p| p == ancestor)
     }
 
     /// Rebuilds the full path of `id`.
@@ -224,19 +240,19 @@ impl PathTree {
 
     /// The status of `id` and the layer that set it.
     pub(crate) fn status(&self, id: NodeId) -> (Status, u32) {
-        let n = &self.nodes[id as usize];
+        let n = &self.nodes[id.index()];
         (n.status, n.status_layer)
     }
 
     /// The first hiding record stored at `id`: (layer, ordinal, tag).
     pub(crate) fn first_record(&self, id: NodeId) -> Option<(u32, u32, u8)> {
-        let n = &self.nodes[id as usize];
+        let n = &self.nodes[id.index()];
         (n.record_layer != 0).then(|| (n.record_layer - 1, n.record_ordinal, n.record_tag))
     }
 
     /// Stores the first hiding record at `id` (see [`PathTree::first_record`]).
     pub(crate) fn set_first_record(&mut self, id: NodeId, layer: u32, ordinal: u32, tag: u8) {
-        let n = &mut self.nodes[id as usize];
+        let n = &mut self.nodes[id.index()];
         n.record_layer = layer.saturating_add(1);
         n.record_ordinal = ordinal;
         n.record_tag = tag;
@@ -244,12 +260,12 @@ impl PathTree {
 
     /// The layer whose directory entry described the directory at `id`, if one did.
     pub(crate) fn meta_layer(&self, id: NodeId) -> Option<u32> {
-        let l = self.nodes[id as usize].meta_layer;
-        (l != NONE).then_some(l)
+        let l = self.nodes[id.index()].meta_layer;
+        (l != NO_LAYER).then_some(l)
     }
 
     pub(crate) fn set_meta_layer(&mut self, id: NodeId, layer: Option<u32>) {
-        self.nodes[id as usize].meta_layer = layer.unwrap_or(NONE);
+        self.nodes[id.index()].meta_layer = layer.unwrap_or(NO_LAYER);
     }
 
     /// Records that an entry of `layer` uses `id` as a directory; only the first use in a
@@ -257,7 +273,7 @@ impl PathTree {
     /// what is kept is how the oldest layers so far began with the path: whether extraction
     /// made it a directory by its own entry before writing beneath it.
     pub(crate) fn touch(&mut self, id: NodeId, layer: u32, ordinal: u64, how: Use) -> bool {
-        let n = &mut self.nodes[id as usize];
+        let n = &mut self.nodes[id.index()];
         if n.used_layer == layer + 1 {
             return false;
         }
@@ -274,21 +290,21 @@ impl PathTree {
         n.prev_used_layer = n.used_layer;
         n.prev_used_ordinal = n.used_ordinal;
         n.used_layer = layer + 1;
-        n.used = before | first;
+        n.used = before | first | (n.used & NAMED_IN);
         n.used_ordinal = u32::try_from(ordinal).unwrap_or(u32::MAX);
         true
     }
 
     /// Whether an entry of `layer` used `id` as a directory (so far, in stream order).
     pub(crate) fn used_in(&self, id: NodeId, layer: u32) -> bool {
-        self.nodes[id as usize].used_layer == layer + 1
+        self.nodes[id.index()].used_layer == layer + 1
     }
 
     /// Whether the oldest layer newer than `layer` that used `id` as a directory began with
     /// the path's own directory entry (so the directory replaced whatever `layer` left there
     /// before anything went beneath it). `false` if no newer layer used it.
     pub(crate) fn dir_first_after(&self, id: NodeId, layer: u32) -> bool {
-        let n = &self.nodes[id as usize];
+        let n = &self.nodes[id.index()];
         if n.used_layer == layer + 1 {
             n.used & USED_BEFORE_DIR_FIRST != 0
         } else {
@@ -299,7 +315,7 @@ impl PathTree {
     /// The oldest layer newer than `layer` that used `id` as a directory, with the ordinal of
     /// its first entry that did; `None` if no newer layer used it.
     pub(crate) fn used_after(&self, id: NodeId, layer: u32) -> Option<(u32, u64)> {
-        let n = &self.nodes[id as usize];
+        let n = &self.nodes[id.index()];
         if n.used_layer > layer + 1 {
             Some((n.used_layer - 1, u64::from(n.used_ordinal)))
         } else if n.used_layer == layer + 1 && n.prev_used_layer > 0 {
@@ -310,20 +326,20 @@ impl PathTree {
     }
 
     pub(crate) fn set_status(&mut self, id: NodeId, status: Status, layer: u32) {
-        let n = &mut self.nodes[id as usize];
+        let n = &mut self.nodes[id.index()];
         n.status = status;
         n.status_layer = layer;
     }
 
     /// Records that layer `layer` hides `id` and everything beneath it from older layers.
     pub(crate) fn hide_self(&mut self, id: NodeId, layer: u32) {
-        let n = &mut self.nodes[id as usize];
+        let n = &mut self.nodes[id.index()];
         n.hide_self = n.hide_self.max(layer + 1);
     }
 
     /// Records that layer `layer` hides everything beneath `id` from older layers.
     pub(crate) fn hide_children(&mut self, id: NodeId, layer: u32) {
-        let n = &mut self.nodes[id as usize];
+        let n = &mut self.nodes[id.index()];
         n.hide_children = n.hide_children.max(layer + 1);
     }
 
@@ -331,13 +347,13 @@ impl PathTree {
     /// path or an ancestor, an opaque ancestor, or an ancestor that a newer layer made a
     /// non-directory.
     pub(crate) fn hidden(&self, id: NodeId, layer: u32) -> bool {
-        let n = &self.nodes[id as usize];
+        let n = &self.nodes[id.index()];
         if n.hide_self > layer + 1 {
             return true;
         }
         let mut cur = n.parent;
         while cur != NONE {
-            let a = &self.nodes[cur as usize];
+            let a = &self.nodes[cur.index()];
             if a.hide_self > layer + 1 || a.hide_children > layer + 1 {
                 return true;
             }
@@ -351,7 +367,7 @@ impl PathTree {
     pub(crate) fn any_hiding(&self, id: NodeId) -> bool {
         let mut cur = id;
         loop {
-            let n = &self.nodes[cur as usize];
+            let n = &self.nodes[cur.index()];
             if n.hide_self != 0 || (cur != id && n.hide_children != 0) {
                 return true;
             }
@@ -362,20 +378,34 @@ impl PathTree {
         }
     }
 
+    /// Records that a whiteout, an opaque marker or a hard link's target names a path in the
+    /// directory `id` (see [`PathTree::named_beneath`]).
+    pub(crate) fn mark_named_in(&mut self, id: NodeId) {
+        self.nodes[id.index()].used |= NAMED_IN;
+    }
+
+    /// Whether a whiteout, opaque marker or hard link's target met so far names a path in `id`
+    /// or beneath it: if `id` turns out to be a symlink of an older layer, the name went
+    /// through it.
+    pub(crate) fn named_beneath(&self, id: NodeId) -> bool {
+        let named = |n: NodeId| self.nodes[n.index()].used & NAMED_IN != 0;
+        named(id) || (self.has_children(id) && self.descendants(id).into_iter().any(named))
+    }
+
     /// Whether any path beneath `id` was interned.
     pub(crate) fn has_children(&self, id: NodeId) -> bool {
-        self.nodes[id as usize].first_child != NONE
+        self.nodes[id.index()].first_child != NONE
     }
 
     /// The descendants of `id` (not `id` itself), depth first.
     pub(crate) fn descendants(&self, id: NodeId) -> Vec<NodeId> {
         let mut out = Vec::new();
-        let mut stack = vec![self.nodes[id as usize].first_child];
+        let mut stack = vec![self.nodes[id.index()].first_child];
         while let Some(mut c) = stack.pop() {
             while c != NONE {
                 out.push(c);
-                stack.push(self.nodes[c as usize].first_child);
-                c = self.nodes[c as usize].next_sibling;
+                stack.push(self.nodes[c.index()].first_child);
+                c = self.nodes[c.index()].next_sibling;
             }
         }
         out
@@ -383,7 +413,7 @@ impl PathTree {
 
     /// Every node id, in creation order.
     pub(crate) fn ids(&self) -> impl Iterator<Item = NodeId> {
-        0..self.nodes.len() as NodeId
+        (0..self.nodes.len() as u32).map(NodeId)
     }
 
     /// Number of interned paths.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 
-use super::Merger;
+use super::{Merger, Resolution, Resolver};
 use crate::entry::{Entry, EntryKind, Metadata};
 use crate::error::{Error, Result};
 use crate::options::ConvertOptions;
@@ -147,10 +147,15 @@ fn merge(layers: &[Vec<Item>]) -> Result<String> {
     merge_with(layers, false)
 }
 
-fn merge_with(layers: &[Vec<Item>], show_modes: bool) -> Result<String> {
+/// One pass of the merge; the recorded tree.
+fn merge_pass(layers: &[Vec<Item>], resolution: Option<Resolution>) -> Result<Arc<Mutex<State>>> {
     let state = Arc::new(Mutex::new(State::default()));
-    let sink = RecordingSink(state.clone());
-    let mut m = Merger::new(Box::new(sink), layers.len(), &ConvertOptions::default());
+    let sink = Box::new(RecordingSink(state.clone()));
+    let options = ConvertOptions::default();
+    let mut m = match resolution {
+        Some(r) => Merger::with_resolution(sink, layers.len(), &options, r),
+        None => Merger::new(sink, layers.len(), &options),
+    };
     for (i, layer) in layers.iter().enumerate().rev() {
         let items = layer.iter().map(|(e, data)| {
             let r: Box<dyn Read> = Box::new(std::io::Cursor::new(data.clone()));
@@ -159,6 +164,25 @@ fn merge_with(layers: &[Vec<Item>], show_modes: bool) -> Result<String> {
         m.layer_entries(i, items)?;
     }
     m.finish()?;
+    Ok(state)
+}
+
+/// The merge as `convert` drives it: a second pass with names resolved when the first asks.
+fn merge_twice(layers: &[Vec<Item>]) -> Result<(Arc<Mutex<State>>, bool)> {
+    match merge_pass(layers, None) {
+        Err(e) if matches!(e.root_cause(), Error::SecondPassNeeded { .. }) => {
+            let mut resolver = Resolver::new(layers.len());
+            for (i, layer) in layers.iter().enumerate() {
+                resolver.layer_entries(i, layer.iter().map(|(e, _)| e))?;
+            }
+            Ok((merge_pass(layers, Some(resolver.finish()))?, true))
+        }
+        r => Ok((r?, false)),
+    }
+}
+
+fn merge_with(layers: &[Vec<Item>], show_modes: bool) -> Result<String> {
+    let (state, _) = merge_twice(layers)?;
     let st = state.lock().unwrap();
     let mut counts: BTreeMap<usize, usize> = BTreeMap::new();
     for r in st.tree.values() {
@@ -259,12 +283,14 @@ fn whiteout_of_dir_then_recreate_drops_old_children() {
 fn duplicate_path_in_one_layer_later_wins() {
     check!([vec![f("a", "1"), f("a", "2")]], "/ dir\n/a file 2");
     check!([vec![d("a"), f("a", "file")]], "/ dir\n/a file file");
-    // Entries already written beneath the replaced directory cannot be taken back.
-    let err = merge(&[vec![d("a"), f("a/x", "1"), f("a", "file")]]).unwrap_err();
-    assert!(
-        matches!(err.root_cause(), Error::ReplacedAfterWrite { .. }),
-        "{err}"
+    // Entries written beneath the replaced directory go with it, as extraction removes them
+    // (a second pass, which knows it, never writes them).
+    check!(
+        [vec![d("a"), f("a/x", "1"), f("a", "file")]],
+        "/ dir\n/a file file"
     );
+    let layers = [vec![d("a"), f("a/x", "1"), f("a", "file")]];
+    assert!(merge_twice(&layers).unwrap().1, "the first pass wrote a/x");
     check!(
         [vec![f("a", "file"), d("a"), f("a/x", "1")]],
         "/ dir\n/a dir\n/a/x file 1"
@@ -440,15 +466,84 @@ fn hard_link_errors() {
 }
 
 #[test]
-fn entries_beneath_a_lower_symlink_are_refused() {
-    let err = merge(&[vec![sl("a", "/etc")], vec![f("a/passwd", "x")]]).unwrap_err();
-    assert!(
-        matches!(err.root_cause(), Error::BeneathSymlink { .. }),
-        "{err}"
+fn a_non_directory_naming_the_root_is_skipped() {
+    check!(
+        [vec![d("a"), f("a/..", "x"), sl(".", "a"), ln("./", "a")]],
+        "/ dir\n/a dir"
     );
-    let err = merge(&[vec![sl("a", "/etc"), f("a/passwd", "x")]]).unwrap_err();
+}
+
+#[test]
+fn a_bad_hard_link_its_own_layer_replaces_is_harmless() {
+    // To a directory (one its own path made, one of the layer, one of an older layer), or to
+    // nothing: a later entry of the layer replaces the link, so nothing can see it.
+    check!(
+        [vec![ln("a/x", "a"), f("a/x", "X")]],
+        "/ dir\n/a dir\n/a/x file X"
+    );
+    check!(
+        [vec![d("a"), ln("b", "a"), d("b")]],
+        "/ dir\n/a dir\n/b dir"
+    );
+    check!(
+        [vec![d("a")], vec![ln("b", "a"), f("b", "B")]],
+        "/ dir\n/a dir\n/b file B"
+    );
+    check!(
+        [vec![ln("b", "missing"), f("b/c", "C")]],
+        "/ dir\n/b dir\n/b/c file C"
+    );
+    // A newer layer's link to the replaced name binds to what replaced it.
+    check!(
+        [vec![ln("b", "missing"), f("b", "B")], vec![ln("c", "b")]],
+        "/ dir\n/b file B #1\n/c file B #1"
+    );
+    // A link to itself finds nothing, even where the path held a symlink (which names
+    // resolved through until then).
+    check!(
+        [
+            vec![sl("a", "b"), sl("b", "a")],
+            vec![d("b")],
+            vec![d("a/y"), ln("a", "a"), f("a/x", "X")]
+        ],
+        "/ dir\n/a dir\n/a/x file X\n/b dir\n/b/y dir"
+    );
+    // Still there at the end of the layer (shown or hidden): an error.
+    for hide in [vec![], vec![wh("b")]] {
+        let err = merge(&[vec![d("a"), ln("b", "a")], hide]).unwrap_err();
+        assert!(
+            matches!(err.root_cause(), Error::HardlinkToDirectory { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("\"b\""), "{err}");
+    }
+}
+
+#[test]
+fn entries_beneath_a_symlink_land_where_it_points() {
+    let out = "/ dir\n/a symlink /etc\n/etc dir\n/etc/passwd file x";
+    check!([vec![sl("a", "/etc")], vec![f("a/passwd", "x")]], out);
+    check!([vec![sl("a", "/etc"), f("a/passwd", "x")]], out);
+    // Relative, clamped at the root, chained; a hard link and a whiteout through one.
+    check!(
+        [vec![sl("a", "../../b"), sl("c", "a/"), f("c/x", "1")]],
+        "/ dir\n/a symlink ../../b\n/b dir\n/b/x file 1\n/c symlink a/"
+    );
+    check!(
+        [
+            vec![d("d"), f("d/f", "F"), sl("l", "d")],
+            vec![ln("h", "l/f"), wh("l/g")]
+        ],
+        "/ dir\n/d dir\n/d/f file F #1\n/h file F #1\n/l symlink d"
+    );
+    check!(
+        [vec![d("d"), f("d/f", "F"), sl("l", "d")], vec![wh("l/f")]],
+        "/ dir\n/d dir\n/l symlink d"
+    );
+    // A loop is an error naming the path.
+    let err = merge(&[vec![sl("a", "b"), sl("b", "a"), f("a/x", "")]]).unwrap_err();
     assert!(
-        matches!(err.root_cause(), Error::BeneathSymlink { .. }),
+        matches!(err.root_cause(), Error::TooManySymlinks { .. }),
         "{err}"
     );
     // A newer symlink replacing a lower directory simply hides the lower children.
@@ -571,6 +666,7 @@ fn link_to_lower_file_survives_its_layer_replacing_the_parent_afterwards() {
 
 #[test]
 fn self_links_find_nothing() {
+    // (Both passes refuse it.)
     // Extraction clears the link's path first: whatever was there is gone.
     for layers in [
         vec![vec![ln("a", "a")]],

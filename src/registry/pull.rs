@@ -89,9 +89,20 @@ pub async fn pull_until(
         let file = File::create(&path).map_err(|e| Error::io("create", path.clone(), e))?;
         let reader = File::open(&path).map_err(|e| Error::io("open", path.clone(), e))?;
         let growth = Arc::new(Growth::default());
-        packer
-            .notify_layer_reader(blob.index, Box::new(Follower::new(reader, growth.clone())))
-            .await?;
+        // A second pass reads the blob again from its file, following the download if it is
+        // still running: never a second download.
+        let reopen = {
+            let (path, growth) = (path.clone(), growth.clone());
+            Box::new(move || -> Result<Box<dyn std::io::Read + Send>> {
+                let file = File::open(&path).map_err(|e| Error::io("open", path.clone(), e))?;
+                Ok(Box::new(Follower::new(file, growth.clone())))
+            })
+        };
+        packer.notify_layer_replayable(
+            blob.index,
+            Box::new(Follower::new(reader, growth.clone())),
+            reopen,
+        )?;
         jobs.push(Job {
             blob: blob.clone(),
             is_layer: true,

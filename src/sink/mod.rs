@@ -51,6 +51,9 @@ pub struct Summary {
     pub output_bytes: u64,
     /// Things the sink could not reproduce but that did not stop it.
     pub warnings: Vec<Warning>,
+    /// Whether the conversion ran twice: the first pass learned that names go through
+    /// symlinks of older layers ([`Progress::SecondPass`](crate::Progress::SecondPass)).
+    pub second_pass: bool,
 }
 
 /// A non-fatal problem: the output lacks something the image has.

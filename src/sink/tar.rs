@@ -79,6 +79,10 @@ pub struct TarSink {
     out: Output,
     /// The temporary file renamed into place by `finish`; `None` for stdout or a caller's writer.
     file: Option<OutputFile>,
+    /// For standard output: the archive is staged in this anonymous temporary file and copied
+    /// out by `finish`, so that a conversion that starts over (a second pass) or fails never
+    /// leaves a partial archive on a pipe it cannot take back.
+    staged: Option<File>,
     /// What to name in write errors: the output path, `-` or `<writer>`.
     label: PathBuf,
     /// Bytes handed to `out` so far.
@@ -100,18 +104,18 @@ pub struct TarSink {
 
 impl TarSink {
     /// Writes to the file `path` (appearing there only when finished), or to standard output
-    /// when `path` is `-`.
+    /// when `path` is `-` (all at once when finished: the archive is staged in a temporary
+    /// file in the system's temporary directory until then).
     pub fn create(path: &Path) -> Result<TarSink> {
         if path == Path::new("-") {
-            let fd = io::stdout()
-                .as_fd()
-                .try_clone_to_owned()
-                .map_err(|e| Error::io("duplicate", "standard output", e))?;
-            return Ok(TarSink::new(
-                Box::new(File::from(fd)),
-                None,
-                PathBuf::from("-"),
-            ));
+            let staged = tempfile::tempfile()
+                .map_err(|e| Error::io("create", "a temporary file for standard output", e))?;
+            let handle = staged
+                .try_clone()
+                .map_err(|e| Error::io("duplicate", "a temporary file", e))?;
+            let mut sink = TarSink::new(Box::new(handle), None, PathBuf::from("-"));
+            sink.staged = Some(staged);
+            return Ok(sink);
         }
         let mut file = OutputFile::create(path)?;
         let handle = file
@@ -136,6 +140,7 @@ impl TarSink {
         TarSink {
             out: BufWriter::with_capacity(BUFFER, writer),
             file,
+            staged: None,
             label,
             written: 0,
             pax: Pax::default(),
@@ -478,6 +483,9 @@ impl Sink for TarSink {
         if let Some(file) = self.file.take() {
             file.commit()?;
         }
+        if let Some(staged) = self.staged.take() {
+            copy_to_stdout(staged)?;
+        }
         let mut summary = std::mem::take(&mut self.summary);
         summary.output_bytes = self.written;
         Ok(summary)
@@ -492,6 +500,22 @@ impl Drop for TarSink {
         let out = std::mem::replace(&mut self.out, discarding_writer());
         let _ = out.into_parts();
     }
+}
+
+/// Copies the staged archive to standard output.
+fn copy_to_stdout(mut staged: File) -> Result<()> {
+    let failed = |e| Error::Output {
+        path: PathBuf::from("-"),
+        source: e,
+    };
+    io::Seek::seek(&mut staged, io::SeekFrom::Start(0)).map_err(failed)?;
+    let fd = io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| Error::io("duplicate", "standard output", e))?;
+    let mut out = File::from(fd);
+    io::copy(&mut staged, &mut out).map_err(failed)?;
+    out.flush().map_err(failed)
 }
 
 fn discarding_writer() -> Output {

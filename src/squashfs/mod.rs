@@ -288,6 +288,7 @@ impl Sink for SquashfsSink {
             file_bytes: tree.file_bytes,
             output_bytes,
             warnings: sink.warnings,
+            second_pass: false,
         })
     }
 }

@@ -1,19 +1,45 @@
 //! The reference model of the overlay rules: apply layers oldest first to an in-memory tree.
 //!
-//! This is the slow, obvious reading of DESIGN.md's overlay rules, one entry at a time, so that
-//! the streaming newest-first merge can be checked against it. Its whole value is being easy to
-//! believe; keep it that way (no cleverness, no speed).
+//! This is the slow, obvious reading of the overlay rules, one entry at a time, so that the
+//! streaming newest-first merge can be checked against it. Its whole value is being easy to
+//! believe; keep it that way (no cleverness, no speed). The rules are those of containerd's
+//! applier (`pkg/archive/tar.go`, `applyNaive`): extract in order, with scoped symlink
+//! resolution.
+//!
+//! **Names.** Every entry name, and every hard link's target, is first cleaned lexically: empty
+//! and `.` components go, a `..` takes back the component before it (`a/sub/..` is `a`,
+//! `./a//b/` is `a/b`, `dne/../.wh.etc` is `.wh.etc`). A name whose cleaning would go above the
+//! root (`../x`, `a/../../x`) is an error. The cleaned name decides what the entry is
+//! (`.wh.NAME`, `.wh..wh..opq`, AUFS metadata, or an ordinary entry).
+//!
+//! **Scoped resolution** of a path against the current tree ([`Fs::resolve`]): its components
+//! are walked left to right with a stack of resolved components that starts at the root. `..`
+//! pops (at the root it stays there); a component naming a symlink is replaced by the
+//! components of the symlink's target, put in front of the remaining ones (an absolute target
+//! restarts from the root, a relative one goes on from the symlink's parent); a component
+//! naming a directory, a non-directory or nothing is pushed as is. More than 40 symlinks
+//! followed is an error ("too many levels of symbolic links"). A hard link to a symlink is a
+//! symlink (another name of the symlink's inode, as link(2) makes). Only the *parent* of a name
+//! is resolved, never its last component: an entry's place is resolve(parent)/last.
 //!
 //! A layer is applied in two steps:
 //! 1. its whiteouts and opaque markers, wherever they are in the layer, delete from what the
-//!    *lower* layers left (`.wh.NAME`: NAME and its subtree; `.wh..wh..opq`: every child of its
-//!    directory). A whiteout of a missing path does nothing.
-//! 2. its other entries, in tar order, as an extractor would: a later entry replaces an earlier
-//!    one at the same path; a non-directory replaces whatever is there (a directory with its
-//!    subtree); a directory over a directory only takes the new metadata; missing parents are
-//!    created 0755 root:root t=0, and a parent that is a non-directory is replaced by such a
-//!    directory; a parent that is a symlink is an error; a hard link first clears its own path
-//!    (as an extractor does), then shares the inode its target path holds at that moment.
+//!    *lower* layers left. All of them are resolved against that tree before any deletes
+//!    anything, so their order does not matter. `D/.wh.X` deletes resolve(D)/X and its subtree
+//!    (X itself is not followed: a symlink X goes, not its target); `D/.wh..wh..opq` deletes
+//!    every child of resolve(D) if that is a directory. A whiteout of a missing path does
+//!    nothing.
+//! 2. its other entries, in tar order, as an extractor would, each at resolve(parent)/last: an
+//!    entry beneath a symlink lands where the symlink leads, and the symlink stays. The last
+//!    component is never followed: a non-directory replaces whatever is there (a directory with
+//!    its subtree, a symlink rather than its target), also when an entry of the same layer
+//!    went beneath that directory (extraction removes it); a directory over a directory only
+//!    takes the new metadata; a non-directory naming the root (`.`, `a/..`) is skipped, as
+//!    containerd skips it. Missing parents are created 0755 root:root t=0, and a parent
+//!    that is a non-directory is replaced by such a directory. A hard link first clears its own
+//!    path (as an extractor does), then resolves its target the same way (parent resolved,
+//!    last component not followed) and shares the inode found there at that moment, a symlink's
+//!    too.
 //!
 //! Paths are kept as inodes so that hard links behave as on a real file system: a link keeps
 //! its inode when the target's name is later replaced or deleted. AUFS metadata
@@ -21,18 +47,41 @@
 //! end, where every path through such a name is dropped (a link into `.wh..wh.plnk` keeps the
 //! content).
 //!
-//! Inputs the rules call errors return `Err` with a message naming the paths: `..` names or
-//! link targets (a whiteout's link target too: the tar reader refuses it first), invalid whiteout names (`.wh.`, `.wh..`, `.wh...`), a hard link to a missing
-//! path or to a directory, an entry beneath a symlink, a non-directory at the root, and a hard
-//! link to a file of its own layer that the same layer replaces afterwards (a newest-first
-//! merge cannot bind such a link; `Error::HardlinkTargetReplaced`).
+//! Inputs the rules call errors return `Err` with a message naming the paths:
+//! - a name or link target (a whiteout's link target too: the tar reader checks it first)
+//!   whose cleaning goes above the root, or with a NUL byte;
+//! - an invalid whiteout name (`.wh.`, `.wh..`, `.wh...`);
+//! - a resolution that follows more than 40 symlinks (any entry, marker or link target);
+//! - a hard link to a missing path or to a directory, but only if the link is still there at
+//!   the end of its layer: a later entry of the same layer that replaces it (or an ancestor of
+//!   it) makes it harmless, since a newest-first merge never needs it and extraction leaves the
+//!   same tree. A hard link to such a pending link is an error at once;
+//! - a hard link to a file of its own layer that the same layer replaces afterwards (a
+//!   newest-first merge cannot bind such a link; `Error::HardlinkTargetReplaced`).
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 /// The start of the model's refusal of a hard link to a version of its target that the link's
 /// own layer replaces afterwards.
 const REPLACED_AFTERWARDS: &str = "which the same layer replaces afterwards";
+
+/// The end of the model's refusal of a hard link to nothing or to a directory (an error only
+/// because no later entry of its layer replaced the link).
+const NOT_REPLACED: &str = "and no later entry of its layer replaces the link";
+
+/// Whether the model refused only because a hard link to nothing or to a directory is still
+/// there at the end of its layer (a later entry of the layer replacing it would have made the
+/// stack valid). Generators use it to keep such a link for a while.
+pub fn refused_for_an_unreplaced_link(why: &str) -> bool {
+    why.contains(NOT_REPLACED)
+}
+
+/// How many symlinks one resolution may follow.
+pub const MAX_SYMLINK_FOLLOWS: usize = 40;
+
+/// The error of a resolution that follows more than [`MAX_SYMLINK_FOLLOWS`] symlinks.
+pub const TOO_MANY_LINKS: &str = "too many levels of symbolic links";
 
 /// Whether the model refused only out of caution: a link to a version of its target that its
 /// own layer replaces afterwards. Applying the layer in order keeps that version under the
@@ -49,30 +98,29 @@ use sha2::{Digest as _, Sha256};
 use super::builder::{Body, Layer, TarEntry};
 use super::dump::{Kind, Node, Tree};
 
-/// What a normalized entry name means.
+/// What a cleaned entry name means.
 enum Name {
-    /// `.wh.NAME`: delete this path from the lower layers.
-    Whiteout(Vec<u8>),
-    /// `.wh..wh..opq`: delete the lower children of this directory.
+    /// `D/.wh.X`: delete resolve(D)/X from the lower layers.
+    Whiteout { dir: Vec<u8>, base: Vec<u8> },
+    /// `D/.wh..wh..opq`: delete the lower children of resolve(D).
     Opaque(Vec<u8>),
-    /// Anything else (AUFS metadata included): an entry at this path.
+    /// Anything else (AUFS metadata included): an entry at resolve(parent)/last.
     Entry(Vec<u8>),
 }
 
 /// Applies `layers`, oldest first, to an empty root.
 pub fn apply(layers: &[Layer]) -> Result<Tree, String> {
-    apply_detailed(layers).0
+    let mut fs = Fs::new();
+    apply_all(&mut fs, layers).map(|()| fs.into_tree())
 }
 
-/// Like [`apply`], and also whether ocirender may refuse the stack with
-/// `Error::ReplacedAfterWrite`: some layer replaces a directory by a non-directory after
-/// entries of that same layer went beneath it (extraction removes them; a streaming writer has
-/// already written them). The model's tree is what extraction gives either way.
-pub fn apply_detailed(layers: &[Layer]) -> (Result<Tree, String>, bool) {
+/// How many resolutions followed at least one symlink while applying `layers` (as far as the
+/// model got), by what was resolved: `"entry"` (the parent of an entry of step 2),
+/// `"whiteout"`, `"opaque"` and `"hardlink target"`. For measuring generators.
+pub fn symlink_resolutions(layers: &[Layer]) -> BTreeMap<&'static str, usize> {
     let mut fs = Fs::new();
-    let r = apply_all(&mut fs, layers);
-    let flag = fs.replaced_written;
-    (r.map(|()| fs.into_tree()), flag)
+    let _ = apply_all(&mut fs, layers);
+    fs.resolutions
 }
 
 fn apply_all(fs: &mut Fs, layers: &[Layer]) -> Result<(), String> {
@@ -87,8 +135,10 @@ fn apply_all(fs: &mut Fs, layers: &[Layer]) -> Result<(), String> {
     Ok(())
 }
 
-/// Normalizes a name as written in a tar header: drops `/` and `.` components, refuses `..`.
-pub fn normalize(raw: &[u8]) -> Result<Vec<u8>, String> {
+/// Cleans a name as written in a tar header, lexically: drops empty and `.` components, and a
+/// `..` takes back the component before it. Refuses a name that would go above the root, or
+/// that holds a NUL byte. The root is `""`.
+pub fn clean(raw: &[u8]) -> Result<Vec<u8>, String> {
     let show = String::from_utf8_lossy(raw);
     if raw.contains(&0) {
         return Err(format!("path {show:?} contains a NUL byte"));
@@ -97,7 +147,11 @@ pub fn normalize(raw: &[u8]) -> Result<Vec<u8>, String> {
     for c in raw.split(|&b| b == b'/') {
         match c {
             b"" | b"." => {}
-            b".." => return Err(format!("path {show:?} contains '..'")),
+            b".." => {
+                if parts.pop().is_none() {
+                    return Err(format!("path {show:?} goes above the root ('..')"));
+                }
+            }
             c => parts.push(c),
         }
     }
@@ -112,6 +166,7 @@ fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
     }
 }
 
+/// A cleaned, non-root path's parent and last component.
 fn split(path: &[u8]) -> (&[u8], &[u8]) {
     match path.iter().rposition(|&b| b == b'/') {
         Some(i) => (&path[..i], &path[i + 1..]),
@@ -129,12 +184,12 @@ fn classify(path: Vec<u8>) -> Result<Name, String> {
     }
     if let Some(target) = base.strip_prefix(b".wh.") {
         if matches!(target, b"" | b"." | b"..") {
-            return Err(format!(
-                "invalid whiteout {:?}",
-                String::from_utf8_lossy(&path)
-            ));
+            return Err(format!("invalid whiteout {:?}", lossy(&path)));
         }
-        return Ok(Name::Whiteout(join(dir, target)));
+        return Ok(Name::Whiteout {
+            dir: dir.to_vec(),
+            base: target.to_vec(),
+        });
     }
     Ok(Name::Entry(path))
 }
@@ -152,14 +207,31 @@ fn lossy(p: &[u8]) -> String {
     String::from_utf8_lossy(p).into_owned()
 }
 
+/// `what` (a name as written) and, where cleaning or resolution changed it, where it went.
+fn shown(what: &[u8], resolved: &[u8]) -> String {
+    if what == resolved {
+        format!("{:?}", lossy(what))
+    } else {
+        format!("{:?} (resolved: {:?})", lossy(what), lossy(resolved))
+    }
+}
+
+/// A hard link bound to an inode: the resolved path of its target, the inode, its own path.
+struct Bound {
+    target: Vec<u8>,
+    inode: usize,
+    link: Vec<u8>,
+}
+
 /// Paths → inode numbers → nodes (the nodes' `link` field is filled in at the end).
 struct Fs {
     paths: BTreeMap<Vec<u8>, usize>,
     inodes: Vec<Node>,
-    /// Paths the current layer's entries put in place (parents included).
-    written: std::collections::BTreeSet<Vec<u8>>,
-    /// Whether a non-directory replaced a directory holding entries of its own layer.
-    replaced_written: bool,
+    /// Hard links of the current layer to nothing or to a directory: their placeholder inode →
+    /// the error they are if still in the tree at the end of the layer.
+    pending_bad_links: BTreeMap<usize, String>,
+    /// See [`symlink_resolutions`].
+    resolutions: BTreeMap<&'static str, usize>,
 }
 
 impl Fs {
@@ -167,8 +239,8 @@ impl Fs {
         let mut fs = Fs {
             paths: BTreeMap::new(),
             inodes: Vec::new(),
-            written: Default::default(),
-            replaced_written: false,
+            pending_bad_links: BTreeMap::new(),
+            resolutions: BTreeMap::new(),
         };
         let root = fs.add_inode(implicit_dir());
         fs.paths.insert(Vec::new(), root);
@@ -184,11 +256,56 @@ impl Fs {
         self.paths.get(path).map(|&i| &self.inodes[i])
     }
 
-    /// Notes when replacing what `path` holds removes entries its own layer wrote beneath it.
-    fn note_replacement(&mut self, path: &[u8]) {
-        if self.written.iter().any(|w| beneath(w, path)) {
-            self.replaced_written = true;
+    /// Scoped resolution of `path` against the tree as it is now: every symlink met on the way
+    /// is replaced by its target, `..` never leaves the root. `entry` names what is being
+    /// resolved in the error; `what` is counted in [`Fs::resolutions`] when a symlink is
+    /// followed.
+    fn resolve(&mut self, path: &[u8], entry: &str, what: &'static str) -> Result<Vec<u8>, String> {
+        let mut stack: Vec<Vec<u8>> = Vec::new();
+        let mut todo: VecDeque<Vec<u8>> = path.split(|&b| b == b'/').map(<[u8]>::to_vec).collect();
+        let mut follows = 0;
+        while let Some(c) = todo.pop_front() {
+            match c.as_slice() {
+                b"" | b"." => continue,
+                b".." => {
+                    stack.pop();
+                    continue;
+                }
+                _ => {}
+            }
+            stack.push(c);
+            let here = stack.join(&b'/');
+            let target = match self.node(&here).map(|n| &n.kind) {
+                Some(Kind::Symlink(t)) => t.clone(),
+                // A directory, a non-directory or nothing: stays as it is.
+                _ => continue,
+            };
+            follows += 1;
+            if follows > MAX_SYMLINK_FOLLOWS {
+                return Err(format!(
+                    "{entry}: {TOO_MANY_LINKS} (more than {MAX_SYMLINK_FOLLOWS} followed resolving {:?})",
+                    lossy(path)
+                ));
+            }
+            stack.pop();
+            if target.starts_with(b"/") {
+                stack.clear();
+            }
+            for t in target.split(|&b| b == b'/').rev() {
+                todo.push_front(t.to_vec());
+            }
         }
+        if follows > 0 {
+            *self.resolutions.entry(what).or_default() += 1;
+        }
+        Ok(stack.join(&b'/'))
+    }
+
+    /// Where a cleaned, non-root name goes: resolve(parent)/last.
+    fn place(&mut self, name: &[u8], entry: &str, what: &'static str) -> Result<Vec<u8>, String> {
+        let (dir, base) = split(name);
+        let dir = self.resolve(dir, entry, what)?;
+        Ok(join(&dir, base))
     }
 
     /// Removes `path` and everything beneath it.
@@ -201,123 +318,163 @@ impl Fs {
         self.paths.retain(|p, _| !beneath(p, dir));
     }
 
-    /// Makes every ancestor of `path` a directory.
-    fn make_parents(&mut self, path: &[u8]) -> Result<(), String> {
+    /// Makes every ancestor of the (resolved) `path` a directory: a missing one is created, a
+    /// non-directory is replaced. (Resolution left no symlink among them.)
+    fn make_parents(&mut self, path: &[u8]) {
         let comps: Vec<&[u8]> = path.split(|&b| b == b'/').collect();
         for n in 1..comps.len() {
             let anc = comps[..n].join(&b'/');
             match self.node(&anc).map(|n| &n.kind) {
                 Some(Kind::Dir) => {}
-                Some(Kind::Symlink(_)) => {
-                    return Err(format!(
-                        "{:?} lies beneath symlink {:?}",
-                        lossy(path),
-                        lossy(&anc)
-                    ));
-                }
+                Some(Kind::Symlink(_)) => unreachable!("resolution follows every symlink"),
                 Some(_) | None => {
-                    // A missing parent is created; a non-directory in the way is replaced.
                     let i = self.add_inode(implicit_dir());
-                    self.written.insert(anc.clone());
                     self.paths.insert(anc, i);
                 }
             }
         }
-        Ok(())
     }
 
     fn apply_layer(&mut self, layer: &Layer) -> Result<(), String> {
         let mut names = Vec::new();
         for e in &layer.entries {
-            names.push(classify(normalize(&e.name)?)?);
+            names.push(classify(clean(&e.name)?)?);
             // The tar reader checks a hard link's target before the overlay rules see the
             // entry: a whiteout's too.
             if let Body::Hardlink(t) = &e.body {
-                normalize(t)?;
+                clean(t)?;
             }
         }
-        // Step 1: deletions, against the lower layers only.
-        for name in &names {
+        // Step 1: deletions, all resolved against what the lower layers left, then done.
+        let mut deletions: Vec<(Vec<u8>, bool)> = Vec::new();
+        for (e, name) in layer.entries.iter().zip(&names) {
+            let entry = format!("{:?}", lossy(&e.name));
             match name {
-                Name::Whiteout(p) => self.remove_subtree(p),
-                Name::Opaque(d) => self.remove_children(d),
+                Name::Whiteout { dir, base } => {
+                    let dir = self.resolve(dir, &entry, "whiteout")?;
+                    deletions.push((join(&dir, base), true));
+                }
+                Name::Opaque(dir) => {
+                    let dir = self.resolve(dir, &entry, "opaque")?;
+                    if self.node(&dir).is_some_and(|n| n.kind == Kind::Dir) {
+                        deletions.push((dir, false));
+                    }
+                }
                 Name::Entry(_) => {}
             }
         }
+        for (path, itself) in deletions {
+            if itself {
+                self.remove_subtree(&path);
+            } else {
+                self.remove_children(&path);
+            }
+        }
         // Step 2: everything else, in order.
-        self.written.clear();
+        self.pending_bad_links.clear();
         let first_new_inode = self.inodes.len();
-        // Links bound to an inode this layer created: (target path, inode, link path).
-        let mut bound: Vec<(Vec<u8>, usize, Vec<u8>)> = Vec::new();
+        // Links bound to an inode this layer created.
+        let mut bound: Vec<Bound> = Vec::new();
         for (e, name) in layer.entries.iter().zip(names) {
-            if let Name::Entry(path) = name {
-                self.apply_entry(e, path.clone())?;
-                if let Body::Hardlink(t) = &e.body {
-                    let t = normalize(t)?;
-                    let inode = self.paths[&path];
-                    if inode >= first_new_inode {
-                        bound.push((t, inode, path));
-                    }
+            let Name::Entry(name) = name else { continue };
+            if let Some(b) = self.apply_entry(e, &name)? {
+                if b.inode >= first_new_inode {
+                    bound.push(b);
                 }
-                // A streaming merge reads layers newest first and cannot bind a link to a
-                // version of its target that its own layer replaces afterwards; the rules make
-                // that an error (Error::HardlinkTargetReplaced).
-                for (t, inode, link) in &bound {
-                    if self.paths.get(t) != Some(inode) {
-                        return Err(format!(
-                            "hard link {:?} points to {:?}, {REPLACED_AFTERWARDS}",
-                            lossy(link),
-                            lossy(t)
-                        ));
-                    }
+            }
+            // A streaming merge reads layers newest first and cannot bind a link to a version
+            // of its target that its own layer replaces afterwards; the rules make that an
+            // error (Error::HardlinkTargetReplaced).
+            for Bound {
+                target: t,
+                inode,
+                link,
+            } in &bound
+            {
+                if self.paths.get(t) != Some(inode) {
+                    return Err(format!(
+                        "hard link {:?} points to {:?}, {REPLACED_AFTERWARDS}",
+                        lossy(link),
+                        lossy(t)
+                    ));
                 }
             }
         }
+        // A bad link is an error only if no later entry of its layer replaced it.
+        for (i, why) in &self.pending_bad_links {
+            if self.paths.values().any(|j| j == i) {
+                return Err(format!("{why}, {NOT_REPLACED}"));
+            }
+        }
+        self.pending_bad_links.clear();
         Ok(())
     }
 
-    fn apply_entry(&mut self, e: &TarEntry, path: Vec<u8>) -> Result<(), String> {
-        if path.is_empty() {
+    /// Applies one entry of step 2 (`name` cleaned). For a hard link bound to an inode,
+    /// returns the binding.
+    fn apply_entry(&mut self, e: &TarEntry, name: &[u8]) -> Result<Option<Bound>, String> {
+        if name.is_empty() {
             if e.body != Body::Dir {
-                return Err(format!(
-                    "the root entry {:?} is not a directory",
-                    lossy(&e.name)
-                ));
+                // containerd skips any entry that resolves to the root; a non-directory there
+                // has nothing to replace.
+                return Ok(None);
             }
-            let root = self.paths[&path];
+            let root = self.paths[name];
             self.inodes[root] = node_of(e);
-            return Ok(());
+            return Ok(None);
         }
-        if let Body::Hardlink(target) = &e.body {
+        let entry = format!("{:?}", lossy(&e.name));
+        let path = self.place(name, &entry, "entry")?;
+        self.make_parents(&path);
+        if let Body::Hardlink(raw_target) = &e.body {
             // As an extractor does: clear the link's path first, then link to what the target
             // path holds now (so a link that replaces an ancestor of its target finds nothing).
-            let target = normalize(target)?;
-            self.make_parents(&path)?;
-            self.note_replacement(&path);
             self.remove_subtree(&path);
-            let inode = match self.paths.get(&target) {
-                None => {
-                    return Err(format!(
-                        "hard link {:?} points to {:?}, which does not exist",
-                        lossy(&path),
-                        lossy(&target)
-                    ))
-                }
-                Some(&i) if self.inodes[i].kind == Kind::Dir => {
-                    return Err(format!(
-                        "hard link {:?} points to directory {:?}",
-                        lossy(&path),
-                        lossy(&target)
-                    ))
-                }
-                Some(&i) => i,
+            let target = clean(raw_target)?;
+            let (name, target) = (&e.name[..], &target[..]);
+            let entry = format!(
+                "hard link {} to {:?}",
+                shown(name, &path),
+                lossy(raw_target)
+            );
+            let resolved = if target.is_empty() {
+                Vec::new()
+            } else {
+                self.place(target, &entry, "hardlink target")?
             };
-            self.written.insert(path.clone());
-            self.paths.insert(path, inode);
-            return Ok(());
+            let bad = match self.paths.get(&resolved) {
+                None => format!(
+                    "hard link {} points to {}, which does not exist",
+                    shown(name, &path),
+                    shown(raw_target, &resolved)
+                ),
+                Some(i) if self.pending_bad_links.contains_key(i) => {
+                    return Err(format!(
+                        "hard link {} points to {}, a hard link to nothing or to a directory",
+                        shown(name, &path),
+                        shown(raw_target, &resolved)
+                    ));
+                }
+                Some(&i) if self.inodes[i].kind == Kind::Dir => format!(
+                    "hard link {} points to directory {}",
+                    shown(name, &path),
+                    shown(raw_target, &resolved)
+                ),
+                Some(&i) => {
+                    self.paths.insert(path.clone(), i);
+                    return Ok(Some(Bound {
+                        target: resolved,
+                        inode: i,
+                        link: path,
+                    }));
+                }
+            };
+            // Pending: an error unless a later entry of this layer replaces the link.
+            let i = self.add_inode(Node::new(Kind::Fifo, 0));
+            self.pending_bad_links.insert(i, bad);
+            self.paths.insert(path, i);
+            return Ok(None);
         }
-        self.make_parents(&path)?;
-        self.written.insert(path.clone());
         let node = node_of(e);
         match self.paths.get(&path) {
             // A directory over a directory keeps its children and takes the new metadata.
@@ -325,13 +482,12 @@ impl Fs {
                 self.inodes[i] = node;
             }
             _ => {
-                self.note_replacement(&path);
                 self.remove_subtree(&path);
                 let i = self.add_inode(node);
                 self.paths.insert(path, i);
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     fn into_tree(self) -> Tree {

@@ -103,13 +103,18 @@ fn print_summary(spec: &ImageSpec, summary: &Summary, started: Instant) {
     let mut err = io::stderr().lock();
     let _ = writeln!(
         err,
-        "wrote {} ({}): {} entries, {} of files, {} output, {:.1}s",
+        "wrote {} ({}): {} entries, {} of files, {} output, {:.1}s{}",
         spec.path().display(),
         spec.format().name(),
         summary.entries,
         HumanBytes(summary.file_bytes),
         HumanBytes(summary.output_bytes),
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        if summary.second_pass {
+            " (two passes: names resolved through symlinks in layer order)"
+        } else {
+            ""
+        }
     );
     for w in &summary.warnings {
         let _ = writeln!(err, "warning: {w}");

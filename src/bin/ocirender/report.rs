@@ -126,6 +126,19 @@ impl State {
                 self.message();
             }
             Progress::Backlog { blocks } => self.backlog = *blocks,
+            Progress::SecondPass { why } => {
+                self.layers_done = 0;
+                self.entries = 0;
+                self.written = 0;
+                self.layer_bytes.clear();
+                if let Some(b) = &self.bar {
+                    b.set_position(0);
+                }
+                self.line(format_args!(
+                    "converting again with symlinks resolved in layer order: {why}"
+                ));
+                self.message();
+            }
             Progress::Download { index, bytes, size } => {
                 self.downloaded.insert(*index, *bytes);
                 if Some(*bytes) == *size {
