@@ -644,7 +644,8 @@ fn model_extracts_in_order_with_scoped_symlink_resolution() {
     assert!(err(&[Layer::new().dir("a/../../x", 0o755)]).contains("\"a/../../x\""));
     let e = err(&[Layer::new().file("a", "", 0o644).hardlink("b", "a/../../a")]);
     assert!(e.contains("\"a/../../a\""), "{e}");
-    assert!(err(&[Layer::new().file("./", "", 0o644)]).contains("root"));
+    // A non-directory that names the root is skipped, as the runtimes skip it.
+    expect(&[Layer::new().file("./", "", 0o644)], root);
 
     // An absolute symlink restarts at the root; the symlink stays.
     let etc = format!(
