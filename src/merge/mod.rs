@@ -538,8 +538,11 @@ impl Merger {
         let e = match self.resolved(at, e) {
             Resolved::Removed(e) => {
                 // Applied, then removed by a later entry of its layer: it made its parents
-                // directories and a link may still want it, as any hidden version.
+                // directories, replaced what the path held (a directory entry is the path's
+                // first use as a directory, before anything beneath it), and a link may still
+                // want it, as any hidden version.
                 let node = self.tree.intern(&e.path);
+                self.replaces(at, node, &e);
                 return self.hidden(at, refetchable, node, e, data, Parents::Make);
             }
             Resolved::Entry(e) => e,

@@ -55,7 +55,7 @@
 //! - a hard link to a missing path or to a directory, but only if the link is still there at
 //!   the end of its layer: a later entry of the same layer that replaces it (or an ancestor of
 //!   it) makes it harmless, since a newest-first merge never needs it and extraction leaves the
-//!   same tree. A hard link to such a pending link is an error at once;
+//!   same tree. A hard link to such a pending link is pending too (it links to nothing);
 //! - a hard link to a file of its own layer that the same layer replaces afterwards (a
 //!   newest-first merge cannot bind such a link; `Error::HardlinkTargetReplaced`).
 #![allow(dead_code)]
@@ -448,13 +448,11 @@ impl Fs {
                     shown(name, &path),
                     shown(raw_target, &resolved)
                 ),
-                Some(i) if self.pending_bad_links.contains_key(i) => {
-                    return Err(format!(
-                        "hard link {} points to {}, a hard link to nothing or to a directory",
-                        shown(name, &path),
-                        shown(raw_target, &resolved)
-                    ));
-                }
+                Some(i) if self.pending_bad_links.contains_key(i) => format!(
+                    "hard link {} points to {}, a hard link to nothing or to a directory",
+                    shown(name, &path),
+                    shown(raw_target, &resolved)
+                ),
                 Some(&i) if self.inodes[i].kind == Kind::Dir => format!(
                     "hard link {} points to directory {}",
                     shown(name, &path),
