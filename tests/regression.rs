@@ -679,3 +679,19 @@ fn a_directory_over_an_older_symlink_that_its_layer_removes_afterwards() {
     // Without the directory entry first, `a/x/y` does go through the symlink.
     matches_the_model(&base(Layer::new().dir("a/x/y", 0o755).file("a", "", 0o644)));
 }
+
+// See: issue 12, fuzz target `merge` (structured mode, the third 900 s run; reduced by hand).
+// `b` is a symlink to a 300-byte name, and `b/x` is written through it: the resolved path has
+// a component the kernel refuses (ENAMETOOLONG), so extraction fails. The merge refused it
+// (HostilePath); the model, which did not limit names it built from symlink targets, gave a
+// tree. Now both refuse.
+#[test]
+fn a_name_through_a_symlink_to_an_overlong_component_is_refused() {
+    let long = "t".repeat(300);
+    let img = ImageBuilder::new().layer(Layer::new().symlink("b", &long).symlink("b/x", "a"));
+    fails_everywhere(
+        &img,
+        |e| matches!(e, Error::HostilePath { .. }),
+        "HostilePath",
+    );
+}

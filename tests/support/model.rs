@@ -51,7 +51,8 @@
 //! - a name or link target (a whiteout's link target too: the tar reader checks it first)
 //!   whose cleaning goes above the root, or with a NUL byte;
 //! - an invalid whiteout name (`.wh.`, `.wh..`, `.wh...`);
-//! - a resolution that follows more than 40 symlinks (any entry, marker or link target);
+//! - a resolution that follows more than 40 symlinks (any entry, marker or link target), or
+//!   meets a component over 255 bytes (a symlink target's: the names themselves are checked);
 //! - a hard link to a missing path or to a directory, but only if the link is still there at
 //!   the end of its layer: a later entry of the same layer that replaces it (or an ancestor of
 //!   it) makes it harmless, since a newest-first merge never needs it and extraction leaves the
@@ -270,6 +271,13 @@ impl Fs {
                 b".." => {
                     stack.pop();
                     continue;
+                }
+                // The kernel refuses a longer name (ENAMETOOLONG), so extraction fails.
+                c if c.len() > 255 => {
+                    return Err(format!(
+                        "{entry}: a component over 255 bytes resolving {:?}",
+                        lossy(path)
+                    ));
                 }
                 _ => {}
             }
