@@ -3,7 +3,9 @@
 # running as root), then runs the whole test suite. Every squashfs the tests write is read back
 # by unsquashfs (squashfs-tools) and backhand; tar outputs are extracted by GNU tar; umoci checks
 # the test image builder; skopeo reads the docker-save and bare-manifest layouts it writes; the pull tests push into a
-# real docker-registry (openssl makes its token-signing key and TLS certificate).
+# real docker-registry (openssl makes its token-signing key and TLS certificate); veritysetup
+# (cryptsetup-bin) checks the dm-verity hash trees, and dmsetup lets the kernel harness mount
+# through dm-verity.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +17,8 @@ command -v getfattr >/dev/null || need+=(attr)
 command -v skopeo >/dev/null || need+=(skopeo)
 command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v openssl >/dev/null || need+=(openssl)
+command -v veritysetup >/dev/null || [ -x /usr/sbin/veritysetup ] || need+=(cryptsetup-bin)
+command -v dmsetup >/dev/null || [ -x /usr/sbin/dmsetup ] || need+=(dmsetup)
 if ((${#need[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing test oracles: ${need[*]}"

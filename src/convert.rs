@@ -139,8 +139,18 @@ pub(crate) fn output_dir(spec: &ImageSpec) -> std::path::PathBuf {
     }
 }
 
-/// Opens the sink for `spec`.
+/// Opens the sink for `spec`. A dm-verity tree ([`SquashfsOptions::verity`]) is refused for
+/// tar and directory outputs rather than silently left out.
+///
+/// [`SquashfsOptions::verity`]: crate::SquashfsOptions::verity
 pub fn open_sink(spec: &ImageSpec, options: &ConvertOptions) -> Result<Box<dyn Sink>> {
+    if options.squashfs.verity.is_some() && !matches!(spec, ImageSpec::Squashfs { .. }) {
+        return Err(Error::InvalidOption {
+            name: "verity",
+            value: spec.path().display().to_string(),
+            reason: "a dm-verity hash tree needs a squashfs output",
+        });
+    }
     Ok(match spec {
         ImageSpec::Squashfs { path } => Box::new(SquashfsSink::create(
             path,

@@ -532,6 +532,16 @@ pub enum Error {
         /// What is wrong.
         problem: String,
     },
+
+    /// A dm-verity hash area cannot be read: no superblock, parameters we do not support, or
+    /// a file too short for the tree it describes.
+    #[error("unusable dm-verity hash tree in {}: {problem}", path.display())]
+    BadVerity {
+        /// The file read (the image, or the hash file).
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
 }
 
 impl Error {
@@ -608,7 +618,8 @@ impl From<Error> for io::Error {
             | Error::DigestMismatch { .. }
             | Error::SizeMismatch { .. }
             | Error::Json { .. }
-            | Error::BadSquashfs { .. } => io::ErrorKind::InvalidData,
+            | Error::BadSquashfs { .. }
+            | Error::BadVerity { .. } => io::ErrorKind::InvalidData,
             Error::InvalidOption { .. } | Error::InvalidReference { .. } => {
                 io::ErrorKind::InvalidInput
             }

@@ -47,6 +47,7 @@ mod replay;
 pub mod sink;
 pub mod squashfs;
 pub mod verify;
+pub mod verity;
 
 pub use convert::{convert, open_sink};
 pub use digest::{Algorithm as DigestAlgorithm, Digest, DigestReader};
@@ -63,3 +64,4 @@ pub use packer::{convert_streaming, LayerBlob, LayerMeta, StreamingPacker};
 pub use path::EntryPath;
 pub use progress::Progress;
 pub use sink::{Sink, Summary, Warning, WarningKind};
+pub use verity::{VerityHash, VerityInfo, VerityOptions};

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::progress::Progress;
+use crate::verity::VerityOptions;
 
 /// The three output formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -436,6 +437,10 @@ pub struct SquashfsOptions {
     pub xz_filters: Vec<XzFilter>,
     /// Write the export table (needed to export the file system over NFS). By default, on.
     pub exportable: bool,
+    /// Append a dm-verity hash tree (or write it to a separate file), so that the kernel can
+    /// refuse a modified block. By default, none. [`Summary::verity`](crate::Summary::verity)
+    /// gives the root hash.
+    pub verity: Option<VerityOptions>,
 }
 
 impl Default for SquashfsOptions {
@@ -448,6 +453,7 @@ impl Default for SquashfsOptions {
             mtime: None,
             xz_filters: Vec::new(),
             exportable: true,
+            verity: None,
         }
     }
 }

@@ -13,7 +13,9 @@
 //! fifo, socket, 255-byte names, symlinks up to 4000 bytes, setuid/setgid/sticky, uid/gid above
 //! 65535, xattrs, fragments, dedup, raw and hole blocks), the base tree without fragments, with
 //! 4 KiB blocks and with the xz x86 BCJ filter, a directory of 10,000 entries, and a 5 GiB sparse
-//! file. A control disk holds the base tree written by mksquashfs (when present and running as
+//! file. Two disks carry a dm-verity hash tree and are mounted through a verity device: the
+//! base tree (the listing must match), and a copy with one data byte flipped (reading the file
+//! it belongs to must fail with EIO, and the kernel must log the corrupted block). A control disk holds the base tree written by mksquashfs (when present and running as
 //! root): it proves the harness and fixture right, so a failure elsewhere points at our writer.
 //!
 //! Knobs: `OCIRENDER_KERNEL_WRITER=mksquashfs` writes every case with mksquashfs instead (to tell
@@ -30,9 +32,10 @@ use std::path::Path;
 use std::process::Command;
 
 use ocirender::squashfs::SquashfsSink;
+use ocirender::verity::VerityMismatch;
 use ocirender::{
     Algorithm, BlockSize, Compression, Entry, EntryKind, EntryPath, Jobs, Metadata, Sink,
-    SquashfsOptions, Xattr, XzFilter,
+    SquashfsOptions, Summary, VerityOptions, Xattr, XzFilter,
 };
 use support::dump::{self, DumpOptions, Kind, Tree};
 use support::kernel::{windowed_sha256, Disk, Harness, Window};
@@ -109,13 +112,31 @@ fn kernel_mounts_every_image() {
         eprintln!("NOTICE: no control disk (it needs mksquashfs and root)");
     }
 
+    // dm-verity: the base tree with its hash tree appended, mounted through a verity device
+    // (our writer only: the tree is ours); and a copy with one byte of a file's data flipped,
+    // whose reads the kernel must refuse.
+    let verity = SquashfsOptions {
+        verity: Some(VerityOptions::default()),
+        ..options(Algorithm::Zstd)
+    };
+    cases.push(Case::new("verity", &base, verity.clone()));
+    cases.push(Case::new("verity-tampered", &base, verity));
+
     let started = std::time::Instant::now();
     let mut disks = Vec::new();
+    let mut tampered_file = None;
     for case in &cases {
         let image = work.join(format!("{}.sqfs", case.label));
-        case.writer
-            .write(&case.fixture, &case.options, &image, &work);
-        disks.push(case.disk(image));
+        let writer = if case.options.verity.is_some() {
+            Writer::Ours
+        } else {
+            case.writer
+        };
+        let summary = writer.write(&case.fixture, &case.options, &image, &work);
+        if case.label == "verity-tampered" {
+            tampered_file = Some(tamper(&image, summary.as_ref()));
+        }
+        disks.push(case.disk(image, summary.as_ref()));
     }
     eprintln!(
         "{} images written in {:.1?}",
@@ -126,7 +147,22 @@ fn kernel_mounts_every_image() {
     let listings = harness.boot(&disks, &work);
     let mut failures = Vec::new();
     for (case, listing) in cases.iter().zip(&listings) {
-        let expected = case.writer.shows(case.fixture.expected(&case.windows));
+        if case.options.verity.is_some() && listing.verity.is_none() {
+            failures.push(format!("{}: not mounted through dm-verity", case.label));
+        }
+        if case.label == "verity-tampered" {
+            let file = tampered_file.as_deref().unwrap_or_default();
+            if let Err(msg) = check_refused(listing, file) {
+                failures.push(msg);
+            }
+            continue;
+        }
+        let writer = if case.options.verity.is_some() {
+            Writer::Ours
+        } else {
+            case.writer
+        };
+        let expected = writer.shows(case.fixture.expected(&case.windows));
         if let Err(msg) = listing.check(&expected, DumpOptions::default()) {
             failures.push(msg);
         }
@@ -145,6 +181,49 @@ fn kernel_mounts_every_image() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Flips one byte of the first data block after the superblock's and returns the path of the
+/// file whose data it holds, as our own verity check names it.
+fn tamper(image: &Path, summary: Option<&Summary>) -> String {
+    let info = summary
+        .and_then(|s| s.verity.clone())
+        .expect("a verity summary");
+    let mut bytes = std::fs::read(image).unwrap();
+    bytes[4096 + 100] ^= 0x40;
+    std::fs::write(image, &bytes).unwrap();
+    let report = ocirender::verity::check(image, None, &info.root_hash).unwrap();
+    match report.mismatch {
+        Some(VerityMismatch::DataBlock {
+            block: 1, holds, ..
+        }) => holds
+            .strip_prefix("data of /")
+            .unwrap_or_else(|| panic!("block 1 holds {holds}, not a file's data"))
+            .to_owned(),
+        other => panic!("our check finds {other:?}, not data block 1"),
+    }
+}
+
+/// The tampered disk mounts (its metadata is intact) but reading `file` fails with EIO, and the
+/// kernel log says that dm-verity found a corrupted block.
+fn check_refused(listing: &support::kernel::Listing, file: &str) -> Result<(), String> {
+    let eio = listing
+        .problems
+        .iter()
+        .any(|p| p.contains(file) && p.contains("Input/output error"));
+    let logged = listing
+        .kernel_log
+        .iter()
+        .any(|l| l.contains("verity") && l.contains("corrupted"));
+    if eio && logged {
+        Ok(())
+    } else {
+        Err(format!(
+            "verity-tampered: expected EIO reading {file} and a dm-verity corruption in the \
+             kernel log; problems: {:?}; kernel log: {:?}",
+            listing.problems, listing.kernel_log
+        ))
+    }
 }
 
 /// One disk: a fixture, who writes it with which options, and which big files are compared by
@@ -178,11 +257,18 @@ impl Case {
         self
     }
 
-    fn disk(&self, image: std::path::PathBuf) -> Disk {
+    fn disk(&self, image: std::path::PathBuf, summary: Option<&Summary>) -> Disk {
+        // The image holds both the data and the hash tree: one device for both.
+        let verity = summary.and_then(|s| s.verity.as_ref()).map(|v| {
+            v.dm_table()
+                .replace("DATA_DEV", "DEV")
+                .replace("HASH_DEV", "DEV")
+        });
         Disk {
             label: self.label.to_owned(),
             image,
             windows: self.windows.clone(),
+            verity,
         }
     }
 }
@@ -417,7 +503,7 @@ impl Fixture {
     }
 
     /// Feeds the entries to our writer.
-    fn write_ours(&self, options: &SquashfsOptions, image: &Path) {
+    fn write_ours(&self, options: &SquashfsOptions, image: &Path) -> Summary {
         let sink = SquashfsSink::create(image, options, Jobs::new(2).unwrap(), None).unwrap();
         let mut sink: Box<dyn Sink> = Box::new(sink);
         for item in &self.items {
@@ -425,7 +511,7 @@ impl Fixture {
             sink.entry(&item.entry, &mut data)
                 .unwrap_or_else(|e| panic!("{}: {e}", item.entry.path.lossy()));
         }
-        sink.finish().unwrap();
+        sink.finish().unwrap()
     }
 
     /// Creates the tree on disk (needs root: devices, ownership, trusted.* xattrs).
@@ -559,9 +645,16 @@ impl Writer {
         tree
     }
 
-    fn write(self, fixture: &Fixture, options: &SquashfsOptions, image: &Path, work: &Path) {
+    /// Writes the image; our writer's summary (mksquashfs has none).
+    fn write(
+        self,
+        fixture: &Fixture,
+        options: &SquashfsOptions,
+        image: &Path,
+        work: &Path,
+    ) -> Option<Summary> {
         match self {
-            Writer::Ours => fixture.write_ours(options, image),
+            Writer::Ours => Some(fixture.write_ours(options, image)),
             Writer::Mksquashfs => {
                 let src = tempfile::tempdir_in(work).unwrap();
                 fixture.materialize(src.path());
@@ -581,6 +674,7 @@ impl Writer {
                 }
                 let out = cmd.output().unwrap();
                 assert!(out.status.success(), "{cmd:?}: {out:?}");
+                None
             }
         }
     }
@@ -913,6 +1007,7 @@ fn console_disks() -> Vec<Disk> {
         label: label.into(),
         image: "unused".into(),
         windows: Vec::new(),
+        verity: None,
     };
     let mut good = disk("good");
     for (offset, len) in [(0, 4096), (8192, 12288)] {

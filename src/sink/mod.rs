@@ -54,6 +54,9 @@ pub struct Summary {
     /// Whether the conversion ran twice: the first pass learned that names go through
     /// symlinks of older layers ([`Progress::SecondPass`](crate::Progress::SecondPass)).
     pub second_pass: bool,
+    /// The dm-verity parameters, when a hash tree was written
+    /// ([`SquashfsOptions::verity`](crate::SquashfsOptions::verity)).
+    pub verity: Option<crate::verity::VerityInfo>,
 }
 
 /// A non-fatal problem: the output lacks something the image has.

@@ -10,12 +10,19 @@
 //!
 //! The file lives behind a [`sink::OutputFile`](crate::sink::OutputFile): a temporary file that
 //! becomes the target only on commit, and is deleted if the sink is dropped first.
+//!
+//! With a dm-verity tree asked for, each 4 KiB block is hashed when it leaves the write buffer
+//! ([`Leaves`]); a rewind takes back the digests of the blocks it reopens. Blocks that were
+//! flushed before a rewind and are then rewritten are read back from the file (the page cache)
+//! to be hashed again: only a duplicate file's last partial block, or a large file's blocks.
 
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::sink::OutputFile;
+use crate::verity::writer::Leaves;
+use crate::verity::{VerityInfo, BLOCK_SIZE};
 
 /// Flush the write buffer when it reaches this size.
 const BUFFER: usize = 1 << 20;
@@ -27,6 +34,8 @@ pub(crate) struct ImageFile {
     buf: Vec<u8>,
     /// File offset of `buf[0]`.
     buf_start: u64,
+    /// The data blocks' digests for a dm-verity tree.
+    verity: Option<Leaves>,
 }
 
 impl ImageFile {
@@ -37,7 +46,13 @@ impl ImageFile {
             target: target.to_path_buf(),
             buf: Vec::with_capacity(BUFFER),
             buf_start: start,
+            verity: None,
         })
+    }
+
+    /// Hashes the data blocks for a dm-verity tree as they are written.
+    pub(crate) fn hash_for_verity(&mut self, leaves: Leaves) {
+        self.verity = Some(leaves);
     }
 
     fn err(&self, source: std::io::Error) -> Error {
@@ -67,7 +82,7 @@ impl ImageFile {
                     .write_all_at(bytes, self.buf_start)
                     .map_err(|e| self.err(e))?;
                 self.buf_start += bytes.len() as u64;
-                return Ok(());
+                return self.hash_through(self.buf_start);
             }
         }
         self.buf.extend_from_slice(bytes);
@@ -78,6 +93,7 @@ impl ImageFile {
         if self.buf.is_empty() {
             return Ok(());
         }
+        self.hash_through(self.position())?;
         let r = self.out.file().write_all_at(&self.buf, self.buf_start);
         r.map_err(|e| self.err(e))?;
         self.buf_start += self.buf.len() as u64;
@@ -85,8 +101,40 @@ impl ImageFile {
         Ok(())
     }
 
+    /// Hashes the whole blocks before `end` not hashed yet, from the buffer or, for bytes
+    /// already flushed, from the file.
+    fn hash_through(&mut self, end: u64) -> Result<()> {
+        let Some(leaves) = &mut self.verity else {
+            return Ok(());
+        };
+        let block = u64::from(BLOCK_SIZE);
+        let mut scratch = Vec::new();
+        while leaves.next() + block <= end {
+            let at = leaves.next();
+            if at >= self.buf_start {
+                let from = (at - self.buf_start) as usize;
+                leaves.push(&self.buf[from..from + block as usize]);
+                continue;
+            }
+            scratch.resize(block as usize, 0);
+            let in_file = (self.buf_start - at).min(block) as usize;
+            let r = self.out.file().read_exact_at(&mut scratch[..in_file], at);
+            r.map_err(|source| Error::Output {
+                path: self.target.clone(),
+                source,
+            })?;
+            let rest = block as usize - in_file;
+            scratch[in_file..].copy_from_slice(&self.buf[..rest]);
+            leaves.push(&scratch);
+        }
+        Ok(())
+    }
+
     /// Moves the position back to `to` (≤ the position); later writes overwrite what follows.
     pub(crate) fn rewind(&mut self, to: u64) -> Result<()> {
+        if let Some(leaves) = &mut self.verity {
+            leaves.forget_from(to);
+        }
         if to >= self.buf_start {
             self.buf.truncate((to - self.buf_start) as usize);
         } else {
@@ -110,11 +158,29 @@ impl ImageFile {
         r.map_err(|e| self.err(e))
     }
 
-    /// Flushes, cuts or extends the file to `len` bytes and moves it to its final path.
-    pub(crate) fn commit(mut self, len: u64) -> Result<()> {
+    /// Flushes, cuts or extends the file to `len` bytes, writes the dm-verity hash area if
+    /// one was asked for, and moves the file (and a separate hash file) to the final paths.
+    pub(crate) fn commit(mut self, len: u64) -> Result<Option<VerityInfo>> {
         self.flush()?;
         let r = self.out.file().set_len(len);
         r.map_err(|e| self.err(e))?;
-        self.out.commit()
+        let Some(leaves) = self.verity.take() else {
+            self.out.commit()?;
+            return Ok(None);
+        };
+        let (info, hash_file) = leaves.finish(self.out.file(), len, &self.target)?;
+        match hash_file {
+            None => self.out.commit()?,
+            Some(hash_file) => {
+                let hash_path = hash_file.target().to_path_buf();
+                hash_file.commit()?;
+                if let Err(e) = self.out.commit() {
+                    // The hash file must not outlive the image it describes.
+                    let _ = std::fs::remove_file(&hash_path);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Some(info))
     }
 }

@@ -53,6 +53,7 @@ use crate::sink::{Sink, Summary, Warning, WarningKind};
 pub use debug::debug;
 pub use reader::{Listing, ReadEntry, SquashfsReader};
 
+use crate::verity::writer::Leaves;
 use block_processor::BlockProcessor;
 use compressor::Compressor;
 use dir_writer::DirWriter;
@@ -100,6 +101,9 @@ impl SquashfsSink {
             &options.xz_filters,
         ));
         let mut image = ImageFile::create(path, SUPERBLOCK_SIZE as u64)?;
+        if let Some(verity) = &options.verity {
+            image.hash_for_verity(Leaves::new(verity, path, jobs.get())?);
+        }
         let comp_options = codec.options();
         if let Some(opts) = &comp_options {
             // One metadata block, always marked uncompressed.
@@ -282,13 +286,19 @@ impl Sink for SquashfsSink {
         })?;
         image.write_at(0, &sb.to_bytes())?;
         let output_bytes = superblock::padded_len(bytes_used);
-        image.commit(output_bytes)?;
+        let verity = image.commit(output_bytes)?;
+        // An appended hash tree is part of the output file.
+        let output_bytes = match &verity {
+            Some(v) if v.hash_file.is_none() => output_bytes + v.hash_area_len(),
+            _ => output_bytes,
+        };
         Ok(Summary {
             entries: tree.entries,
             file_bytes: tree.file_bytes,
             output_bytes,
             warnings: sink.warnings,
             second_pass: false,
+            verity,
         })
     }
 }

@@ -60,6 +60,9 @@ const INIT: &str = include_str!("../../scripts/kernel-harness/init");
 /// Modules the guest loads (with their dependencies) when the kernel builds them as modules.
 const MODULES: &[&str] = &["virtio_pci", "virtio_blk", "squashfs"];
 
+/// Modules a boot with a dm-verity disk loads too.
+const VERITY_MODULES: &[&str] = &["dm_verity"];
+
 /// Files above this size are hashed only through [`Window`]s (the guest's `find ! -size +65536k`).
 pub const FULL_HASH_LIMIT: u64 = 64 << 20;
 
@@ -88,6 +91,9 @@ pub struct Disk {
     pub image: PathBuf,
     /// Files of this image that are compared by windows instead of a whole-file hash.
     pub windows: Vec<Window>,
+    /// A dm-verity table (`DEV` for the disk, which holds data and hash tree) to mount the image
+    /// through; the guest then needs dmsetup and the dm-verity module.
+    pub verity: Option<String>,
 }
 
 /// A range of a file that the guest hashes on its own (4 KiB aligned; clipped at end of file).
@@ -117,6 +123,8 @@ pub struct Listing {
     pub problems: Vec<String>,
     /// The kernel log while this disk was mounted and read.
     pub kernel_log: Vec<String>,
+    /// The dm-verity table the disk was mounted through, if it was.
+    pub verity: Option<String>,
     /// Guest seconds spent on this disk (mount, listing, hashing).
     pub guest_seconds: f64,
     /// The guest's lines for this disk, decoded (written to `<label>.listing` beside the console
@@ -341,8 +349,27 @@ impl Harness {
         if let Some(g) = &self.getfattr {
             copy_exec(&mut c, g, "usr/bin/getfattr");
         }
+        let verity = disks.iter().any(|d| d.verity.is_some());
+        let wanted: Vec<&str> = if verity {
+            MODULES.iter().chain(VERITY_MODULES).copied().collect()
+        } else {
+            MODULES.to_vec()
+        };
+        if verity {
+            let dmsetup = which("dmsetup")
+                .or_else(|| Some(PathBuf::from("/usr/sbin/dmsetup")).filter(|p| p.is_file()))
+                .expect("a verity disk needs dmsetup on the host (Debian package dmsetup)");
+            copy_exec(&mut c, &dmsetup, "usr/sbin/dmsetup");
+        }
+        let mut tables = String::new();
+        for d in disks {
+            if let Some(t) = &d.verity {
+                let _ = writeln!(tables, "{} {t}", d.label);
+            }
+        }
+        c.file("harness/verity", 0o644, tables.as_bytes());
         let modules = Path::new("/lib/modules").join(&self.release);
-        for (i, m) in module_load_order(&modules, MODULES)
+        for (i, m) in module_load_order(&modules, &wanted)
             .unwrap_or_else(|why| panic!("kernel {}: {why}", self.release))
             .iter()
             .enumerate()
@@ -848,6 +875,7 @@ fn parse_section(disk: &Disk, body: &[&[u8]], xattrs_listed: bool) -> Listing {
         xattrs_listed,
         problems: Vec::new(),
         kernel_log: Vec::new(),
+        verity: None,
         guest_seconds: 0.0,
         text: Vec::new(),
     };
@@ -912,6 +940,7 @@ fn parse_section(disk: &Disk, body: &[&[u8]], xattrs_listed: bool) -> Listing {
             },
             b'X' => xattr_lines.push(rest),
             b'U' => uptimes.extend(lossy(rest).parse::<f64>().ok()),
+            b'V' => l.verity = Some(lossy(rest)),
             // The kernel answers ENOTSUP to listxattr on an image without an xattr table.
             b'E' if rest.starts_with(b"getfattr: ")
                 && rest.ends_with(b": Operation not supported") => {}

@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use ocirender::registry::{Concurrency, Mirror, RegistryOptions};
 use ocirender::{
     BlockSize, Compression, ConvertOptions, Format, Jobs, Ownership, Platform, Selector,
-    SquashfsOptions, XzFilter,
+    SquashfsOptions, VerityHash, VerityOptions, XzFilter,
 };
 
 /// Convert OCI container images into squashfs images, tar archives or directories.
@@ -43,9 +43,19 @@ pub enum Command {
 pub struct VerifyArgs {
     /// The output to check: a .sqfs/.squashfs image, a .tar archive or a directory.
     pub output: PathBuf,
-    /// The reference directory (e.g. `umoci unpack`'s rootfs).
-    #[arg(long)]
-    pub reference: PathBuf,
+    /// The reference directory (e.g. `umoci unpack`'s rootfs) to compare the contents with.
+    #[arg(long, required_unless_present_any = ["verity", "verity_info"])]
+    pub reference: Option<PathBuf>,
+    /// Check a squashfs image's dm-verity hash tree and data against this root hash (hex).
+    #[arg(long, value_name = "ROOT_HASH", conflicts_with = "verity_info")]
+    pub verity: Option<String>,
+    /// Check the dm-verity hash tree against the root hash in this file (what `convert
+    /// --verity-info` wrote).
+    #[arg(long, value_name = "FILE")]
+    pub verity_info: Option<PathBuf>,
+    /// The hash tree is in this file, not appended to the image.
+    #[arg(long, value_name = "FILE")]
+    pub verity_hash_file: Option<PathBuf>,
     /// The output's format. By default, from the extension (a directory is a directory).
     #[arg(long, value_enum)]
     pub format: Option<FormatArg>,
@@ -230,6 +240,54 @@ pub struct SquashfsArgs {
     /// Compression threads. By default, one per core.
     #[arg(long, short)]
     pub jobs: Option<usize>,
+    #[command(flatten)]
+    pub verity: VerityArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct VerityArgs {
+    /// Append a dm-verity hash tree to the squashfs image (veritysetup's format 1, 4 KiB
+    /// blocks) and print its root hash.
+    #[arg(long)]
+    pub verity: bool,
+    /// The verity salt in hex (`-` for none). By default, derived from the image content, so
+    /// the same image gives the same root hash. Implies --verity.
+    #[arg(long, value_name = "HEX", value_parser = parse_salt)]
+    pub verity_salt: Option<Salt>,
+    /// The verity hash algorithm: sha256 or sha512. Implies --verity.
+    #[arg(long, value_name = "ALGO")]
+    pub verity_hash: Option<VerityHash>,
+    /// Write the hash tree to FILE instead of appending it to the image. Implies --verity.
+    #[arg(long, value_name = "FILE")]
+    pub verity_hash_file: Option<PathBuf>,
+    /// Write the verity parameters (root hash, salt, offsets, a dm table line) to FILE as
+    /// JSON. Implies --verity.
+    #[arg(long, value_name = "FILE")]
+    pub verity_info: Option<PathBuf>,
+}
+
+/// A verity salt (a newtype: clap would read `Vec<u8>` as many arguments).
+#[derive(Clone, Debug)]
+pub struct Salt(Vec<u8>);
+
+fn parse_salt(text: &str) -> Result<Salt, String> {
+    ocirender::verity::parse_salt(text).map(Salt)
+}
+
+impl VerityArgs {
+    /// The verity options, when any verity flag is given.
+    pub fn options(&self) -> Option<VerityOptions> {
+        let wanted = self.verity
+            || self.verity_salt.is_some()
+            || self.verity_hash.is_some()
+            || self.verity_hash_file.is_some()
+            || self.verity_info.is_some();
+        wanted.then(|| VerityOptions {
+            hash: self.verity_hash.unwrap_or_default(),
+            salt: self.verity_salt.as_ref().map(|s| s.0.clone()),
+            hash_file: self.verity_hash_file.clone(),
+        })
+    }
 }
 
 #[derive(Args, Debug)]
@@ -324,6 +382,7 @@ impl SquashfsArgs {
                 dedup: !self.no_dedup,
                 mtime,
                 xz_filters: self.xz_filter.clone(),
+                verity: self.verity.options(),
                 ..SquashfsOptions::default()
             }))
     }

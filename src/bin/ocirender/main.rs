@@ -9,6 +9,7 @@ mod login;
 mod report;
 
 use std::io::{self, Write};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -78,9 +79,45 @@ fn open_image(image: &str, selector: &ocirender::Selector) -> anyhow::Result<Ima
     Image::open(&location, selector).with_context(|| format!("cannot open image {image}"))
 }
 
+/// Refuses verity flags for outputs that are not squashfs images.
+fn check_verity_output(spec: &ImageSpec, verity: &args::VerityArgs) -> anyhow::Result<()> {
+    if verity.options().is_some() && spec.format() != ocirender::Format::Squashfs {
+        anyhow::bail!(
+            "--verity needs a squashfs output, not {} ({})",
+            spec.format().name(),
+            spec.path().display()
+        );
+    }
+    Ok(())
+}
+
+/// Writes `--verity-info`: the parameters as JSON, through a temporary file so that a reader
+/// never sees half of it.
+fn write_verity_info(path: &Path, info: &ocirender::VerityInfo) -> anyhow::Result<()> {
+    let mut text = serde_json::to_string_pretty(&info.to_json())?;
+    text.push('\n');
+    let out = ocirender::sink::OutputFile::create(path)
+        .and_then(|mut f| {
+            f.file()
+                .write_all(text.as_bytes())
+                .map_err(|e| ocirender::Error::io("write", path, e))?;
+            f.commit()
+        })
+        .with_context(|| format!("cannot write the verity info {}", path.display()));
+    out
+}
+
+fn finish_verity(a: &args::VerityArgs, summary: &Summary) -> anyhow::Result<()> {
+    if let (Some(path), Some(info)) = (&a.verity_info, &summary.verity) {
+        write_verity_info(path, info)?;
+    }
+    Ok(())
+}
+
 fn run_convert(a: ConvertArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let spec = ImageSpec::infer(&a.output, a.format.map(Into::into))?;
+    check_verity_output(&spec, &a.squashfs.verity)?;
     let quiet = a.output_opts.quiet;
     let mut options = a.options()?;
     options.progress = Some(report::reporter(a.output_opts.progress, quiet));
@@ -93,6 +130,7 @@ fn run_convert(a: ConvertArgs) -> anyhow::Result<()> {
             a.output.display()
         )
     })?;
+    finish_verity(&a.squashfs.verity, &summary)?;
     if !quiet {
         print_summary(&spec, &summary, started);
     }
@@ -116,6 +154,21 @@ fn print_summary(spec: &ImageSpec, summary: &Summary, started: Instant) {
             ""
         }
     );
+    if let Some(v) = &summary.verity {
+        let place = match &v.hash_file {
+            Some(f) => format!("in {}", f.display()),
+            None => format!("appended at offset {}", v.hash_offset),
+        };
+        let _ = writeln!(
+            err,
+            "verity: root hash {}\n        salt {}, {} data blocks of {} bytes, {} hash tree {place}",
+            v.root_hash_hex(),
+            v.salt_hex(),
+            v.data_blocks,
+            v.data_block_size,
+            v.hash
+        );
+    }
     for w in &summary.warnings {
         let _ = writeln!(err, "warning: {w}");
     }
@@ -142,6 +195,7 @@ fn run_pull(a: PullArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let reference = Reference::parse(&a.reference)?;
     let spec = ImageSpec::infer(&a.output, a.format.map(Into::into))?;
+    check_verity_output(&spec, &a.squashfs.verity)?;
     let quiet = a.output_opts.quiet;
     let mut options = a.options()?;
     options.progress = Some(report::reporter(a.output_opts.progress, quiet));
@@ -161,6 +215,7 @@ fn run_pull(a: PullArgs) -> anyhow::Result<()> {
                 a.output.display()
             )
         })?;
+    finish_verity(&a.squashfs.verity, &summary)?;
     if !quiet {
         print_summary(&spec, &summary, started);
     }
@@ -205,18 +260,60 @@ fn run_fetch(a: FetchArgs) -> anyhow::Result<()> {
 }
 
 /// The verdict travels as an error so `main` exits 1 with the count as the one message.
+/// The hash tree is checked first (it needs no reference), then the contents.
 fn run_verify(a: VerifyArgs) -> anyhow::Result<()> {
     let spec = ImageSpec::infer(&a.output, a.format.map(Into::into))?;
+    let root = match (&a.verity, &a.verity_info) {
+        (Some(hex), _) => Some(
+            hex::decode(hex.trim())
+                .with_context(|| format!("--verity {hex:?} is not a hex root hash"))?,
+        ),
+        (None, Some(file)) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            Some(
+                ocirender::VerityInfo::root_hash_from_json(&text)
+                    .with_context(|| format!("{} has no \"root_hash\" in hex", file.display()))?,
+            )
+        }
+        (None, None) => None,
+    };
+    if let Some(root) = root {
+        if spec.format() != ocirender::Format::Squashfs {
+            anyhow::bail!(
+                "--verity checks squashfs images, not {}",
+                spec.format().name()
+            );
+        }
+        let hash_file = a.verity_hash_file.clone().or_else(|| {
+            let text = std::fs::read_to_string(a.verity_info.as_ref()?).ok()?;
+            ocirender::VerityInfo::hash_file_from_json(&text)
+        });
+        let report = ocirender::verity::check(&a.output, hash_file.as_deref(), &root)
+            .with_context(|| format!("cannot check the hash tree of {}", a.output.display()))?;
+        if let Some(m) = &report.mismatch {
+            anyhow::bail!("{} fails dm-verity: {m}", a.output.display());
+        }
+        eprintln!(
+            "{}: {} data blocks match root hash {}",
+            a.output.display(),
+            report.info.data_blocks,
+            report.info.root_hash_hex()
+        );
+    }
+    let Some(reference) = &a.reference else {
+        return Ok(());
+    };
     let options = ocirender::verify::VerifyOptions {
         ownership: !a.ignore_ownership,
         mtime: !a.ignore_mtime,
         xattrs: !a.ignore_xattrs,
     };
-    let report = ocirender::verify::verify(&spec, &a.reference, &options).with_context(|| {
+    let report = ocirender::verify::verify(&spec, reference, &options).with_context(|| {
         format!(
             "cannot compare {} with {}",
             a.output.display(),
-            a.reference.display()
+            reference.display()
         )
     })?;
     let mut out = io::stdout().lock();
@@ -228,7 +325,7 @@ fn run_verify(a: VerifyArgs) -> anyhow::Result<()> {
         eprintln!(
             "{} entries equal the reference ({})",
             report.output_entries,
-            a.reference.display()
+            reference.display()
         );
         Ok(())
     } else {
@@ -237,7 +334,7 @@ fn run_verify(a: VerifyArgs) -> anyhow::Result<()> {
             report.diffs.len(),
             a.output.display(),
             report.output_entries,
-            a.reference.display(),
+            reference.display(),
             report.reference_entries
         )
     }
