@@ -1363,3 +1363,72 @@ fn verity_info_json_and_verify() {
         assert!(stderr(&o).contains("root hash"), "{}", stderr(&o));
     }
 }
+
+/// `--verity-info` never replaces the image or the hash file, a failed write of it leaves
+/// nothing behind, and the hash file it names is found from any working directory.
+#[test]
+fn the_verity_info_file_is_checked_and_written_safely() {
+    let work = tempfile::tempdir().unwrap();
+    let built = one_file_image(&work.path().join("img"), 10_000, 7);
+    let image = format!("{}", built.path.display());
+    let out = work.path().join("out.sqfs");
+    let hash = work.path().join("out.hash");
+    for info in [&out, &hash] {
+        let o = cli(&[
+            "convert",
+            "-q",
+            &image,
+            p(&out),
+            "--verity-hash-file",
+            p(&hash),
+            "--verity-info",
+            p(info),
+        ]);
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert!(stderr(&o).contains("must not be the image or the hash file"));
+        assert!(!out.exists() && !hash.exists());
+    }
+    let missing = work.path().join("missing/info.json");
+    let o = cli(&[
+        "convert",
+        "-q",
+        &image,
+        p(&out),
+        "--verity-hash-file",
+        p(&hash),
+        "--verity-info",
+        p(&missing),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        !out.exists() && !hash.exists(),
+        "a failed info write left output"
+    );
+    // Relative paths at convert time; verify from another directory.
+    let o = bin()
+        .current_dir(work.path())
+        .args([
+            "convert",
+            "-q",
+            &image,
+            "out.sqfs",
+            "--verity-hash-file",
+            "out.hash",
+            "--verity-info",
+            "info.json",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = bin()
+        .current_dir("/")
+        .args([
+            "verify",
+            p(&out),
+            "--verity-info",
+            p(&work.path().join("info.json")),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+}

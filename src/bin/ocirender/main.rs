@@ -94,6 +94,11 @@ fn check_verity_output(spec: &ImageSpec, verity: &args::VerityArgs) -> anyhow::R
 /// Writes `--verity-info`: the parameters as JSON, through a temporary file so that a reader
 /// never sees half of it.
 fn write_verity_info(path: &Path, info: &ocirender::VerityInfo) -> anyhow::Result<()> {
+    // The hash file by its absolute path, so that `verify --verity-info` finds it from anywhere.
+    let mut info = info.clone();
+    if let Some(h) = &info.hash_file {
+        info.hash_file = Some(std::fs::canonicalize(h).unwrap_or_else(|_| h.clone()));
+    }
     let mut text = serde_json::to_string_pretty(&info.to_json())?;
     text.push('\n');
     let out = ocirender::sink::OutputFile::create(path)
@@ -107,9 +112,34 @@ fn write_verity_info(path: &Path, info: &ocirender::VerityInfo) -> anyhow::Resul
     out
 }
 
-fn finish_verity(a: &args::VerityArgs, summary: &Summary) -> anyhow::Result<()> {
+/// Refuses a `--verity-info` path that names the output or the hash file.
+fn check_verity_info_path(spec: &ImageSpec, a: &args::VerityArgs) -> anyhow::Result<()> {
+    if let Some(info) = &a.verity_info {
+        let same = |p: &Path| {
+            p == info.as_path()
+                || matches!((std::fs::canonicalize(p), std::fs::canonicalize(info)), (Ok(x), Ok(y)) if x == y)
+        };
+        if same(spec.path()) || a.verity_hash_file.as_deref().is_some_and(same) {
+            anyhow::bail!(
+                "--verity-info {} must not be the image or the hash file",
+                info.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Writes `--verity-info`; if that fails, the image and hash file go too, so that a failed
+/// command leaves nothing behind.
+fn finish_verity(spec: &ImageSpec, a: &args::VerityArgs, summary: &Summary) -> anyhow::Result<()> {
     if let (Some(path), Some(info)) = (&a.verity_info, &summary.verity) {
-        write_verity_info(path, info)?;
+        if let Err(e) = write_verity_info(path, info) {
+            let _ = std::fs::remove_file(spec.path());
+            if let Some(h) = &info.hash_file {
+                let _ = std::fs::remove_file(h);
+            }
+            return Err(e);
+        }
     }
     Ok(())
 }
@@ -118,6 +148,7 @@ fn run_convert(a: ConvertArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let spec = ImageSpec::infer(&a.output, a.format.map(Into::into))?;
     check_verity_output(&spec, &a.squashfs.verity)?;
+    check_verity_info_path(&spec, &a.squashfs.verity)?;
     let quiet = a.output_opts.quiet;
     let mut options = a.options()?;
     options.progress = Some(report::reporter(a.output_opts.progress, quiet));
@@ -130,7 +161,7 @@ fn run_convert(a: ConvertArgs) -> anyhow::Result<()> {
             a.output.display()
         )
     })?;
-    finish_verity(&a.squashfs.verity, &summary)?;
+    finish_verity(&spec, &a.squashfs.verity, &summary)?;
     if !quiet {
         print_summary(&spec, &summary, started);
     }
@@ -196,6 +227,7 @@ fn run_pull(a: PullArgs) -> anyhow::Result<()> {
     let reference = Reference::parse(&a.reference)?;
     let spec = ImageSpec::infer(&a.output, a.format.map(Into::into))?;
     check_verity_output(&spec, &a.squashfs.verity)?;
+    check_verity_info_path(&spec, &a.squashfs.verity)?;
     let quiet = a.output_opts.quiet;
     let mut options = a.options()?;
     options.progress = Some(report::reporter(a.output_opts.progress, quiet));
@@ -215,7 +247,7 @@ fn run_pull(a: PullArgs) -> anyhow::Result<()> {
                 a.output.display()
             )
         })?;
-    finish_verity(&a.squashfs.verity, &summary)?;
+    finish_verity(&spec, &a.squashfs.verity, &summary)?;
     if !quiet {
         print_summary(&spec, &summary, started);
     }
@@ -285,9 +317,15 @@ fn run_verify(a: VerifyArgs) -> anyhow::Result<()> {
                 spec.format().name()
             );
         }
+        // A relative hash file in the info is relative to the info file's directory.
         let hash_file = a.verity_hash_file.clone().or_else(|| {
-            let text = std::fs::read_to_string(a.verity_info.as_ref()?).ok()?;
-            ocirender::VerityInfo::hash_file_from_json(&text)
+            let info = a.verity_info.as_ref()?;
+            let text = std::fs::read_to_string(info).ok()?;
+            let file = ocirender::VerityInfo::hash_file_from_json(&text)?;
+            Some(match info.parent() {
+                Some(dir) if file.is_relative() => dir.join(file),
+                _ => file,
+            })
         });
         let report = ocirender::verity::check(&a.output, hash_file.as_deref(), &root)
             .with_context(|| format!("cannot check the hash tree of {}", a.output.display()))?;
