@@ -100,10 +100,7 @@ impl FileStore {
     }
 }
 
-/// The stored length of a block from its size word.
-pub(crate) fn stored_len(word: u32) -> u64 {
-    u64::from(word & (DATA_RAW - 1))
-}
+pub(crate) use crate::squashfs::format::stored_len;
 
 /// One block as the pipeline delivers it.
 #[derive(Debug)]

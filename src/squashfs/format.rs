@@ -495,6 +495,11 @@ impl XattrId {
     }
 }
 
+/// The stored length of a data block (or fragment block) from its size word.
+pub fn stored_len(word: u32) -> u64 {
+    u64::from(word & (DATA_RAW - 1))
+}
+
 /// The compressed-or-raw size word of a data block: bit 24 set = stored raw, 0 = hole.
 pub fn data_block_word(len: u32, raw: bool) -> u32 {
     if raw {

@@ -56,10 +56,7 @@ impl ImageFile {
     }
 
     fn err(&self, source: std::io::Error) -> Error {
-        Error::Output {
-            path: self.target.clone(),
-            source,
-        }
+        output_error(&self.target, source)
     }
 
     /// The final path (for messages).
@@ -119,10 +116,7 @@ impl ImageFile {
             scratch.resize(block as usize, 0);
             let in_file = (self.buf_start - at).min(block) as usize;
             let r = self.out.file().read_exact_at(&mut scratch[..in_file], at);
-            r.map_err(|source| Error::Output {
-                path: self.target.clone(),
-                source,
-            })?;
+            r.map_err(|e| output_error(&self.target, e))?;
             let rest = block as usize - in_file;
             scratch[in_file..].copy_from_slice(&self.buf[..rest]);
             leaves.push(&scratch);
@@ -182,5 +176,12 @@ impl ImageFile {
             }
         }
         Ok(Some(info))
+    }
+}
+
+fn output_error(target: &Path, source: std::io::Error) -> Error {
+    Error::Output {
+        path: target.to_path_buf(),
+        source,
     }
 }

@@ -9,7 +9,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::squashfs::format::{Superblock as SquashfsSuperblock, DATA_RAW, SUPERBLOCK_SIZE};
+use crate::squashfs::format::{stored_len, Superblock as SquashfsSuperblock, SUPERBLOCK_SIZE};
 use crate::squashfs::SquashfsReader;
 use crate::verity::superblock::{self, Superblock};
 use crate::verity::tree::{self, Layout, Salted};
@@ -155,11 +155,12 @@ pub fn check(image: &Path, hash_file: Option<&Path>, root_hash: &[u8]) -> Result
     let mut levels = vec![0u8; tree_len as usize];
     read_at(&hash, &hash_path, &mut levels, tree_start)?;
     let salted = Salted::new(sb.hash, &sb.salt);
-    let leaves = tree::hash_blocks(&data, &salted, sb.data_block_size, 0, sb.data_blocks)
-        .map_err(|e| Error::io("read", image, e))?;
-
+    let hash_data = |first, count| {
+        tree::hash_blocks(&data, &salted, sb.data_block_size, first, count)
+            .map_err(|e| Error::io("read", image, e))
+    };
     let found = match layout.levels.last() {
-        None => leaves[..sb.hash.digest_len()].to_vec(),
+        None => hash_data(0, 1)?,
         Some(&(first, _)) => salted.digest(&levels[(first * hbs) as usize..][..hbs as usize]),
     };
     let info = VerityInfo {
@@ -209,6 +210,8 @@ pub fn check(image: &Path, hash_file: Option<&Path>, root_hash: &[u8]) -> Result
         }
     }
     if !layout.levels.is_empty() {
+        // The data last: only once the tree it is checked against holds from the root down.
+        let leaves = hash_data(0, sb.data_blocks)?;
         for (block, digest) in leaves.chunks_exact(tree.len).enumerate() {
             let block = block as u64;
             if digest != tree.slot(0, block) {
@@ -297,7 +300,7 @@ fn describe(image: &Path, offset: u64, len: u64) -> String {
         };
         let mut at = layout.blocks_start;
         for &word in layout.words {
-            let stored = u64::from(word & (DATA_RAW - 1));
+            let stored = stored_len(word);
             if stored > 0 && overlaps(at, stored) {
                 found = Some(format!("data of {}", path.display()));
                 return Ok(());
@@ -314,7 +317,7 @@ fn describe(image: &Path, offset: u64, len: u64) -> String {
     }
     for (index, path) in &fragments {
         if let Ok((start, word)) = reader.fragment_entry(*index) {
-            if overlaps(start, u64::from(word & (DATA_RAW - 1))) {
+            if overlaps(start, stored_len(word)) {
                 return format!("fragment block {index}, which holds the tail of {path}");
             }
         }
