@@ -13,6 +13,7 @@
 use std::collections::VecDeque;
 use std::io::Read;
 
+use crate::cancel::CancelToken;
 use crate::error::{Error, Result};
 use crate::image::{Image, LayerDescriptor};
 use crate::layer::{LayerReader, Opening, READ_AHEAD};
@@ -31,8 +32,21 @@ use crate::squashfs::SquashfsSink;
 /// resolve the names ([`Resolver`]), and the image is converted again
 /// ([`Progress::SecondPass`], [`Summary::second_pass`]).
 ///
-/// On error nothing is left at the output path (a directory output is removed again).
+/// On error nothing is left at the output path (a directory output is removed again). When
+/// [`ConvertOptions::cancel`] is cancelled, the error is [`Error::Interrupted`], returned once
+/// the partial output, the spool and the layers' decoder threads are gone.
 pub fn convert(image: &Image, spec: &ImageSpec, options: &ConvertOptions) -> Result<Summary> {
+    options.cancel.check()?;
+    let result = convert_passes(image, spec, options);
+    match result {
+        // Whatever error the stop surfaced as (a reader's, a sink's), it is the interruption.
+        Err(_) if options.cancel.is_cancelled() => Err(Error::Interrupted),
+        r => r,
+    }
+}
+
+/// [`convert`]: the first pass, and the second when the first asks for it.
+fn convert_passes(image: &Image, spec: &ImageSpec, options: &ConvertOptions) -> Result<Summary> {
     let sink = open_sink(spec, options)?;
     let mut with_dir;
     let options = if options.temp_dir.is_none() {
@@ -53,7 +67,7 @@ pub fn convert(image: &Image, spec: &ImageSpec, options: &ConvertOptions) -> Res
             options.report(Progress::SecondPass {
                 why: e.root_cause().to_string(),
             });
-            let resolution = resolve_layers(&image.layers, &opening)?;
+            let resolution = resolve_layers(&image.layers, &opening, &options.cancel)?;
             let sink = open_sink(spec, options)?;
             let mut summary = merge_layers(image, sink, options, ahead, Some(resolution))?;
             summary.second_pass = true;
@@ -70,14 +84,19 @@ pub(crate) fn is_second_pass(e: &Error) -> bool {
     matches!(e.root_cause(), Error::SecondPassNeeded { .. })
 }
 
-/// Reads every layer's headers, oldest first, and resolves where each entry lands.
-pub(crate) fn resolve_layers(layers: &[LayerDescriptor], opening: &Opening) -> Result<Resolution> {
+/// Reads every layer's headers, oldest first, and resolves where each entry lands; stops at
+/// the next read once `cancel` is cancelled.
+pub(crate) fn resolve_layers(
+    layers: &[LayerDescriptor],
+    opening: &Opening,
+    cancel: &CancelToken,
+) -> Result<Resolution> {
     let mut resolver = Resolver::new(layers.len());
     for desc in layers {
         let in_layer = |e: Error| e.in_layer(desc.index, &desc.digest);
         let mut reader = opening.open(desc).map_err(in_layer)?;
         resolver
-            .layer(desc.index, &mut reader)
+            .layer(desc.index, &mut cancel.reader(&mut reader))
             .and_then(|()| reader.finish())
             .map_err(in_layer)?;
     }

@@ -516,7 +516,9 @@ pub enum Error {
         message: String,
     },
 
-    /// The caller asked to stop (an interrupt).
+    /// The caller asked to stop: [`ConvertOptions::cancel`](crate::ConvertOptions::cancel)
+    /// was cancelled (or `pull_until`'s `stop` completed). What the run wrote is removed by
+    /// the time this is returned.
     #[error("interrupted")]
     Interrupted,
 
@@ -566,12 +568,17 @@ impl Error {
         }
     }
 
-    /// Adds the entry's path to this error, once.
+    /// Adds the entry's path to this error, once: not to an error that already names it as
+    /// written (a refused path), so that a long name is not printed twice.
     pub fn in_entry(self, path: &[u8]) -> Self {
+        let path = crate::path::shown_name(path);
         match self {
             e @ (Error::Entry { .. } | Error::Layer { .. } | Error::OfLayer { .. }) => e,
+            Error::HostilePath { path: p, reason } if p == path => {
+                Error::HostilePath { path: p, reason }
+            }
             e => Error::Entry {
-                path: String::from_utf8_lossy(path).into_owned(),
+                path,
                 source: Box::new(e),
             },
         }

@@ -28,6 +28,7 @@
 #![deny(missing_docs)]
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+mod cancel;
 mod convert;
 mod digest;
 mod entry;
@@ -49,6 +50,7 @@ pub mod squashfs;
 pub mod verify;
 pub mod verity;
 
+pub use cancel::CancelToken;
 pub use convert::{convert, open_sink};
 pub use digest::{Algorithm as DigestAlgorithm, Digest, DigestReader};
 pub use entry::{Entry, EntryKind, Metadata, Xattr};

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 
+use crate::cancel::CancelToken;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::verity::VerityOptions;
@@ -489,6 +490,9 @@ pub struct ConvertOptions {
     /// (an unnamed temporary file). By default, the output's own directory for `convert` (a
     /// minimal container may have no `/tmp`), else the system temporary directory.
     pub temp_dir: Option<PathBuf>,
+    /// Stops the conversion when cancelled: it returns [`Error::Interrupted`] after removing
+    /// what it wrote. By default, a token nobody else holds, so the conversion runs to its end.
+    pub cancel: CancelToken,
 }
 
 impl ConvertOptions {
@@ -516,6 +520,17 @@ impl ConvertOptions {
         self
     }
 
+    /// Sets [`ConvertOptions::cancel`]: keep a clone of `token` and call
+    /// [`CancelToken::cancel`] on it (from any thread) to stop the conversion. The merge looks
+    /// at the token before each entry and each read of file data, so the conversion stops
+    /// within one chunk (at most 1 MiB) of data, removes its partial output and returns
+    /// [`Error::Interrupted`]. By default, a token nobody else holds: the conversion is not
+    /// cancelled.
+    pub fn cancel(mut self, token: CancelToken) -> Self {
+        self.cancel = token;
+        self
+    }
+
     /// Sets [`ConvertOptions::progress`].
     pub fn progress(mut self, f: impl Fn(&Progress) + Send + Sync + 'static) -> Self {
         self.progress = Some(Arc::new(f));
@@ -537,6 +552,7 @@ impl fmt::Debug for ConvertOptions {
             .field("ownership", &self.ownership)
             .field("progress", &self.progress.is_some())
             .field("temp_dir", &self.temp_dir)
+            .field("cancel", &self.cancel)
             .finish()
     }
 }

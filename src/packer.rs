@@ -38,6 +38,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::cancel::CancelToken;
 use crate::convert::{is_second_pass, open_sink, output_dir, ReadAhead};
 use crate::digest::Digest;
 use crate::error::{BoxError, Error, Result};
@@ -112,6 +113,8 @@ pub struct LayerBlob {
 /// and keep few in flight; a layer that arrives early only waits.
 pub struct StreamingPacker {
     tx: Option<Sender<Message>>,
+    /// [`ConvertOptions::cancel`].
+    cancel: CancelToken,
     /// Which indexes were delivered (the length is the layer count).
     delivered: Mutex<Vec<bool>>,
     shared: Arc<Shared>,
@@ -149,6 +152,8 @@ impl StreamingPacker {
         progress: Option<mpsc::UnboundedSender<Progress>>,
     ) -> Result<StreamingPacker> {
         let runtime = Handle::try_current().map_err(|_| Error::NoAsyncRuntime)?;
+        options.cancel.check()?;
+        let token = options.cancel.clone();
         options.progress = with_channel(options.progress.take(), progress);
         let sink = open_sink(&spec, &options)?;
         let total = metas.len();
@@ -171,6 +176,8 @@ impl StreamingPacker {
             reason: Mutex::new(None),
             cancel,
         });
+        let (woken_tx, woken) = crossbeam_channel::bounded::<()>(0);
+        watch_token(&runtime, options.cancel.clone(), shared.clone(), woken_tx);
         let digests: Option<Vec<Digest>> = metas
             .iter()
             .map(|m| m.as_ref().map(|m| m.digest.clone()))
@@ -178,6 +185,7 @@ impl StreamingPacker {
         let order = Order {
             metas,
             rx,
+            woken,
             handoff: handoff_tx,
             merge_alive: alive_rx,
             opening: ahead.opening(&options),
@@ -206,6 +214,7 @@ impl StreamingPacker {
         })?;
         Ok(StreamingPacker {
             tx: Some(tx),
+            cancel: token,
             delivered: Mutex::new(vec![false; total]),
             shared,
             runtime,
@@ -217,6 +226,10 @@ impl StreamingPacker {
     /// Claims `index` for a delivery; a bad index or a second delivery also stops the
     /// conversion (which of two deliveries is right cannot be known).
     fn claim(&self, index: usize) -> Result<()> {
+        if self.cancel.is_cancelled() {
+            self.halt(Abort::Cancelled);
+            return Err(Error::Interrupted);
+        }
         if self.shared.is_stopped() {
             return Err(Error::Stopped);
         }
@@ -328,13 +341,20 @@ impl StreamingPacker {
 
     /// Waits for the conversion to end and returns its result; when it returns, the threads
     /// have ended and a failed conversion's partial output is gone. Every layer must have been
-    /// delivered; if one was not, the result is [`Error::MissingLayers`].
+    /// delivered; if one was not, the result is [`Error::MissingLayers`]. If
+    /// [`ConvertOptions::cancel`] is cancelled (before or while this waits), the result is
+    /// [`Error::Interrupted`].
     pub async fn finish(mut self) -> Result<Summary> {
         // Closing the delivery channel tells the order thread that nothing more will come.
         self.tx = None;
         let result = match self.result.take() {
             Some(rx) => rx.await.unwrap_or(Err(Error::Stopped)),
             None => Err(Error::Stopped),
+        };
+        // Whatever error the stop surfaced as (a reader's, a sink's), it is the interruption.
+        let result = match result {
+            Err(_) if self.cancel.is_cancelled() => Err(Error::Interrupted),
+            r => r,
         };
         if let Some(thread) = self.thread.take() {
             // The merge thread has sent its result (or died) and joined the order thread; this
@@ -402,6 +422,23 @@ fn with_channel(
     }
 }
 
+/// Halts the conversion when `token` is cancelled, from a task on `runtime`: the merge may be
+/// waiting for a layer that is not delivered yet (and reads nothing that would notice), so the
+/// order thread is woken by dropping `wake`, and it stops handing layers over. The task ends
+/// with the conversion.
+fn watch_token(runtime: &Handle, token: CancelToken, shared: Arc<Shared>, wake: Sender<()>) {
+    let mut ended = shared.cancel.subscribe();
+    runtime.spawn(async move {
+        tokio::select! {
+            () = token.cancelled() => {
+                shared.halt(Some(Abort::Cancelled));
+                drop(wake);
+            }
+            _ = ended.wait_for(|stop| *stop) => {}
+        }
+    });
+}
+
 /// What the callers' side sends to the order thread.
 enum Message {
     Layer(Arrival),
@@ -430,6 +467,8 @@ enum Abort {
     Caller(BoxError),
     /// A bad or repeated index.
     Misuse(Error),
+    /// [`ConvertOptions::cancel`] was cancelled.
+    Cancelled,
 }
 
 /// State every side sees.
@@ -467,6 +506,7 @@ impl Shared {
         match reason {
             Some(Abort::Caller(source)) => Error::LayerSource { source },
             Some(Abort::Misuse(e)) => e,
+            Some(Abort::Cancelled) => Error::Interrupted,
             None => Error::Stopped,
         }
     }
@@ -494,6 +534,8 @@ enum Layer {
 struct Order {
     metas: Vec<Option<LayerMeta>>,
     rx: Receiver<Message>,
+    /// Disconnects when the conversion is cancelled ([`watch_token`]).
+    woken: Receiver<()>,
     handoff: Sender<Result<Ready>>,
     /// Disconnects when the merge thread ends.
     merge_alive: Receiver<()>,
@@ -531,6 +573,7 @@ impl Order {
                         }
                     },
                     recv(self.merge_alive) -> _ => return,
+                    recv(self.woken) -> _ => {}
                 }
             };
             let ready = self.prepare(arrival);
@@ -754,7 +797,7 @@ impl Merge {
                 stop: &self.shared.stopped,
             };
             resolver
-                .layer(meta.index, &mut stoppable)
+                .layer(meta.index, &mut self.options.cancel.reader(&mut stoppable))
                 .and_then(|()| reader.finish())
                 .map_err(|e| self.stopped_or(in_layer(e)))?;
         }

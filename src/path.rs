@@ -13,6 +13,40 @@ use crate::error::{Error, Result};
 /// The longest file name component Linux accepts (`NAME_MAX`).
 pub const NAME_MAX: usize = 255;
 
+/// The longest path accepted, in bytes (Linux's `PATH_MAX` less the NUL): the runtimes
+/// extract each entry through its full path, so a longer name fails with `ENAMETOOLONG` there;
+/// refusing it here also bounds the depth of a tree at 2048 levels, and with it what a hostile
+/// layer of a few KB can cost.
+pub const PATH_MAX: usize = 4095;
+
+/// The longest name (in bytes) an error message shows whole; a longer one is shown as its
+/// head and tail with its length, so that a hostile 100 KB name gives a short message.
+pub const SHOWN_NAME_MAX: usize = 200;
+
+/// `name` as lossy UTF-8 for a message: whole up to [`SHOWN_NAME_MAX`] bytes, otherwise
+/// `head…tail (N bytes)`, cut on character boundaries.
+pub fn shown_name(name: &[u8]) -> String {
+    if name.len() <= SHOWN_NAME_MAX {
+        return String::from_utf8_lossy(name).into_owned();
+    }
+    let keep = SHOWN_NAME_MAX / 2 - 4;
+    let text = String::from_utf8_lossy(name);
+    let mut head = keep.min(text.len());
+    while !text.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = text.len() - keep.min(text.len());
+    while !text.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!(
+        "{}…{} ({} bytes)",
+        &text[..head],
+        &text[tail.max(head)..],
+        name.len()
+    )
+}
+
 /// A normalized, validated path relative to the image root; the empty path is the root.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct EntryPath(Box<[u8]>);
@@ -28,11 +62,11 @@ impl EntryPath {
     /// Leading `/` and `./`, repeated and trailing `/` and `.` components are dropped; a `..`
     /// removes the component before it, lexically, as the runtimes' `filepath.Clean` does (a
     /// symlink there is not followed: `l/..` is the root whatever `l` is). A `..` with nothing
-    /// left to remove (the path would leave the root), NUL bytes and components over
-    /// `NAME_MAX` (255) bytes are errors.
+    /// left to remove (the path would leave the root), NUL bytes, components over
+    /// `NAME_MAX` (255) bytes and paths over [`PATH_MAX`] (4095) bytes are errors.
     pub fn new(raw: &[u8]) -> Result<EntryPath> {
         let hostile = |reason| Error::HostilePath {
-            path: String::from_utf8_lossy(raw).into_owned(),
+            path: shown_name(raw),
             reason,
         };
         if raw.contains(&0) {
@@ -55,6 +89,9 @@ impl EntryPath {
                     out.extend_from_slice(c);
                 }
             }
+        }
+        if out.len() > PATH_MAX {
+            return Err(hostile("is longer than PATH_MAX (4095 bytes)"));
         }
         Ok(EntryPath(out.into_boxed_slice()))
     }
@@ -105,10 +142,16 @@ impl EntryPath {
         })
     }
 
+    /// The ancestor made of this path's first `end` bytes; `end` must be the path's length
+    /// or the position of one of its `/` separators.
+    pub(crate) fn ancestor_bytes(&self, end: usize) -> EntryPath {
+        EntryPath(self.0[..end.min(self.0.len())].into())
+    }
+
     /// This path with `name` appended; `name` must be one valid component.
     pub fn join(&self, name: &[u8]) -> Result<EntryPath> {
         let hostile = |reason| Error::HostilePath {
-            path: String::from_utf8_lossy(name).into_owned(),
+            path: shown_name(name),
             reason,
         };
         if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') {
@@ -153,9 +196,16 @@ impl EntryPath {
         Display(self)
     }
 
-    /// The path as lossy UTF-8 without the leading `/`, for error messages.
+    /// The path as lossy UTF-8 without the leading `/`.
     pub fn lossy(&self) -> String {
         String::from_utf8_lossy(&self.0).into_owned()
+    }
+
+    /// The path for a message: as [`lossy`](Self::lossy), but a path over
+    /// [`SHOWN_NAME_MAX`] bytes is shortened to its head and tail (see [`shown_name`]), so
+    /// that a hostile name cannot make a message huge.
+    pub fn shown(&self) -> String {
+        shown_name(&self.0)
     }
 }
 

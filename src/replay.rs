@@ -56,6 +56,7 @@ impl Tee {
     pub(crate) fn new(inner: Box<dyn Read + Send>, dir: &Path) -> Result<(Tee, TempPath)> {
         let named = tempfile::Builder::new()
             .prefix(".ocirender-layer-")
+            .suffix(".partial")
             .tempfile_in(dir)
             .map_err(|e| Error::io("create a temporary file in", dir, e))?;
         let (copy, path) = named.into_parts();

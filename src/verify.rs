@@ -379,8 +379,8 @@ pub(crate) fn read_tar(path: &Path) -> Result<Records> {
             EntryKind::Hardlink { target } => {
                 let Some(t) = out.get_mut(target.as_bytes()) else {
                     return Err(Error::HardlinkTargetMissing {
-                        link: e.path.lossy(),
-                        target: target.lossy(),
+                        link: e.path.shown(),
+                        target: target.shown(),
                     });
                 };
                 if t.inode == 0 {

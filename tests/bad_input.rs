@@ -538,3 +538,66 @@ fn a_layer_that_is_not_tar() {
         &layer_words(&img, 1),
     );
 }
+
+/// See: issue 17, point 4 (a 100 KB name gave a 200 KB message: the name whole, twice), and
+/// point 3 (names deeper than PATH_MAX are refused, as the runtimes' extraction refuses them,
+/// so that a few KB of layer cannot build a tree thousands of levels deep).
+#[test]
+fn long_names_are_refused_with_short_messages() {
+    let t = tempfile::tempdir().unwrap();
+    let long_component = "x".repeat(100_000);
+    let too_deep = format!("{}f", "a/".repeat(3000));
+    // `l` resolves to 3,000 bytes; a 1,201-byte name beneath it lands past PATH_MAX.
+    let stacked = format!("l/{}f", "c/".repeat(600));
+    let cases: Vec<(&str, Vec<Layer>, &str)> = vec![
+        (
+            "a 100,000-byte component",
+            vec![Layer::new().file(&long_component, "x", 0o644)],
+            "(100000 bytes)",
+        ),
+        (
+            "a name 3,000 directories deep",
+            vec![Layer::new().file(&too_deep, "x", 0o644)],
+            "is longer than PATH_MAX (4095 bytes)",
+        ),
+        (
+            "a name that symlinks stack past PATH_MAX",
+            vec![
+                Layer::new().symlink("l", "b/".repeat(1500).trim_end_matches('/')),
+                Layer::new().file(&stacked, "x", 0o644),
+            ],
+            "resolves through symlinks to a path longer than PATH_MAX",
+        ),
+    ];
+    for (i, (what, layers, words)) in cases.into_iter().enumerate() {
+        let img = ImageBuilder::new()
+            .layer(Layer::new().file("base", "b", 0o644))
+            .layers(layers)
+            .build(t.path().join(format!("{i}")));
+        let last = img.layers().len() - 1;
+        let mut mentions = layer_words(&img, last).to_vec();
+        mentions.push(words.to_string());
+        check(&img, what, is!(HostilePath), &mentions);
+        let err = convert_in_sandbox(&img, Format::Tar, false).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.len() < 700,
+            "{what}: a {}-byte message: {msg}",
+            msg.len()
+        );
+        assert_eq!(msg.matches('…').count(), 1, "{what}: the name once: {msg}");
+
+        // The CLI prints the same one short line.
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ocirender"))
+            .args(["convert", "--quiet", img.to_str().unwrap()])
+            .arg(t.path().join(format!("{i}.tar")))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{what}: {stderr}");
+        assert!(
+            stderr.len() < 900 && stderr.lines().count() == 1 && stderr.contains(words),
+            "{what}: {stderr}"
+        );
+    }
+}

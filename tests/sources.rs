@@ -1383,8 +1383,10 @@ fn hostile_paths_are_refused_naming_the_entry() {
             matches!(err.root_cause(), Error::HostilePath { .. }),
             "{text}"
         );
-        assert!(matches!(err, Error::Entry { .. }), "{text}");
-        assert!(text.contains(&*String::from_utf8_lossy(name)), "{text}");
+        // The refusal names the entry as written, and only once (issue 17: a long name was
+        // printed twice, by the refusal and by the entry context around it).
+        let shown = String::from_utf8_lossy(name);
+        assert_eq!(text.matches(&*shown).count(), 1, "{text}");
     }
     // Absolute names are normalized into the root; absolute link targets too.
     let mut link = Raw::new(b'1', b"/abs/link", 0);

@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::io::Cursor;
+use std::io::{Cursor, Read};
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -416,4 +416,131 @@ fn debug_describes_tiny_images() {
     ];
     let img = tiny_image(dir.path(), "layout.sqfs", &opts, &layout);
     insta::assert_snapshot!("tiny_layout", debug(&img).unwrap());
+}
+
+/// The offsets of the superblock fields the hostile images below patch.
+const ROOT_INODE_AT: usize = 32;
+const DIR_TABLE_AT: usize = 72;
+
+/// `home/user/f` with raw (uncompressed) metadata, then the directory entry `user` in
+/// `home`'s listing pointed back at the root inode: `home/user` is its own ancestor.
+fn looping_image(dir: &Path) -> PathBuf {
+    let opts = SquashfsOptions {
+        compression: "none".parse().unwrap(),
+        ..SquashfsOptions::default()
+    };
+    let img = tiny_image(dir, "loop.sqfs", &opts, &[file("home/user/f", b"data")]);
+    let mut bytes = std::fs::read(&img).unwrap();
+    let u64_at = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
+    let root = u64_at(&bytes, ROOT_INODE_AT);
+    let dir_table = u64_at(&bytes, DIR_TABLE_AT) as usize;
+    // Entry: offset u16, inode delta i16, type u16, name size − 1 u16, name. `home` holds
+    // one entry, so its header (count u32, start block u32, inode number u32) comes right
+    // before it.
+    let name = dir_table
+        + bytes[dir_table..]
+            .windows(4)
+            .position(|w| w == b"user")
+            .expect("the listing of home names user");
+    let entry = name - 8;
+    let header = entry - 12;
+    bytes[header + 4..header + 8].copy_from_slice(&((root >> 16) as u32).to_le_bytes());
+    bytes[entry..entry + 2].copy_from_slice(&((root & 0xffff) as u16).to_le_bytes());
+    std::fs::write(&img, &bytes).unwrap();
+    img
+}
+
+/// See: issue 17, point 1 (`ls -R` ran until killed on such an image, 3.5 GB and rising).
+#[test]
+fn a_directory_that_is_its_own_ancestor_is_refused_by_every_walk() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = looping_image(dir.path());
+    let r = SquashfsReader::open(&img).unwrap();
+    let mut seen = 0;
+    let err = r
+        .walk(|_, _| {
+            seen += 1;
+            Ok(())
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::BadSquashfs { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("directory /home/user is its own ancestor / (the image loops)"),
+        "{err}"
+    );
+    assert!(seen <= 4, "the walk stops at the loop ({seen} entries)");
+    let root = r.root().unwrap();
+    let err = r
+        .walk_dirs(&EntryPath::root(), &root, |_, _| Ok(()))
+        .unwrap_err();
+    assert!(err.to_string().contains("its own ancestor"), "{err}");
+    // A lookup through the loop is bounded by the path it is given.
+    let deep = EntryPath::new(b"home/user/home/user/home/user/home").unwrap();
+    assert!(r.lookup(&deep).unwrap().is_some_and(|e| e.is_dir()));
+
+    // Through the CLI: `ls -R` and `verify` end at once with the message, exit status 1.
+    let bin = env!("CARGO_BIN_EXE_ocirender");
+    let reference = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["ls", "-R", img.to_str().unwrap()],
+        vec![
+            "verify",
+            img.to_str().unwrap(),
+            "--reference",
+            reference.path().to_str().unwrap(),
+        ],
+    ] {
+        let out = Command::new(bin).args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("is its own ancestor") && stderr.lines().count() == 1,
+            "{args:?}: {stderr}"
+        );
+        assert!(out.stdout.len() < 4096, "{args:?} stopped early");
+    }
+}
+
+/// The reader's work budget must never refuse a valid image: a file with a long block list
+/// and a thousand names (each name's inode is the same, decoded once), beside a directory of
+/// 20,000 entries.
+#[test]
+fn hard_links_to_a_big_file_and_big_directories_stay_within_the_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = SquashfsOptions {
+        block_size: ocirender::BlockSize::new(4096).unwrap(),
+        ..SquashfsOptions::default()
+    };
+    let img = dir.path().join("links.sqfs");
+    let mut sink: Box<dyn Sink> =
+        Box::new(SquashfsSink::create(&img, &opts, Jobs::new(2).unwrap(), None).unwrap());
+    // 256 MiB of zeros at 4 KiB blocks: 65,536 block words (256 KiB) in one inode.
+    let size = 256u64 << 20;
+    let big = entry("big", EntryKind::File { size, sparse: None }, 0o644);
+    sink.entry(&big, &mut std::io::repeat(0).take(size))
+        .unwrap();
+    for i in 0..1000 {
+        let link = entry(
+            &format!("links/l{i:04}"),
+            EntryKind::Hardlink {
+                target: EntryPath::new(b"big").unwrap(),
+            },
+            0o644,
+        );
+        sink.entry(&link, &mut std::io::empty()).unwrap();
+    }
+    for i in 0..20_000 {
+        let (e, d) = file(&format!("many/f{i:05}"), &[i as u8]);
+        sink.entry(&e, &mut Cursor::new(d)).unwrap();
+    }
+    sink.finish().unwrap();
+    let r = SquashfsReader::open(&img).unwrap();
+    let mut names = 0;
+    r.walk(|_, _| {
+        names += 1;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(names, 1 + 1 + 1 + 1000 + 1 + 20_000);
 }

@@ -122,7 +122,7 @@ impl Store {
                     };
                     if !inside {
                         return Err(Error::HostilePath {
-                            path: name.lossy(),
+                            path: name.shown(),
                             reason: "resolves to a file outside the image directory",
                         });
                     }

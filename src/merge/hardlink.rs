@@ -226,8 +226,8 @@ impl Links {
             let root = self.root(slot);
             if let Some(Source::Pending { target, link, .. }) = self.source(root) {
                 return Err(Error::HardlinkTargetMissing {
-                    link: tree.path(*link).lossy(),
-                    target: tree.path(*target).lossy(),
+                    link: tree.path(*link).shown(),
+                    target: tree.path(*target).shown(),
                 });
             }
             groups
@@ -257,12 +257,12 @@ impl Links {
         self.pending.get(&target).and_then(|list| {
             list.iter().find(live).map(|&Waiter { layer, slot, .. }| {
                 let link = match self.slots[slot.index()].source.as_ref() {
-                    Some(Source::Pending { link, .. }) => tree.path(*link).lossy(),
+                    Some(Source::Pending { link, .. }) => tree.path(*link).shown(),
                     _ => String::new(),
                 };
                 let e = Error::HardlinkTargetMissing {
                     link: link.clone(),
-                    target: tree.path(target).lossy(),
+                    target: tree.path(target).shown(),
                 };
                 (layer, e.in_entry(link.as_bytes()))
             })

@@ -55,6 +55,7 @@ mod whiteout;
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read};
 
+use crate::cancel::CancelToken;
 use crate::digest::Digest;
 use crate::entry::{Entry, EntryKind, Metadata};
 use crate::error::{Error, Result};
@@ -161,6 +162,8 @@ pub struct Merger {
     /// other than the one being read).
     digests: Vec<Digest>,
     progress: Option<ProgressFn>,
+    /// Looked at before each entry and each read of layer or file data.
+    cancel: CancelToken,
     entries: u64,
     bytes: u64,
     reported: u64,
@@ -211,7 +214,10 @@ struct ThroughLink {
 }
 
 impl Merger {
-    /// A merger for an image of `layers` layers writing into `sink`.
+    /// A merger for an image of `layers` layers writing into `sink`. Once
+    /// [`ConvertOptions::cancel`] is cancelled, every method fails with [`Error::Interrupted`]
+    /// at its next entry or read of data (dropping the merger then drops the sink, which
+    /// removes its partial output).
     pub fn new(sink: Box<dyn Sink>, layers: usize, options: &ConvertOptions) -> Merger {
         Merger {
             sink,
@@ -227,6 +233,7 @@ impl Merger {
             resolution: None,
             digests: Vec::new(),
             progress: options.progress.clone(),
+            cancel: options.cancel.clone(),
             entries: 0,
             bytes: 0,
             reported: 0,
@@ -312,7 +319,10 @@ impl Merger {
         let layer = self.begin_layer(index)?;
         let refetchable = reopen.is_some();
         let mut ordinal = 0u64;
-        crate::layer::tar::for_each_entry(stream, &mut |entry, data| {
+        // Every read of the layer (headers, file data, skipped data) stops once cancelled.
+        let cancel = self.cancel.clone();
+        let mut stream = cancel.reader(stream);
+        crate::layer::tar::for_each_entry(&mut stream, &mut |entry, data| {
             let path = entry.path.clone();
             let r = self.entry(layer, ordinal, refetchable, entry, data);
             ordinal += 1;
@@ -534,6 +544,7 @@ impl Merger {
         e: Entry,
         data: &mut dyn Read,
     ) -> Result<()> {
+        self.cancel.check()?;
         let at = Pos { layer, ordinal };
         let e = match self.resolved(at, e) {
             Resolved::Removed(e) => {
@@ -1309,7 +1320,9 @@ impl Merger {
     }
 
     fn send(&mut self, e: &Entry, data: &mut dyn Read) -> Result<()> {
-        self.sink.entry(e, data)?;
+        self.cancel.check()?;
+        // Data from a spool or a caller's reader stops per chunk too, not only a layer's.
+        self.sink.entry(e, &mut self.cancel.reader(data))?;
         self.entries += 1;
         if let EntryKind::File { size, .. } = e.kind {
             self.bytes += size;
@@ -1351,6 +1364,7 @@ impl Merger {
             self.deliver_group(root, &members)?;
         }
         self.report_written();
+        self.cancel.check()?;
         self.sink.finish()
     }
 
@@ -1375,7 +1389,8 @@ impl Merger {
                 match self.links.source(root) {
                     Some(Source::Spooled { spool, .. }) => {
                         let r = *spool;
-                        let mut reader = self.spool.reader(r);
+                        self.cancel.check()?;
+                        let mut reader = self.cancel.reader(self.spool.reader(r));
                         self.sink.entry(&e, &mut reader)?;
                         self.entries += 1;
                         if let EntryKind::File { size, .. } = e.kind {

@@ -40,7 +40,7 @@ use std::io::Read;
 
 use crate::entry::{Entry, EntryKind};
 use crate::error::{Error, Result};
-use crate::path::EntryPath;
+use crate::path::{EntryPath, PATH_MAX};
 
 use super::whiteout::{self, Name};
 
@@ -213,14 +213,14 @@ impl Resolver {
                 HeaderKind::Whiteout(target) => {
                     let dir = target.parent().unwrap_or_default();
                     let resolved = self
-                        .resolve(&dir)
+                        .resolve(&dir, &h.path)
                         .map_err(|e| e.in_entry(h.path.as_bytes()))?;
                     let name = target.file_name().unwrap_or_default();
                     (resolved.clone(), Some(join(&resolved, name)))
                 }
                 HeaderKind::Opaque(dir) => {
                     let resolved = self
-                        .resolve(dir)
+                        .resolve(dir, &h.path)
                         .map_err(|e| e.in_entry(h.path.as_bytes()))?;
                     (resolved, None)
                 }
@@ -257,8 +257,9 @@ impl Resolver {
         let Some(name) = h.path.file_name() else {
             return Ok(()); // the root: its metadata only
         };
-        let dir = self.resolve(&h.path.parent().unwrap_or_default())?;
+        let dir = self.resolve(&h.path.parent().unwrap_or_default(), &h.path)?;
         let at = join(&dir, name);
+        within_path_max(&at, &h.path)?;
         if kept != Some(Kept::Dir) {
             // A non-directory replaces a directory with its subtree, this layer's part too
             // (before a hard link's target is looked up: extraction clears the path first).
@@ -344,15 +345,18 @@ impl Resolver {
 
     /// Where `name` lands: its parent resolved, its last component kept.
     fn resolve_name(&self, name: &EntryPath) -> Result<Vec<u8>> {
-        let dir = self.resolve(&name.parent().unwrap_or_default())?;
-        Ok(match name.file_name() {
+        let dir = self.resolve(&name.parent().unwrap_or_default(), name)?;
+        let at = match name.file_name() {
             Some(last) => join(&dir, last),
             None => dir,
-        })
+        };
+        within_path_max(&at, name)?;
+        Ok(at)
     }
 
-    /// Rule 2: `dir` with every symlink in it followed, inside the root.
-    fn resolve(&self, dir: &EntryPath) -> Result<Vec<u8>> {
+    /// Rule 2: `dir` with every symlink in it followed, inside the root; `name` is the entry
+    /// being resolved, for messages.
+    fn resolve(&self, dir: &EntryPath, name: &EntryPath) -> Result<Vec<u8>> {
         // Components still to walk, last first; and the components resolved so far.
         let mut todo: Vec<Vec<u8>> = dir.components().map(<[u8]>::to_vec).collect();
         todo.reverse();
@@ -374,7 +378,7 @@ impl Resolver {
                     hops += 1;
                     if hops > MAX_HOPS {
                         return Err(Error::TooManySymlinks {
-                            path: dir.lossy(),
+                            path: dir.shown(),
                             hops: MAX_HOPS,
                         });
                     }
@@ -385,6 +389,7 @@ impl Resolver {
                 }
                 _ => done = next,
             }
+            within_path_max(&done, name)?;
         }
         Ok(done)
     }
@@ -408,6 +413,19 @@ fn header(ordinal: u64, entry: Entry) -> Result<Header> {
         path: entry.path,
         kind,
     })
+}
+
+/// Refuses a name that resolves to a path longer than [`PATH_MAX`]: extraction through it fails
+/// with `ENAMETOOLONG` in the runtimes, and symlinks must not stack a tree deeper than a written
+/// name may be (which bounds what resolving one name costs).
+fn within_path_max(resolved: &[u8], name: &EntryPath) -> Result<()> {
+    if resolved.len() > PATH_MAX {
+        return Err(Error::HostilePath {
+            path: name.shown(),
+            reason: "resolves through symlinks to a path longer than PATH_MAX (4095 bytes)",
+        });
+    }
+    Ok(())
 }
 
 fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
@@ -454,7 +472,7 @@ mod tests {
     }
 
     fn resolved(r: &Resolver, dir: &str) -> String {
-        String::from_utf8(r.resolve(&p(dir)).unwrap()).unwrap()
+        String::from_utf8(r.resolve(&p(dir), &p(dir)).unwrap()).unwrap()
     }
 
     #[test]
@@ -481,7 +499,7 @@ mod tests {
     #[test]
     fn a_loop_is_an_error_naming_the_path() {
         let r = with(&[("a", "b"), ("b", "/a")], &[]);
-        let err = r.resolve(&p("a/x")).unwrap_err();
+        let err = r.resolve(&p("a/x"), &p("a/x")).unwrap_err();
         assert!(matches!(err, Error::TooManySymlinks { .. }), "{err}");
         assert!(err.to_string().contains("a/x"), "{err}");
     }

@@ -67,7 +67,7 @@ pub(crate) fn classify(path: &EntryPath) -> Result<Name> {
         return Ok(Name::Plain);
     }
     match &last[PREFIX.len()..] {
-        b"" | b"." | b".." => Err(Error::InvalidWhiteout { path: path.lossy() }),
+        b"" | b"." | b".." => Err(Error::InvalidWhiteout { path: path.shown() }),
         t => Ok(Name::Whiteout(dir.join(t)?)),
     }
 }

@@ -41,6 +41,7 @@ use super::reference::Reference;
 /// (newest first, [`RegistryOptions::concurrency`] at once) while earlier ones convert.
 ///
 /// Nothing is left at the output path on error, and no temporary blob remains in any case.
+/// Cancelling [`ConvertOptions::cancel`] stops it as [`pull_until`]'s `stop` does.
 pub async fn pull(
     reference: &Reference,
     spec: &ImageSpec,
@@ -50,9 +51,9 @@ pub async fn pull(
     pull_until(reference, spec, convert, options, std::future::pending()).await
 }
 
-/// [`pull`] that gives up when `stop` completes (a Ctrl-C, a deadline): the downloads are
-/// aborted, the merge is stopped and has removed its partial output when this returns
-/// [`Error::Interrupted`].
+/// [`pull`] that gives up when `stop` completes (a Ctrl-C, a deadline) or
+/// [`ConvertOptions::cancel`] is cancelled: the downloads are aborted, the merge is stopped
+/// and has removed its partial output when this returns [`Error::Interrupted`].
 ///
 /// Dropping a [`pull`] future also stops everything, but the merge thread then removes its
 /// output shortly after, not before the drop returns; a program about to exit wants this.
@@ -63,6 +64,12 @@ pub async fn pull_until(
     options: &RegistryOptions,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<Summary> {
+    let stop = async {
+        tokio::select! {
+            () = stop => {}
+            () = convert.cancel.cancelled() => {}
+        }
+    };
     tokio::pin!(stop);
     let resolved = tokio::select! {
         r = resolve(reference, options) => r?,
@@ -173,8 +180,10 @@ fn temp_dir(options: &RegistryOptions, spec: &ImageSpec) -> Result<tempfile::Tem
             _ => PathBuf::from("."),
         },
     };
+    // `.partial`: what a killed pull leaves says what it is (see README "Reliability").
     tempfile::Builder::new()
         .prefix(".ocirender-pull-")
+        .suffix(".partial")
         .tempdir_in(&dir)
         .map_err(|e| Error::io("create a temporary directory in", dir, e))
 }

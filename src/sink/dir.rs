@@ -11,6 +11,7 @@
 //!           │            lsetxattr via /proc/self/fd, utimensat, all no-follow
 //!           └─ hardlink: linkat(target's parent fd, name, parent fd, name), no follow
 //! finish: directories deepest first, then the root: fchown ─► fchmod ─► fsetxattr ─► futimens
+//!         ─► rename(.NAME.XXXXXX.partial, NAME)
 //! ```
 //!
 //! Why directories wait for `finish`: creating a child changes its directory's mtime, a 0555
@@ -31,19 +32,23 @@
 //! as [`Progress::Warning`]): device nodes that cannot be created without `CAP_MKNOD`, xattrs
 //! the file system or the caller's privileges refuse, and ownership that cannot be set.
 //!
-//! If the sink is dropped without `finish` (or `finish` fails), it removes what it wrote: the
-//! directory itself if it created it, otherwise the directory's contents (it was empty).
+//! The tree is built in a directory named `.NAME.XXXXXX.partial` and renamed to the output
+//! path by `finish` (`dir/staging.rs` has the layouts, including one for a mount point), so
+//! the output path never holds a partial tree, even after kill -9. If the sink is dropped
+//! without `finish` (or `finish` fails), it removes what it wrote and nothing else: the
+//! partial directory, through fds.
 
 mod attrs;
 mod remove;
 mod resolve;
+mod staging;
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
@@ -51,6 +56,7 @@ use rustix::io::Errno;
 
 use self::attrs::Node;
 use self::resolve::{Missing, Resolver};
+use self::staging::Staging;
 use super::tar::{data_error, data_short, is_zero};
 use crate::entry::{Entry, EntryKind, Metadata};
 use crate::error::{Error, Result};
@@ -71,8 +77,8 @@ const MAX_MINOR: u32 = 0xf_ffff;
 
 /// Extracts the entry stream into a directory.
 pub struct DirSink {
-    path: PathBuf,
-    created_root: bool,
+    /// The partial directory the tree is built in, and how it becomes the output.
+    staging: Staging,
     resolver: Resolver,
     /// Directories whose metadata is applied at finish; `None` for a parent created because a
     /// child came first and whose own entry has not arrived (yet).
@@ -90,7 +96,10 @@ pub struct DirSink {
 
 impl DirSink {
     /// Extracts into `path`, which must be missing (it is created, but not its parents) or an
-    /// empty directory.
+    /// empty directory (replaced by the tree; a mount point receives the tree inside it).
+    /// Until [`Sink::finish`] returns `Ok`, the tree is in a directory `.NAME.XXXXXX.partial`
+    /// beside `path`, and `path` is untouched (for a mount point, or a directory whose parent
+    /// refuses new entries, the partial directory is inside `path`).
     ///
     /// `ownership` says whether files get the entries' uid and gid ([`Ownership::Auto`]: when
     /// running as root). `progress` receives a [`Progress::Warning`] for each non-fatal problem.
@@ -99,46 +108,17 @@ impl DirSink {
         ownership: Ownership,
         progress: Option<ProgressFn>,
     ) -> Result<DirSink> {
-        let created_root = match fs::metadata(path) {
-            Ok(m) if m.is_dir() => {
-                let mut listing = fs::read_dir(path).map_err(|e| Error::io("read", path, e))?;
-                if listing.next().is_some() {
-                    return Err(Error::OutputExists {
-                        path: path.to_path_buf(),
-                    });
-                }
-                false
-            }
-            Ok(_) => {
-                return Err(Error::OutputExists {
-                    path: path.to_path_buf(),
-                })
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir(path).map_err(|e| Error::io("create directory", path, e))?;
-                true
-            }
-            Err(e) => return Err(Error::io("inspect", path, e)),
-        };
-        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-        let root = match rfs::open(path, flags, Mode::empty()) {
-            Ok(fd) => fd,
-            Err(e) => {
-                if created_root {
-                    let _ = fs::remove_dir(path);
-                }
-                return Err(Error::io("open", path, e.into()));
-            }
-        };
+        let (staging, root) = Staging::create(path)?;
         let set_owner = match ownership {
             Ownership::Auto => rustix::process::geteuid().is_root(),
             Ownership::Preserve => true,
             Ownership::Ignore => false,
         };
+        // Messages name entries at the final path, where the user will look for them.
+        let shown = staging.target().to_path_buf();
         Ok(DirSink {
-            path: path.to_path_buf(),
-            created_root,
-            resolver: Resolver::new(root, path.to_path_buf()),
+            staging,
+            resolver: Resolver::new(root, shown),
             dirs: BTreeMap::new(),
             root_meta: None,
             missing_devices: BTreeMap::new(),
@@ -202,8 +182,8 @@ impl DirSink {
         name: &[u8],
         path: &EntryPath,
     ) -> Result<()> {
-        // The cached directory may be the removed one or lie beneath it.
-        self.resolver.forget();
+        // The cursor may be at the removed directory or beneath it.
+        self.resolver.forget(path);
         remove::remove_node(parent, name).map_err(|e| self.io_err("replace", path, e))?;
         if self.dirs.contains_key(path) {
             self.dirs.retain(|p, _| !p.starts_with(path));
@@ -368,8 +348,8 @@ impl DirSink {
         target: &EntryPath,
     ) -> Result<bool> {
         let missing = || Error::HardlinkTargetMissing {
-            link: entry.path.lossy(),
-            target: target.lossy(),
+            link: entry.path.shown(),
+            target: target.shown(),
         };
         if *target == entry.path {
             return Ok(true);
@@ -381,16 +361,19 @@ impl DirSink {
         }
         let (Some(target_name), Some(target_dir)) = (target.file_name(), target.parent()) else {
             return Err(Error::HardlinkToDirectory {
-                link: entry.path.lossy(),
-                target: target.lossy(),
+                link: entry.path.shown(),
+                target: target.shown(),
             });
         };
-        let target_parent = self
-            .open_dir(&target_dir, Missing::Fail, &entry.path)
-            .map_err(|e| match e {
-                Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => missing(),
-                e => e,
-            })?;
+        let target_parent =
+            self.resolver
+                .lookup(&target_dir, &entry.path)
+                .map_err(|e| match e {
+                    Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
+                        missing()
+                    }
+                    e => e,
+                })?;
         // No AT_SYMLINK_FOLLOW: a link to a symlink links the symlink itself.
         let r = self.make(parent, name, &entry.path, || {
             rfs::linkat(&target_parent, target_name, parent, name, AtFlags::empty())
@@ -400,8 +383,8 @@ impl DirSink {
             Err(Errno::NOENT) => Err(missing()),
             Err(Errno::PERM) if self.is_dir(target_parent.as_fd(), target_name) => {
                 Err(Error::HardlinkToDirectory {
-                    link: entry.path.lossy(),
-                    target: target.lossy(),
+                    link: entry.path.shown(),
+                    target: target.shown(),
                 })
             }
             Err(e) => Err(self.io_err("create hard link", &entry.path, e)),
@@ -500,37 +483,36 @@ impl Sink for DirSink {
     }
 
     fn finish(mut self: Box<Self>) -> Result<Summary> {
-        let mut dirs: Vec<_> = std::mem::take(&mut self.dirs).into_iter().collect();
-        dirs.sort_by(|(a, _), (b, _)| b.depth().cmp(&a.depth()).then_with(|| a.cmp(b)));
-        for (path, meta) in dirs {
+        // Descendants before ancestors: a path sorts after every path it starts with, so the
+        // reverse of the map's order visits each directory after everything beneath it, and
+        // the cursor moves between neighbours (time linear in the tree, whatever its depth).
+        let dirs = std::mem::take(&mut self.dirs);
+        for (path, meta) in dirs.into_iter().rev() {
             let meta = meta.unwrap_or_else(Metadata::implicit_dir);
             let fd = self.open_dir(&path, Missing::Fail, &path)?;
             self.apply(Node::Fd(fd.as_fd()), &path, &meta, true)?;
         }
-        self.resolver.forget();
+        self.resolver.forget_all();
+        let root = self.staging.prepare(self.resolver.root())?;
         if let Some(meta) = self.root_meta.take() {
-            let root = self.resolver.root();
             self.apply(Node::Fd(root.as_fd()), &EntryPath::root(), &meta, true)?;
         }
+        self.staging.commit()?;
         self.finished = true;
         Ok(std::mem::take(&mut self.summary))
     }
 }
 
 impl Drop for DirSink {
-    /// Removes what an unfinished sink wrote, and nothing else: the contents through the root's
-    /// fd (never following a symlink), then the directory itself if the sink created it.
+    /// Removes what an unfinished sink wrote, and nothing else: the partial directory's
+    /// contents through its fd (never following a symlink), then the directory itself.
     fn drop(&mut self) {
         if self.finished {
             return;
         }
-        self.resolver.forget();
+        self.resolver.forget_all();
         let root = self.resolver.root();
-        let _ = remove::remove_contents(root.as_fd());
-        drop(root);
-        if self.created_root {
-            let _ = fs::remove_dir(&self.path);
-        }
+        self.staging.discard(root.as_fd());
     }
 }
 

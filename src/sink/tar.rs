@@ -437,7 +437,7 @@ impl TarSink {
                         .flatten();
                     if let Some(i) = stray {
                         return Err(Error::SparseHoleNotZero {
-                            path: path.lossy(),
+                            path: path.shown(),
                             offset: pos + i as u64,
                         });
                     }

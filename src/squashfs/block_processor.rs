@@ -129,7 +129,7 @@ fn read_full(reader: &mut dyn Read, buf: &mut [u8], path: &[u8]) -> Result<()> {
     let err = |source: io::Error| {
         Error::from_io(source, |source| Error::Io {
             op: "read the content of",
-            path: PathBuf::from(String::from_utf8_lossy(path).into_owned()),
+            path: PathBuf::from(crate::path::shown_name(path)),
             source,
         })
     };

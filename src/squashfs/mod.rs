@@ -170,7 +170,7 @@ impl SquashfsSink {
 
     fn add(&mut self, entry: &Entry, data: &mut dyn Read) -> Result<()> {
         let unrepresentable = |problem| Error::Unrepresentable {
-            path: entry.path.lossy(),
+            path: entry.path.shown(),
             problem,
         };
         let Some(name) = entry.path.file_name() else {

@@ -15,23 +15,33 @@
 //! Robustness: every size, count and offset read from the image is checked before it is used
 //! (blocks within their table, metadata blocks at most 8 KiB, names 1–255 bytes, at most 256
 //! entries per header, data blocks decompressing to exactly their length), directories are
-//! walked without revisiting one (a cycle is an error) and no allocation is sized by an
-//! untrusted number beyond what the image's own length allows. Anything malformed is
-//! [`Error::BadSquashfs`]; nothing panics.
+//! walked without revisiting one (a directory that is its own ancestor, or one reached twice,
+//! is an error naming the path) and no allocation is sized by an untrusted number beyond what
+//! the image's own length allows. Anything malformed is [`Error::BadSquashfs`]; nothing panics.
+//!
+//! Work is bounded by the image itself. A hostile image can point many directory entries at
+//! one listing, or many inodes at one huge block list, so that a small file costs unbounded
+//! time and memory to walk. [`SquashfsReader::open`] counts the metadata blocks of the inode
+//! and directory tables (the chain of block headers, without decompressing them); afterwards
+//! the reader decompresses at most [`BLOCK_BUDGET_FACTOR`] times that many blocks (plus the
+//! cache), and hands out at most [`BYTE_BUDGET_FACTOR`] times their uncompressed capacity
+//! (plus [`BYTE_BUDGET_SLACK`]) of decoded metadata. A walk of a valid image reads every
+//! listing once and every inode once per name, far inside both; past either bound the
+//! reader fails with an error that says so.
 
-use std::cell::RefCell;
-use std::collections::HashSet;
+use std::cell::{Cell, RefCell};
 use std::fs::File;
-use std::io::Write;
+use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use hashbrown::HashMap;
 
 use crate::entry::{EntryKind, Metadata, Xattr};
 use crate::error::{Error, Result};
-use crate::path::{EntryPath, NAME_MAX};
+use crate::path::{shown_name, EntryPath, NAME_MAX};
 use crate::squashfs::compressor;
 use crate::squashfs::format::{
     compression_id, decode_dev, flags, inode_type, xattr_prefix, FragmentEntry, LeReader, MetaRef,
@@ -41,8 +51,17 @@ use crate::squashfs::format::{
 
 /// Decompressed metadata blocks kept (8 KiB each).
 const CACHE_BLOCKS: usize = 1024;
+/// Hard-linked inodes kept decoded (see [`SquashfsReader::inode`]).
+const LINKED_INODES: usize = 1 << 16;
 /// Deepest directory nesting walked (a Linux path is at most 4096 bytes, so 2048 levels).
 const MAX_DEPTH: usize = 2048;
+/// How many times over the inode and directory tables' blocks may be decompressed.
+pub const BLOCK_BUDGET_FACTOR: u64 = 4;
+/// How many times over the inode and directory tables' capacity may be decoded.
+pub const BYTE_BUDGET_FACTOR: u64 = 8;
+/// Decoded metadata allowed beyond [`BYTE_BUDGET_FACTOR`]: hard links to big files and
+/// shared xattr sets decode the same bytes once per name.
+pub const BYTE_BUDGET_SLACK: u64 = 256 << 20;
 
 /// An entry of the image: what [`Entry`](crate::Entry) says about a path, plus the inode
 /// number that identifies hard-link groups.
@@ -66,7 +85,8 @@ enum Location {
     None,
     File {
         blocks_start: u64,
-        words: Vec<u32>,
+        /// Shared: the names of a hard-linked file share one decoded list.
+        words: Arc<[u32]>,
         fragment: Option<(u32, u32)>,
     },
     Dir {
@@ -88,6 +108,50 @@ impl ReadEntry {
 
 /// A directory's entries: (name, entry), in name order.
 pub type Listing = Vec<(Vec<u8>, ReadEntry)>;
+
+/// The directories a walk has entered, by inode number, with the path each was first met at:
+/// squashfs has no hard-linked directories, so meeting one again means the image loops (an
+/// entry pointing back at an ancestor) or shares a directory between two names.
+#[derive(Default)]
+struct Visited {
+    seen: HashMap<u32, EntryPath>,
+}
+
+impl Visited {
+    /// Enters directory `dir` at `path`, `depth` levels below where the walk started.
+    fn enter(
+        &mut self,
+        r: &SquashfsReader,
+        path: &EntryPath,
+        dir: &ReadEntry,
+        depth: usize,
+    ) -> Result<()> {
+        if depth >= MAX_DEPTH {
+            return Err(r.bad(format!(
+                "directories nested deeper than {MAX_DEPTH} levels at /{}",
+                path.shown()
+            )));
+        }
+        if let Some(first) = self.seen.get(&dir.inode_number) {
+            let problem = if path.starts_with(first) {
+                format!(
+                    "directory /{} is its own ancestor /{} (the image loops)",
+                    path.shown(),
+                    first.shown()
+                )
+            } else {
+                format!(
+                    "directory /{} is also reached as /{}",
+                    first.shown(),
+                    path.shown()
+                )
+            };
+            return Err(r.bad(problem));
+        }
+        self.seen.insert(dir.inode_number, path.clone());
+        Ok(())
+    }
+}
 
 /// Where a file's content is stored (for [`debug`](super::debug)).
 pub(crate) struct FileLayout<'a> {
@@ -126,6 +190,56 @@ pub struct SquashfsReader {
     xattr: Option<(u64, u32)>,
     cache: RefCell<HashMap<u64, Rc<MetaBlock>>>,
     fragment_cache: RefCell<Option<(u32, Rc<Vec<u8>>)>>,
+    /// Inodes with several names, by reference: a hard-linked file's block list is decoded
+    /// once, not once per name.
+    linked: RefCell<HashMap<u64, ReadEntry>>,
+    budget: Budget,
+}
+
+/// What reading the metadata may still cost (see the module doc).
+#[derive(Debug)]
+struct Budget {
+    /// Metadata blocks that may still be decompressed.
+    blocks: Cell<u64>,
+    /// Bytes of decoded metadata that may still be handed out.
+    bytes: Cell<u64>,
+    /// The two limits as set, for the error message.
+    limits: Cell<(u64, u64)>,
+}
+
+impl Budget {
+    fn unlimited() -> Budget {
+        Budget {
+            blocks: Cell::new(u64::MAX),
+            bytes: Cell::new(u64::MAX),
+            limits: Cell::new((u64::MAX, u64::MAX)),
+        }
+    }
+
+    /// Sets the limits for tables of `blocks` metadata blocks.
+    fn set_for(&self, blocks: u64) {
+        let max_blocks = blocks
+            .saturating_mul(BLOCK_BUDGET_FACTOR)
+            .saturating_add(CACHE_BLOCKS as u64);
+        let max_bytes = blocks
+            .saturating_mul(METADATA_SIZE as u64)
+            .saturating_mul(BYTE_BUDGET_FACTOR)
+            .saturating_add(BYTE_BUDGET_SLACK);
+        self.blocks.set(max_blocks);
+        self.bytes.set(max_bytes);
+        self.limits.set((max_blocks, max_bytes));
+    }
+
+    /// Takes `n` from `cell`; `false` when it has run out.
+    fn take(cell: &Cell<u64>, n: u64) -> bool {
+        match cell.get().checked_sub(n) {
+            Some(left) => {
+                cell.set(left);
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 impl std::fmt::Debug for SquashfsReader {
@@ -155,6 +269,8 @@ impl SquashfsReader {
             xattr: None,
             cache: RefCell::new(HashMap::new()),
             fragment_cache: RefCell::new(None),
+            linked: RefCell::new(HashMap::new()),
+            budget: Budget::unlimited(),
         };
         if len < SUPERBLOCK_SIZE as u64 {
             return Err(reader.bad("shorter than a superblock"));
@@ -283,7 +399,40 @@ impl SquashfsReader {
             .filter(|&e| e >= sb.dir_table)
             .min()
             .unwrap_or(sb.bytes_used);
+        let blocks = self.count_meta_blocks(sb.inode_table, self.dir_end)?;
+        self.budget.set_for(blocks);
         Ok(())
+    }
+
+    /// Counts the metadata blocks from `start` to `end` by following their headers (nothing
+    /// is decompressed). A header that is not a block's stops the count: the blocks past it
+    /// cannot be read either.
+    fn count_meta_blocks(&self, start: u64, end: u64) -> Result<u64> {
+        let io_err = |e| Error::io("read", &self.path, e);
+        let mut file = BufReader::with_capacity(1 << 16, &self.file);
+        file.seek(SeekFrom::Start(start)).map_err(io_err)?;
+        let (mut at, mut blocks) = (start, 0u64);
+        let mut h = [0u8; 2];
+        while at.saturating_add(2) <= end && file.read_exact(&mut h).is_ok() {
+            let len = u16::from_le_bytes(h) & !METADATA_RAW;
+            if len == 0 || usize::from(len) > METADATA_SIZE {
+                break;
+            }
+            blocks += 1;
+            at += 2 + u64::from(len);
+            file.seek_relative(i64::from(len)).map_err(io_err)?;
+        }
+        Ok(blocks)
+    }
+
+    /// The error for an image whose metadata costs more than its own size allows.
+    fn over_budget(&self) -> Error {
+        let (blocks, bytes) = self.budget.limits.get();
+        self.bad(format!(
+            "reading its tree would decompress more than {blocks} metadata blocks or decode \
+             more than {bytes} bytes of metadata, more than the image's own tables hold \
+             (directories that share listings, or inodes that share block lists)"
+        ))
     }
 
     /// Reads `bytes` bytes of a lookup table whose location list is at `list`.
@@ -317,6 +466,9 @@ impl SquashfsReader {
         let mut h = [0u8; 2];
         if at.checked_add(2).is_none_or(|e| e > end) {
             return Err(self.bad(format!("metadata block at {at} outside its table")));
+        }
+        if !Budget::take(&self.budget.blocks, 1) {
+            return Err(self.over_budget());
         }
         self.read_at(at, &mut h)?;
         let header = u16::from_le_bytes(h);
@@ -360,6 +512,9 @@ impl SquashfsReader {
                 continue;
             }
             let n = (block.data.len() - cur.offset).min(out.len() - done);
+            if !Budget::take(&self.budget.bytes, n as u64) {
+                return Err(self.over_budget());
+            }
             out[done..done + n].copy_from_slice(&block.data[cur.offset..cur.offset + n]);
             done += n;
             cur.offset += n;
@@ -454,8 +609,40 @@ impl SquashfsReader {
             .ok_or_else(|| self.bad(format!("id index {idx} outside the id table")))
     }
 
-    /// Reads the inode at the packed reference `r`.
+    /// Reads the inode at the packed reference `r` (an inode with several names from the
+    /// cache, its variable parts charged to the budget again since every copy costs memory).
     fn inode(&self, r: u64) -> Result<ReadEntry> {
+        if let Some(e) = self.linked.borrow().get(&r) {
+            let xattrs: usize = e
+                .meta
+                .xattrs
+                .iter()
+                .map(|x| x.name.len() + x.value.len())
+                .sum();
+            let regions = match &e.kind {
+                EntryKind::File {
+                    sparse: Some(r), ..
+                } => r.len() * 16,
+                _ => 0,
+            };
+            if !Budget::take(&self.budget.bytes, (xattrs + regions) as u64) {
+                return Err(self.over_budget());
+            }
+            return Ok(e.clone());
+        }
+        let e = self.decode_inode(r)?;
+        if e.nlink > 1 && !e.is_dir() {
+            let mut linked = self.linked.borrow_mut();
+            if linked.len() >= LINKED_INODES {
+                linked.clear();
+            }
+            linked.insert(r, e.clone());
+        }
+        Ok(e)
+    }
+
+    /// Decodes the inode at the packed reference `r`.
+    fn decode_inode(&self, r: u64) -> Result<ReadEntry> {
         let at = MetaRef::unpack(r);
         if usize::from(at.offset) >= METADATA_SIZE {
             return Err(self.bad("inode reference offset ≥ 8192"));
@@ -565,14 +752,15 @@ impl SquashfsReader {
                         self.bad(format!("file inode {inode_number} claims {count} blocks"))
                     );
                 }
-                let mut words = Vec::new();
-                for _ in 0..count {
-                    words.push(self.meta_u32(c)?);
-                }
+                let raw = self.bounded_meta_vec(c, count as usize * 4)?;
+                let words: Vec<u32> = raw
+                    .chunks_exact(4)
+                    .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+                    .collect();
                 let sparse = data_regions(&words, size, bs);
                 let loc = Location::File {
                     blocks_start,
-                    words,
+                    words: words.into(),
                     fragment: has_fragment.then_some((fragment, frag_offset)),
                 };
                 (EntryKind::File { size, sparse }, nlink, loc)
@@ -808,9 +996,7 @@ impl SquashfsReader {
                     return Err(self.bad("directory entries run past the listing size"));
                 }
                 if name.contains(&b'/') || name.contains(&0) || name == b"." || name == b".." {
-                    return Err(
-                        self.bad(format!("invalid name {:?}", String::from_utf8_lossy(&name)))
-                    );
+                    return Err(self.bad(format!("invalid name {:?}", shown_name(&name))));
                 }
                 if prev.as_ref().is_some_and(|p| *p >= name) {
                     return Err(self.bad("directory entries not sorted"));
@@ -896,8 +1082,8 @@ impl SquashfsReader {
             return Err(self.bad("the root inode is not a directory"));
         }
         f(&EntryPath::root(), &root)?;
-        let mut seen: HashSet<u32> = HashSet::new();
-        seen.insert(root.inode_number);
+        let mut visited = Visited::default();
+        visited.enter(self, &EntryPath::root(), &root, 0)?;
         // Each frame: the directory's path and its remaining entries (reversed).
         let mut stack: Vec<(EntryPath, Listing)> = Vec::new();
         let mut first = self.read_dir(&root)?;
@@ -908,23 +1094,45 @@ impl SquashfsReader {
                 stack.pop();
                 continue;
             };
-            let path = dir_path.join(&name).map_err(|_| {
-                self.bad(format!("invalid name {:?}", String::from_utf8_lossy(&name)))
-            })?;
+            let path = self.join(dir_path, &name)?;
             f(&path, &e)?;
             if e.is_dir() {
-                if !seen.insert(e.inode_number) {
-                    return Err(self.bad(format!("directory {} is reached twice", path.display())));
-                }
-                if stack.len() >= MAX_DEPTH {
-                    return Err(self.bad("directories nested too deep"));
-                }
+                visited.enter(self, &path, &e, stack.len())?;
                 let mut children = self.read_dir(&e)?;
                 children.reverse();
                 stack.push((path, children));
             }
         }
         Ok(())
+    }
+
+    /// Lists directory `dir` (at `path`) and every directory beneath it the way `ls -R` does:
+    /// `f(path, listing)` for a directory, then for each of its subdirectories in name order,
+    /// depth first. A directory reached twice is an error, as in [`walk`](Self::walk).
+    pub fn walk_dirs(
+        &self,
+        path: &EntryPath,
+        dir: &ReadEntry,
+        mut f: impl FnMut(&EntryPath, &Listing) -> Result<()>,
+    ) -> Result<()> {
+        let mut visited = Visited::default();
+        let mut pending = vec![(path.clone(), dir.clone(), path.depth())];
+        while let Some((path, dir, depth)) = pending.pop() {
+            visited.enter(self, &path, &dir, depth)?;
+            let listing = self.read_dir(&dir)?;
+            f(&path, &listing)?;
+            for (name, e) in listing.into_iter().rev() {
+                if e.is_dir() {
+                    pending.push((self.join(&path, &name)?, e, depth + 1));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn join(&self, dir: &EntryPath, name: &[u8]) -> Result<EntryPath> {
+        dir.join(name)
+            .map_err(|_| self.bad(format!("invalid name {:?}", shown_name(name))))
     }
 
     /// Writes the content of file `entry` to `out`; returns the number of bytes (its size).
@@ -948,7 +1156,7 @@ impl SquashfsReader {
         let mut stored = Vec::new();
         let mut block = Vec::new();
         let zeros = vec![0u8; bs as usize];
-        for &w in words {
+        for &w in words.iter() {
             let want = bs.min(size - written) as usize;
             if w == 0 {
                 out.write_all(&zeros[..want]).map_err(write_err)?;
@@ -1099,6 +1307,82 @@ fn data_regions(words: &[u32], size: u64, bs: u64) -> Option<Vec<(u64, u64)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::options::{Jobs, SquashfsOptions};
+    use crate::sink::Sink;
+    use crate::squashfs::SquashfsSink;
+    use crate::Entry;
+
+    /// An image of `dirs` directories of `files` one-byte files each.
+    fn image(dir: &Path, dirs: usize, files: usize) -> PathBuf {
+        let path = dir.join("t.sqfs");
+        let mut sink = SquashfsSink::create(
+            &path,
+            &SquashfsOptions::default(),
+            Jobs::new(1).unwrap(),
+            None,
+        )
+        .unwrap();
+        for d in 0..dirs {
+            for f in 0..files {
+                let e = Entry {
+                    path: EntryPath::new(format!("d{d}/f{f}").as_bytes()).unwrap(),
+                    kind: EntryKind::File {
+                        size: 1,
+                        sparse: None,
+                    },
+                    meta: Metadata::default(),
+                };
+                sink.entry(&e, &mut &b"x"[..]).unwrap();
+            }
+        }
+        Box::new(sink).finish().unwrap();
+        path
+    }
+
+    #[test]
+    fn the_budget_counts_the_tables_blocks_and_stops_a_walk_that_exceeds_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = image(tmp.path(), 40, 100);
+        let r = SquashfsReader::open(&path).unwrap();
+        let blocks = r.count_meta_blocks(r.sb.inode_table, r.dir_end).unwrap();
+        // 4,040 inodes and listings: more than one 8 KiB block, fewer than one per directory.
+        assert!((2..40).contains(&blocks), "{blocks} blocks");
+        let (max_blocks, max_bytes) = r.budget.limits.get();
+        assert_eq!(
+            max_blocks,
+            blocks * BLOCK_BUDGET_FACTOR + CACHE_BLOCKS as u64
+        );
+        assert_eq!(
+            max_bytes,
+            blocks * 8192 * BYTE_BUDGET_FACTOR + BYTE_BUDGET_SLACK
+        );
+        let mut n = 0;
+        r.walk(|_, _| {
+            n += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(n, 1 + 40 + 4000);
+        let used = max_bytes - r.budget.bytes.get();
+        assert!(
+            used < blocks * 8192,
+            "a walk decodes less than the tables hold: {used}"
+        );
+
+        // The same walk with a budget of less than it needs stops with the error that says so.
+        let r = SquashfsReader::open(&path).unwrap();
+        r.budget.bytes.set(used / 2);
+        let err = r.walk(|_, _| Ok(())).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("more than the image's own tables hold"),
+            "{err}"
+        );
+        let r = SquashfsReader::open(&path).unwrap();
+        r.budget.blocks.set(1);
+        r.cache.borrow_mut().clear();
+        assert!(r.walk(|_, _| Ok(())).is_err());
+    }
 
     #[test]
     fn data_regions_merge_adjacent_blocks_and_include_the_tail() {

@@ -220,18 +220,27 @@ impl Tree {
         let Some(parent) = path.parent() else {
             return Ok(0);
         };
-        if let Some((p, i)) = &self.cache {
-            if **p == *parent.as_bytes() {
-                return Ok(*i);
-            }
+        // Entries arrive clustered by directory, parents first: start from the directory of
+        // the last entry when this one lies in it or beneath it, so that a chain of nested
+        // directories costs one lookup per entry rather than one per level (linear, not
+        // quadratic, in depth).
+        let want = parent.as_bytes();
+        if want.is_empty() {
+            return Ok(0);
         }
-        let mut dir = 0u32;
-        for comp in parent.components() {
+        let (mut dir, skip) = match &self.cache {
+            Some((p, i)) if **p == *want => return Ok(*i),
+            Some((p, i)) if !p.is_empty() && want.starts_with(p) && want[p.len()] == b'/' => {
+                (*i, p.len() + 1)
+            }
+            _ => (0, 0),
+        };
+        for comp in want[skip..].split(|&b| b == b'/') {
             dir = match self.find_child(dir, comp) {
                 Some(c) if self.nodes[c as usize].kind == NodeKind::Dir => c,
                 Some(_) => {
                     return Err(Error::Unrepresentable {
-                        path: path.lossy(),
+                        path: path.shown(),
                         problem: "one of its parents is not a directory",
                     })
                 }
@@ -340,14 +349,14 @@ impl Tree {
     pub(crate) fn link_target(&self, link: &EntryPath, target: &EntryPath) -> Result<u32> {
         let Some(t) = self.lookup(target) else {
             return Err(Error::HardlinkTargetMissing {
-                link: link.lossy(),
-                target: target.lossy(),
+                link: link.shown(),
+                target: target.shown(),
             });
         };
         match self.nodes[t as usize].kind {
             NodeKind::Dir => Err(Error::HardlinkToDirectory {
-                link: link.lossy(),
-                target: target.lossy(),
+                link: link.shown(),
+                target: target.shown(),
             }),
             NodeKind::Hardlink(canonical) => Ok(canonical),
             _ => Ok(t),

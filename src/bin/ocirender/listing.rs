@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 
 use anyhow::Context;
-use ocirender::squashfs::{ReadEntry, SquashfsReader};
+use ocirender::squashfs::{Listing, ReadEntry, SquashfsReader};
 use ocirender::{EntryKind, EntryPath};
 
 use crate::args::LsArgs;
@@ -17,28 +17,32 @@ pub fn run_ls(a: LsArgs) -> anyhow::Result<()> {
         .with_context(|| format!("{} has no {}", a.image.display(), path.display()))?;
     let mut out = io::stdout().lock();
     if !entry.is_dir() {
-        return line(&mut out, &entry, &path.lossy()).map_err(Into::into);
+        let name = String::from_utf8_lossy(path.as_bytes());
+        return line(&mut out, &entry, &name).map_err(Into::into);
     }
-    let mut dirs = vec![(path, entry)];
-    let mut first = true;
-    while let Some((dir_path, dir)) = dirs.pop() {
-        if a.recursive {
-            if !first {
-                writeln!(out)?;
-            }
-            writeln!(out, "{}:", dir_path.display())?;
-        }
-        first = false;
-        let listing = reader.read_dir(&dir)?;
-        let mut subdirs = Vec::new();
+    let print = |out: &mut dyn Write, listing: &Listing| -> io::Result<()> {
         for (name, child) in listing {
-            line(&mut out, &child, &String::from_utf8_lossy(&name))?;
-            if a.recursive && child.is_dir() {
-                subdirs.push((dir_path.join(&name)?, child));
-            }
+            line(out, child, &String::from_utf8_lossy(name))?;
         }
-        dirs.extend(subdirs.into_iter().rev());
+        Ok(())
+    };
+    if !a.recursive {
+        print(&mut out, &reader.read_dir(&entry)?)?;
+        return Ok(());
     }
+    // The reader's walk refuses a directory met twice (an image that loops) and bounds what
+    // a hostile image can cost; output errors end it like any other.
+    let mut first = true;
+    reader.walk_dirs(&path, &entry, |dir_path, listing| {
+        let header = if first { "" } else { "\n" };
+        first = false;
+        writeln!(out, "{header}{}:", dir_path.display())
+            .and_then(|()| print(&mut out, listing))
+            .map_err(|e| ocirender::Error::Output {
+                path: "standard output".into(),
+                source: e,
+            })
+    })?;
     Ok(())
 }
 

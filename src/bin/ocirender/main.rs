@@ -1,12 +1,14 @@
 //! The `ocirender` command: a thin shell over the library. Errors are printed once, with their
 //! causes, as `ocirender: …`; the exit status is 0 on success, 1 on failure (2 for usage
-//! errors, from clap), and a closed standard output (`ocirender convert img - | head`) is not a
-//! failure.
+//! errors, from clap), 130 or 143 after SIGINT or SIGTERM stopped `convert`, `pull` or `fetch`
+//! (which remove their partial output first: [`signals`]), and a closed standard output
+//! (`ocirender convert img - | head`) is not a failure.
 
 mod args;
 mod listing;
 mod login;
 mod report;
+mod signals;
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -21,16 +23,24 @@ use ocirender::{convert, Image, ImageLocation, ImageSpec};
 use args::{Cli, Command, ConvertArgs, FetchArgs, InspectArgs, PullArgs, VerifyArgs};
 use ocirender::registry::{self, Reference};
 use ocirender::Summary;
+use signals::{Interrupted, Signals};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("ocirender: {}", message(&e));
-            ExitCode::FAILURE
-        }
+        Err(e) => match e.downcast_ref::<Interrupted>() {
+            // One line, the interruption's own: the context ("cannot convert …") adds nothing.
+            Some(i) => {
+                eprintln!("ocirender: {i}");
+                ExitCode::from(i.signal.exit_code())
+            }
+            None => {
+                eprintln!("ocirender: {}", message(&e));
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
@@ -144,23 +154,53 @@ fn finish_verity(spec: &ImageSpec, a: &args::VerityArgs, summary: &Summary) -> a
     Ok(())
 }
 
+/// `e`, unless a signal stopped the command: then the interruption, which `e` only shows.
+/// (A command that completed despite a late signal has succeeded.)
+fn or_interrupted(
+    signals: &Signals,
+    e: ocirender::Error,
+    cleanup: impl FnOnce() -> String,
+) -> anyhow::Error {
+    match signals.received() {
+        Some(signal) => anyhow::Error::new(Interrupted {
+            signal,
+            cleanup: cleanup(),
+        }),
+        None => e.into(),
+    }
+}
+
+/// What an interrupted conversion did about its output.
+fn output_cleanup(spec: &ImageSpec) -> String {
+    if spec.path().as_os_str() == "-" {
+        // The archive is staged until the end, so an interrupted one never began.
+        "nothing was written to standard output".to_owned()
+    } else {
+        format!("removed the partial output {}", spec.path().display())
+    }
+}
+
 fn run_convert(a: ConvertArgs) -> anyhow::Result<()> {
     let started = Instant::now();
+    let signals = Signals::watch()?;
     let spec = ImageSpec::infer(&a.output, a.format.map(Into::into))?;
     check_verity_output(&spec, &a.squashfs.verity)?;
     check_verity_info_path(&spec, &a.squashfs.verity)?;
     let quiet = a.output_opts.quiet;
     let mut options = a.options()?;
     options.progress = Some(report::reporter(a.output_opts.progress, quiet));
+    options.cancel = signals.token();
     let image = open_image(&a.image, &a.selector())?;
-    let summary = convert(&image, &spec, &options).with_context(|| {
-        format!(
-            "cannot convert {} to {} {}",
-            a.image,
-            spec.format().name(),
-            a.output.display()
-        )
-    })?;
+    let summary = convert(&image, &spec, &options)
+        .map_err(|e| or_interrupted(&signals, e, || output_cleanup(&spec)))
+        .with_context(|| {
+            format!(
+                "cannot convert {} to {} {}",
+                a.image,
+                spec.format().name(),
+                a.output.display()
+            )
+        })?;
     finish_verity(&spec, &a.squashfs.verity, &summary)?;
     if !quiet {
         print_summary(&spec, &summary, started);
@@ -215,15 +255,9 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// Completes on Ctrl-C (never, if the signal cannot be watched).
-async fn interrupted() {
-    if tokio::signal::ctrl_c().await.is_err() {
-        std::future::pending::<()>().await;
-    }
-}
-
 fn run_pull(a: PullArgs) -> anyhow::Result<()> {
     let started = Instant::now();
+    let signals = Signals::watch()?;
     let reference = Reference::parse(&a.reference)?;
     let spec = ImageSpec::infer(&a.output, a.format.map(Into::into))?;
     check_verity_output(&spec, &a.squashfs.verity)?;
@@ -231,15 +265,16 @@ fn run_pull(a: PullArgs) -> anyhow::Result<()> {
     let quiet = a.output_opts.quiet;
     let mut options = a.options()?;
     options.progress = Some(report::reporter(a.output_opts.progress, quiet));
+    options.cancel = signals.token();
     let registry_options = a.registry.options(a.platform.clone());
     let summary = runtime()?
-        .block_on(registry::pull_until(
+        .block_on(registry::pull(
             &reference,
             &spec,
             &options,
             &registry_options,
-            interrupted(),
         ))
+        .map_err(|e| or_interrupted(&signals, e, || output_cleanup(&spec)))
         .with_context(|| {
             format!(
                 "cannot pull {reference} to {} {}",
@@ -256,6 +291,8 @@ fn run_pull(a: PullArgs) -> anyhow::Result<()> {
 
 fn run_fetch(a: FetchArgs) -> anyhow::Result<()> {
     let started = Instant::now();
+    let signals = Signals::watch()?;
+    let token = signals.token();
     let reference = Reference::parse(&a.reference)?;
     let quiet = a.output_opts.quiet;
     let progress = report::reporter(a.output_opts.progress, quiet);
@@ -271,8 +308,13 @@ fn run_fetch(a: FetchArgs) -> anyhow::Result<()> {
                     &registry_options,
                     Some(progress),
                 ) => r,
-                () = interrupted() => Err(ocirender::Error::Interrupted),
+                // Dropping the fetch removes its partial blobs (and the directory it created).
+                () = token.cancelled() => Err(ocirender::Error::Interrupted),
             }
+        })
+        .map_err(|e| {
+            let cleanup = || format!("removed the partial downloads into {}", a.dir.display());
+            or_interrupted(&signals, e, cleanup)
         })
         .with_context(|| format!("cannot fetch {reference} into {}", a.dir.display()))?;
     if !quiet {
