@@ -113,7 +113,7 @@ pub fn check(image: &Path, hash_file: Option<&Path>, root_hash: &[u8]) -> Result
     };
     let hash_len = file_len(&hash, &hash_path)?;
     let mut sb_bytes = [0u8; superblock::SIZE];
-    if hash_offset + superblock::SIZE as u64 > hash_len {
+    if hash_offset.saturating_add(superblock::SIZE as u64) > hash_len {
         return Err(bad(
             &hash_path,
             format!(
@@ -275,12 +275,22 @@ fn appended_offset(file: &File, path: &Path) -> Result<u64> {
                   file)"
             .into(),
     })?;
-    Ok(sb.bytes_used.div_ceil(4096) * 4096)
+    // bytes_used comes from the file: one within 4 KiB of u64::MAX has no padded end.
+    sb.bytes_used
+        .div_ceil(4096)
+        .checked_mul(4096)
+        .ok_or_else(|| Error::BadVerity {
+            path: path.to_path_buf(),
+            problem: format!(
+                "the squashfs superblock's bytes_used {} is impossible",
+                sb.bytes_used
+            ),
+        })
 }
 
 /// What the `len` bytes at `offset` of a squashfs image hold, for a message.
 fn describe(image: &Path, offset: u64, len: u64) -> String {
-    let end = offset + len;
+    let end = offset.saturating_add(len);
     if offset < SUPERBLOCK_SIZE as u64 {
         return "the squashfs superblock".into();
     }
