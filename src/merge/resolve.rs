@@ -294,7 +294,9 @@ impl Resolver {
             _ => (kept, None),
         };
         self.moved(layer, h.ordinal, &h.path, &at, target.as_deref())?;
-        self.make_parents(&at);
+        // Extraction creates missing parents as directories (replacing a file there): nothing
+        // to record, since only symlinks redirect names and no parent of a resolved name is one.
+        // (Recording every parent would cost the square of the depth per entry.)
         if let Some(k) = kept {
             self.kept.insert(at.clone(), k);
         }
@@ -330,16 +332,6 @@ impl Resolver {
         }
         for k in beneath(&self.kept, path) {
             self.kept.remove(&k);
-        }
-    }
-
-    /// Extraction creates missing parents (and replaces a non-directory parent) as directories.
-    fn make_parents(&mut self, at: &[u8]) {
-        let mut end = 0;
-        while let Some(i) = at[end..].iter().position(|&b| b == b'/') {
-            end += i;
-            self.kept.entry(at[..end].to_vec()).or_insert(Kept::Dir);
-            end += 1;
         }
     }
 
