@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Pipelining gain: `ocirender convert` with read-ahead (the next-older layer decodes on its own
 # thread while the current one is merged; the default) against read-ahead off
-# (OCIRENDER_READ_AHEAD=off: each layer is opened only at its turn; its decoder still runs on a
+# (--read-ahead off: each layer is opened only at its turn; its decoder still runs on a
 # thread of its own, overlapping the merge of that same layer).
 #
 #   scripts/bench-pipeline.sh [RUNS] [JOBS] [IMAGE:REF ...]
@@ -95,11 +95,11 @@ for image in "${IMAGES[@]}"; do
       for mode in "${modes[@]}"; do
         if [[ $format == tar ]]; then target=-; else target=$work/out.sqfs; fi
         rm -f "$work/out.sqfs"
-        env_mode=()
-        [[ $mode == off ]] && env_mode=(OCIRENDER_READ_AHEAD=off)
-        env "${env_mode[@]}" /usr/bin/time -f "%e %U %S" -o "$work/t" \
-          "$bin" convert --quiet --progress none -j "$JOBS" --format "$format" "$image" "$target" \
-          > /dev/null
+        ahead=1:16
+        [[ $mode == off ]] && ahead=off
+        /usr/bin/time -f "%e %U %S" -o "$work/t" \
+          "$bin" convert --quiet --progress none -j "$JOBS" --read-ahead "$ahead" \
+          --format "$format" "$image" "$target" > /dev/null
         read -r wall user sys < "$work/t"
         echo "$image $format $mode $r $wall $user $sys" | tee -a "$results" >&2
       done

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::image::{Image, LayerDescriptor};
 use crate::layer::{LayerReader, Opening, READ_AHEAD};
 use crate::merge::{Merger, Resolution, Resolver};
-use crate::options::{ConvertOptions, ImageSpec};
+use crate::options::{ConvertOptions, ImageSpec, ReadAhead};
 use crate::progress::Progress;
 use crate::sink::dir::DirSink;
 use crate::sink::tar::TarSink;
@@ -60,7 +60,7 @@ fn convert_passes(image: &Image, spec: &ImageSpec, options: &ConvertOptions) -> 
         layers: image.layers.len(),
         compressed_bytes: image.compressed_size(),
     });
-    let ahead = ReadAhead::current();
+    let ahead = options.read_ahead;
     let opening = ahead.opening(options);
     let summary = match merge_layers(image, sink, options, ahead, None) {
         Err(e) if is_second_pass(&e) => {
@@ -120,7 +120,7 @@ fn merge_layers(
     let mut newest_first = image.layers.iter().rev();
     let mut open: VecDeque<(&LayerDescriptor, LayerReader)> = VecDeque::new();
     loop {
-        while open.len() <= ahead.layers {
+        while open.len() <= ahead.layers() {
             let Some(desc) = newest_first.next() else {
                 break;
             };
@@ -186,96 +186,14 @@ pub fn open_sink(spec: &ImageSpec, options: &ConvertOptions) -> Result<Box<dyn S
     })
 }
 
-/// How far decoding runs ahead of the merge.
-///
-/// `layers` older layers are opened (their decoder threads started) while the current one is
-/// merged, each allowed to queue `bytes` of decoded data before its decoder waits; the layer
-/// being merged keeps whatever queue it was opened with. Memory held ahead is at most
-/// `layers × bytes`.
-///
-/// The environment variable `OCIRENDER_READ_AHEAD` overrides the policy, for benchmarks:
-/// `off` (open each layer only at its turn, with the default [`READ_AHEAD`] queue), `N` (N
-/// layers ahead) or `N:MIB` (N layers ahead, MIB mebibytes each).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct ReadAhead {
-    /// Layers opened before their turn.
-    pub(crate) layers: usize,
-    /// Decoded bytes each of them may queue.
-    pub(crate) bytes: usize,
-}
-
 impl ReadAhead {
-    /// One layer ahead, 16 MiB of queue. Measured on the real image (2 idle cores,
-    /// benches/results/pipeline.md): tar output 1.12 s off, 1.06 s at 16 MiB, 0.94 s at
-    /// 64 MiB; squashfs output unchanged (1.41–1.44 s). Peak RSS of the squashfs conversion:
-    /// 25, 49 and 146 MiB. 16 MiB keeps part of the gain inside the 64 MiB memory budget.
-    pub(crate) const DEFAULT: ReadAhead = ReadAhead {
-        layers: 1,
-        bytes: 16 << 20,
-    };
-
-    /// The policy in force: [`ReadAhead::DEFAULT`] unless `OCIRENDER_READ_AHEAD` says otherwise
-    /// (an unparsable value is ignored).
-    pub(crate) fn current() -> ReadAhead {
-        std::env::var("OCIRENDER_READ_AHEAD")
-            .ok()
-            .and_then(|v| ReadAhead::parse(&v))
-            .unwrap_or(ReadAhead::DEFAULT)
-    }
-
-    fn parse(value: &str) -> Option<ReadAhead> {
-        let value = value.trim();
-        if value == "off" {
-            return Some(ReadAhead {
-                layers: 0,
-                bytes: READ_AHEAD,
-            });
-        }
-        let (layers, mib) = match value.split_once(':') {
-            Some((l, m)) => (l.parse().ok()?, m.parse::<usize>().ok()?),
-            None => (value.parse().ok()?, ReadAhead::DEFAULT.bytes >> 20),
-        };
-        Some(ReadAhead {
-            layers,
-            bytes: mib.checked_mul(1 << 20)?.max(READ_AHEAD),
-        })
-    }
-
     /// How layers are opened under this policy.
     pub(crate) fn opening(self, options: &ConvertOptions) -> Opening {
-        let bytes = if self.layers == 0 {
+        let bytes = if self.layers() == 0 {
             READ_AHEAD
         } else {
-            self.bytes
+            self.bytes()
         };
         Opening::new(options.progress.clone(), bytes)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn read_ahead_settings() {
-        let off = ReadAhead::parse("off").unwrap();
-        assert_eq!((off.layers, off.bytes), (0, READ_AHEAD));
-        assert_eq!(
-            ReadAhead::parse("2"),
-            Some(ReadAhead {
-                layers: 2,
-                bytes: ReadAhead::DEFAULT.bytes
-            })
-        );
-        assert_eq!(
-            ReadAhead::parse("1:256"),
-            Some(ReadAhead {
-                layers: 1,
-                bytes: 256 << 20
-            })
-        );
-        for bad in ["", "x", "1:", ":4", "-1", "1:x"] {
-            assert_eq!(ReadAhead::parse(bad), None, "{bad}");
-        }
     }
 }

@@ -59,7 +59,7 @@ pub use image::{Image, ImageLocation, LayerDescriptor, Platform, Selector};
 pub use merge::{Merger, Resolution, Resolver};
 pub use options::{
     Algorithm, BlockSize, Compression, ConvertOptions, Format, ImageSpec, Jobs, Ownership,
-    ProgressFn, SquashfsOptions, XzFilter,
+    ProgressFn, ReadAhead, SquashfsOptions, XzFilter,
 };
 #[cfg(feature = "async")]
 pub use packer::{convert_streaming, LayerBlob, LayerMeta, StreamingPacker};

@@ -39,7 +39,7 @@ use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::cancel::CancelToken;
-use crate::convert::{is_second_pass, open_sink, output_dir, ReadAhead};
+use crate::convert::{is_second_pass, open_sink, output_dir};
 use crate::digest::Digest;
 use crate::error::{BoxError, Error, Result};
 use crate::image::{BlobLocation, DigestOf, LayerDescriptor};
@@ -163,11 +163,11 @@ impl StreamingPacker {
             layers: total,
             compressed_bytes: metas.iter().flatten().filter_map(|m| m.size).sum(),
         });
-        let ahead = ReadAhead::current();
+        let ahead = options.read_ahead;
         let (tx, rx) = crossbeam_channel::unbounded();
         // Rendezvous: the order thread holds one opened layer until the merge takes it; each
         // further slot lets one more layer decode ahead.
-        let (handoff_tx, handoff_rx) = crossbeam_channel::bounded(ahead.layers.saturating_sub(1));
+        let (handoff_tx, handoff_rx) = crossbeam_channel::bounded(ahead.layers().saturating_sub(1));
         let (alive_tx, alive_rx) = crossbeam_channel::bounded::<()>(0);
         let (result_tx, result_rx) = oneshot::channel();
         let (cancel, _) = watch::channel(false);
@@ -189,7 +189,7 @@ impl StreamingPacker {
             handoff: handoff_tx,
             merge_alive: alive_rx,
             opening: ahead.opening(&options),
-            open_ahead: ahead.layers > 0,
+            open_ahead: ahead.layers() > 0,
             temp: options
                 .temp_dir
                 .clone()

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ocirender::registry::{Concurrency, Mirror, RegistryOptions};
 use ocirender::{
-    BlockSize, Compression, ConvertOptions, Format, Jobs, Ownership, Platform, Selector,
+    BlockSize, Compression, ConvertOptions, Format, Jobs, Ownership, Platform, ReadAhead, Selector,
     SquashfsOptions, VerityHash, VerityOptions, XzFilter,
 };
 
@@ -240,6 +240,10 @@ pub struct SquashfsArgs {
     /// Compression threads. By default, one per core.
     #[arg(long, short)]
     pub jobs: Option<usize>,
+    /// How far layer decoding runs ahead of the merge: `off`, N layers, or N:MIB (N layers,
+    /// MIB mebibytes of decoded data each). More trades memory for overlap. By default, 1:16.
+    #[arg(long, value_name = "N[:MIB]|off", default_value = "1:16")]
+    pub read_ahead: ReadAhead,
     #[command(flatten)]
     pub verity: VerityArgs,
 }
@@ -370,6 +374,7 @@ impl SquashfsArgs {
         };
         Ok(ConvertOptions::default()
             .jobs(jobs)
+            .read_ahead(self.read_ahead)
             .ownership(if ignore_ownership {
                 Ownership::Ignore
             } else {
