@@ -471,9 +471,7 @@ pub enum Ownership {
     Ignore,
 }
 
-/// A callback that receives [`Progress`] events. It runs on the conversion's threads, so it
-/// should be quick (send to a channel, bump a counter).
-pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
+pub use crate::progress::ProgressFn;
 
 /// How far layer decoding runs ahead of the merge.
 ///

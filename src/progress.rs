@@ -15,8 +15,11 @@
 use std::sync::mpsc;
 use std::sync::Arc;
 
-use crate::options::ProgressFn;
 use crate::sink::{Summary, Warning};
+
+/// A callback that receives [`Progress`] events. It runs on the conversion's threads, so it
+/// should be quick (send to a channel, bump a counter).
+pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
 
 /// A [`ProgressFn`] that sends a copy of every event to the returned channel. The channel is
 /// unbounded, so a slow reader never stalls the conversion; it closes once the conversion has
