@@ -38,7 +38,7 @@ fn data(len: usize, seed: u64) -> Vec<u8> {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        if x % 3 == 0 {
+        if x.is_multiple_of(3) {
             v.extend_from_slice(&x.to_le_bytes()[..3]);
         } else {
             v.extend_from_slice(WORDS[(x >> 8) as usize % WORDS.len()]);

@@ -63,7 +63,7 @@ pub use options::{
 };
 #[cfg(feature = "async")]
 pub use packer::{convert_streaming, LayerBlob, LayerMeta, StreamingPacker};
-pub use path::EntryPath;
+pub use path::{EntryPath, NAME_MAX, PATH_MAX, SHOWN_NAME_MAX};
 pub use progress::Progress;
 pub use sink::{Sink, Summary, Warning, WarningKind};
 pub use verity::{VerityHash, VerityInfo, VerityOptions};

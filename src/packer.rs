@@ -323,6 +323,8 @@ impl StreamingPacker {
 
     /// Layer `index` arrives as a blocking reader whose bytes `reopen` can read again from the
     /// start (a download landing in a file): a second pass reads them there instead of a copy.
+    /// Only `registry::pull` delivers such layers.
+    #[cfg_attr(not(feature = "registry"), allow(dead_code))]
     pub(crate) fn notify_layer_replayable(
         &self,
         index: usize,
@@ -457,7 +459,8 @@ struct Arrival {
 enum Source {
     Path(PathBuf),
     Reader(Box<dyn Read + Send>),
-    /// A reader, and how to read the same bytes again.
+    /// A reader, and how to read the same bytes again (from `registry::pull` only).
+    #[cfg_attr(not(feature = "registry"), allow(dead_code))]
     Replayable(Box<dyn Read + Send>, ReopenBlob),
 }
 

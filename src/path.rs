@@ -202,8 +202,8 @@ impl EntryPath {
     }
 
     /// The path for a message: as [`lossy`](Self::lossy), but a path over
-    /// [`SHOWN_NAME_MAX`] bytes is shortened to its head and tail (see [`shown_name`]), so
-    /// that a hostile name cannot make a message huge.
+    /// [`SHOWN_NAME_MAX`] bytes is shortened to its head and tail with its length, so that a
+    /// hostile name cannot make a message huge.
     pub fn shown(&self) -> String {
         shown_name(&self.0)
     }

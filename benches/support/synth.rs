@@ -161,7 +161,7 @@ fn size(i: usize, shape: &Shape) -> u64 {
     let mean = shape.bytes / shape.files.max(1) as u64;
     let mut rng = Rng((i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let r = rng.next();
-    if r % 64 == 0 {
+    if r.is_multiple_of(64) {
         mean * 20 + r % (mean + 1)
     } else {
         (mean * 7 / 10).max(1) + r % (mean * 3 / 10 + 1)

@@ -29,7 +29,7 @@ fn header_error(problem: String) -> Error {
 
 /// Turns `offset, length` pairs into a validated map of non-empty regions.
 pub(crate) fn validate(pairs: &[u64], real_size: u64, stored: u64) -> Result<Vec<(u64, u64)>> {
-    if pairs.len() % 2 != 0 {
+    if !pairs.len().is_multiple_of(2) {
         return Err(header_error(
             "sparse map has an odd number of values".into(),
         ));

@@ -644,7 +644,9 @@ impl<R: TarInput> Walker<R> {
             (None | Some(0), None | Some(0 | 1)) => {
                 let pairs = records.map.clone();
                 if let Some(n) = records.numblocks {
-                    if u64::try_from(pairs.len() / 2).ok() != Some(n) || pairs.len() % 2 != 0 {
+                    if u64::try_from(pairs.len() / 2).ok() != Some(n)
+                        || !pairs.len().is_multiple_of(2)
+                    {
                         return Err(Error::TarHeader {
                             problem: format!(
                                 "GNU.sparse.numblocks says {n} but the map lists {} values",

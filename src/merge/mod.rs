@@ -1327,7 +1327,7 @@ impl Merger {
         if let EntryKind::File { size, .. } = e.kind {
             self.bytes += size;
         }
-        if self.bytes >= self.reported + (1 << 20) || self.entries % 1024 == 0 {
+        if self.bytes >= self.reported + (1 << 20) || self.entries.is_multiple_of(1024) {
             self.report_written();
         }
         Ok(())

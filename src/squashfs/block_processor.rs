@@ -345,7 +345,7 @@ impl BlockProcessor {
                 outcome,
             });
         });
-        if self.submitted % 256 == 0 {
+        if self.submitted.is_multiple_of(256) {
             if let Some(p) = &self.progress {
                 p(&Progress::Backlog {
                     blocks: self.in_flight,
