@@ -43,40 +43,4 @@ for b in 100000000 500000000 1000000000 2000000000; do run size 20000 "$b" 4; do
 for f in 10000 100000 1000000; do run files "$f" 200000000 4; done
 for l in 1 10 100; do run layers 20000 200000000 "$l"; done
 
-python3 - "$rows" "$out" <<'PY'
-import sys
-rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
-out = sys.argv[2]
-lines = ["| series | files | content MB | layers | gzip MB | wall s | cpu s | peak RSS MiB | sqfs MB | wall ms / 100 MB | wall µs / file | RSS KiB / 1k files |",
-         "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
-for s, f, b, l, gz, wall, cpu, rss, size in rows:
-    f, b, l, gz, wall, cpu, rss, size = int(f), int(b), int(l), int(gz), float(wall), float(cpu), int(rss), int(size)
-    lines.append(f"| {s} | {f:,} | {b/1e6:.0f} | {l} | {gz/1e6:.0f} | {wall:.2f} | {cpu:.2f} | {rss/1024:.1f} | {size/1e6:.0f} "
-                 f"| {wall*1000/(b/1e8):.0f} | {wall*1e6/f:.1f} | {rss/(f/1000):.1f} |")
-table = "\n".join(lines)
-print(table)
-open(f"{out}/scaling.md", "w").write(table + "\n")
-try:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-except ImportError:
-    print("(matplotlib not importable: no plot)", file=sys.stderr)
-    sys.exit(0)
-fig, axes = plt.subplots(2, 3, figsize=(13, 7))
-for col, (series, key, label) in enumerate([("size", 2, "file content (MB)"), ("files", 1, "files"), ("layers", 3, "layers")]):
-    pts = [r for r in rows if r[0] == series]
-    xs = [int(r[key]) / (1e6 if key == 2 else 1) for r in pts]
-    axes[0][col].plot(xs, [float(r[5]) for r in pts], "o-", label="wall")
-    axes[0][col].plot(xs, [float(r[6]) for r in pts], "s--", label="cpu")
-    axes[0][col].set_ylabel("seconds"); axes[0][col].legend()
-    axes[1][col].plot(xs, [int(r[7]) / 1024 for r in pts], "o-")
-    axes[1][col].set_ylabel("peak RSS (MiB)"); axes[1][col].set_xlabel(label)
-    if series != "layers":
-        for a in (axes[0][col], axes[1][col]):
-            a.set_xscale("log")
-fig.suptitle("ocirender convert → squashfs (defaults), synthetic gzip images")
-fig.tight_layout()
-fig.savefig(f"{out}/scaling.png", dpi=90)
-print(f"plot: {out}/scaling.png", file=sys.stderr)
-PY
+python3 "$here/scripts/plot-scaling.py" "$rows" "$out"
