@@ -8,8 +8,12 @@
 # Every target runs even after one fails; the script exits non-zero when any found a crash,
 # hang (-timeout) or excessive allocation (-rss_limit_mb/-malloc_limit_mb). The reproducer lies
 # under fuzz/artifacts/<target>/; `cargo +nightly fuzz fmt TARGET FILE` (in fuzz/) prints it as
-# builder code for tests/regression.rs. Each run's log is fuzz/logs/<target>.log; its final
+# builder code for tests/regression.rs (squashfs_reader: as a test for tests/squashfs_hostile.rs,
+# the artifact being the image itself). Each run's log is fuzz/logs/<target>.log; its final
 # stats are printed at the end.
+#
+# squashfs_reader's seeds include images made by mksquashfs (squashfs-tools, which .ci/run
+# installs); without it gen_corpus skips those, saying so.
 #
 # The cold build (nightly, sanitizer-instrumented: ocirender, backhand, the codecs, libFuzzer)
 # takes a few minutes on a free multi-core machine and over 10 minutes on 2 busy cores.
@@ -21,7 +25,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift || true
 targets=("$@")
-all=(tar_entry merge squashfs_roundtrip image_layout)
+all=(tar_entry merge squashfs_roundtrip image_layout squashfs_reader)
 if ((${#targets[@]} == 0)); then
   targets=("${all[@]}")
 fi
@@ -59,8 +63,11 @@ step "seed corpora (gen_corpus)"
 "target/$triple/release/gen_corpus" corpus
 
 # Per target: longest input, dictionary.
-declare -A max_len=([tar_entry]=32768 [merge]=32768 [squashfs_roundtrip]=8192 [image_layout]=16384)
-declare -A dict=([tar_entry]=tar [merge]=tar [squashfs_roundtrip]=tar [image_layout]=json)
+# squashfs_reader's inputs are whole images: its seeds stay under 64 KiB.
+declare -A max_len=([tar_entry]=32768 [merge]=32768 [squashfs_roundtrip]=8192 [image_layout]=16384
+  [squashfs_reader]=65536)
+declare -A dict=([tar_entry]=tar [merge]=tar [squashfs_roundtrip]=tar [image_layout]=json
+  [squashfs_reader]=squashfs)
 
 mkdir -p logs
 failed=()

@@ -1,7 +1,8 @@
 //! Shared code of the fuzz targets: the structured inputs (each decodes from fuzzer bytes
 //! through `arbitrary`, encodes back to bytes for the seed corpora, and prints as builder code
-//! that can be pasted into `tests/regression.rs`), and the readers that turn every output back
-//! into the canonical [`dump::Tree`] of the tests.
+//! that can be pasted into `tests/regression.rs`; `squashfs_reader`'s input is an image's raw
+//! bytes and prints as a test for `tests/squashfs_hostile.rs`), and the readers that turn
+//! every output back into the canonical [`dump::Tree`] of the tests.
 //!
 //! The tests' own support code is included as it is (`#[path]`), not copied: the image builder
 //! and its tar writer ([`builder`]), the canonical dump ([`dump`]), the reference overlay model
@@ -30,6 +31,8 @@ pub mod layout_input;
 pub mod merge_check;
 pub mod merge_input;
 pub mod readback;
+pub mod reader_check;
+pub mod reader_input;
 pub mod run;
 pub mod seeds;
 pub mod tar_check;
