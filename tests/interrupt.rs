@@ -262,6 +262,15 @@ impl Moment {
 /// Converts the big image to `format`, sends `signal` at `moment`, and checks the outcome:
 /// interrupted (130/143, the message, the work directory as it was) or finished (0, complete).
 /// Returns whether it was interrupted.
+/// The exit status and signal name the CLI reports for `signal` (130/143, as shells do).
+fn expected_exit(signal: Signal) -> (i32, &'static str) {
+    if signal == Signal::INT {
+        (130, "SIGINT")
+    } else {
+        (143, "SIGTERM")
+    }
+}
+
 fn interrupt_once(format: Format, signal: Signal, moment: Moment, existing_dir: bool) -> bool {
     let work = tempfile::tempdir().unwrap();
     let target = output_path(work.path(), format);
@@ -278,11 +287,7 @@ fn interrupt_once(format: Format, signal: Signal, moment: Moment, existing_dir: 
     );
     run.signal(signal);
     let (status, lines) = run.finish();
-    let (code, name) = if signal == Signal::INT {
-        (130, "SIGINT")
-    } else {
-        (143, "SIGTERM")
-    };
+    let (code, name) = expected_exit(signal);
     if status.code() == Some(0) {
         // It finished before the signal landed: then the output is whole.
         assert_eq!(count_entries(&target, format), BIG_ENTRIES, "{context}");
@@ -471,11 +476,7 @@ fn pull_and_fetch_stop_on_signals() {
         registry.wait_for_connection();
         run.signal(signal);
         let (status, lines) = run.finish();
-        let (code, name) = if signal == Signal::INT {
-            (130, "SIGINT")
-        } else {
-            (143, "SIGTERM")
-        };
+        let (code, name) = expected_exit(signal);
         assert_eq!(status.code(), Some(code), "{command}: {lines:?}");
         let expected = if command == "pull" {
             format!("removed the partial output {}", target.display())
