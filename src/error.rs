@@ -207,6 +207,15 @@ pub enum Error {
         codec: &'static str,
     },
 
+    /// The previous image given for strict reuse cannot be used.
+    #[error("cannot reuse blocks of {}: {why}", path.display())]
+    ReuseRefused {
+        /// The previous image.
+        path: PathBuf,
+        /// Why.
+        why: crate::squashfs::reuse::NotReused,
+    },
+
     /// A squashfs compressor failed while writing the output (a library error, out of memory).
     #[error("{codec} compression failed: {source}")]
     Compress {

@@ -442,6 +442,36 @@ pub struct SquashfsOptions {
     /// refuse a modified block. By default, none. [`Summary::verity`](crate::Summary::verity)
     /// gives the root hash.
     pub verity: Option<VerityOptions>,
+    /// Copy the data and fragment blocks that an earlier image already holds instead of
+    /// compressing them again. The output is byte-identical to a conversion without it. By
+    /// default, none.
+    pub reuse: Option<Reuse>,
+}
+
+/// Where a conversion takes already compressed blocks from ([`SquashfsOptions::reuse`]).
+///
+/// The previous image must have been made with the same compressor, level, options and block
+/// size, by this crate's codecs (a sample of its blocks is compressed again to check). It may
+/// be the output path itself: the output replaces it only when the conversion succeeds. Every
+/// reused block is decompressed and compared with the block it stands for, so a corrupt or
+/// changed previous image costs time, never a wrong output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reuse {
+    /// The previous image.
+    pub previous: std::path::PathBuf,
+    /// Fail the conversion when the previous image cannot be used, instead of warning and
+    /// compressing every block.
+    pub strict: bool,
+}
+
+impl Reuse {
+    /// Reuse `previous`, warning if it cannot be used.
+    pub fn new(previous: impl Into<std::path::PathBuf>) -> Reuse {
+        Reuse {
+            previous: previous.into(),
+            strict: false,
+        }
+    }
 }
 
 impl Default for SquashfsOptions {
@@ -455,6 +485,7 @@ impl Default for SquashfsOptions {
             xz_filters: Vec::new(),
             exportable: true,
             verity: None,
+            reuse: None,
         }
     }
 }

@@ -76,6 +76,14 @@ pub enum Progress {
         /// Blocks in flight.
         blocks: usize,
     },
+    /// Squashfs blocks copied so far from the previous image instead of compressed
+    /// ([`SquashfsOptions::reuse`](crate::SquashfsOptions::reuse)); sent with `Backlog`.
+    Reused {
+        /// Blocks, cumulative.
+        blocks: u64,
+        /// Their uncompressed bytes, cumulative.
+        bytes: u64,
+    },
     /// Bytes of layer `index`'s blob downloaded so far (a registry pull or fetch). Sent about
     /// once per mebibyte and when the blob is complete (`bytes == size`).
     Download {

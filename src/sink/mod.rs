@@ -57,6 +57,9 @@ pub struct Summary {
     /// The dm-verity parameters, when a hash tree was written
     /// ([`SquashfsOptions::verity`](crate::SquashfsOptions::verity)).
     pub verity: Option<crate::verity::VerityInfo>,
+    /// What was reused from a previous image, when one was given
+    /// ([`SquashfsOptions::reuse`](crate::SquashfsOptions::reuse)).
+    pub reuse: Option<Box<crate::squashfs::reuse::ReuseReport>>,
 }
 
 /// A non-fatal problem: the output lacks something the image has.
@@ -99,6 +102,14 @@ pub enum WarningKind {
         /// The attribute's name.
         name: Vec<u8>,
     },
+    /// The previous image given for reuse cannot be used; every block was compressed (the
+    /// output is the same either way). The warning's path is the root.
+    PreviousNotReused {
+        /// The previous image.
+        previous: PathBuf,
+        /// Why.
+        why: crate::squashfs::reuse::NotReused,
+    },
 }
 
 impl fmt::Display for Warning {
@@ -132,6 +143,11 @@ impl fmt::Display for Warning {
                 f,
                 "{}: {what} cannot be stored in this format; left out",
                 self.path.display()
+            ),
+            WarningKind::PreviousNotReused { previous, why } => write!(
+                f,
+                "not reusing blocks of {}: {why}; compressing every block",
+                previous.display()
             ),
             WarningKind::XattrNotStorable { name } => write!(
                 f,

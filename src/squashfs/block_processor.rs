@@ -12,13 +12,16 @@
 //! [`BlockProcessor::add_file`] reads a file once, in block-size chunks, from the entry's
 //! reader. Every full block (and, with fragments off, the short last block) is submitted as a
 //! job; the tail goes into the fragment table, and a full fragment block is submitted like a
-//! data block. Jobs run on this sink's own pool; at most `4 × jobs` are in flight, and
-//! submitting waits for completions beyond that, so memory stays flat however large the
+//! data block. Jobs run on this sink's own pool; at most `4 × jobs` are in flight and `16 ×
+//! jobs` wait to be written, and submitting waits for completions beyond that, so memory stays flat however large the
 //! input. Completed jobs are put back in submission order and written on the caller's thread
 //! only ([`BlockWriter`]), so the image is byte-identical for any thread count. A file-end
 //! marker follows the last block of each file in the same order; when it comes out, the
 //! writer decides dedup while nothing else has been written after the file's blocks.
 //! Block buffers are recycled through a free list.
+//!
+//! With a previous image to reuse ([`reuse`](super::reuse)), a job first looks its block up
+//! there and takes the stored bytes on a verified hit; the order and the writer are unchanged.
 
 use std::collections::VecDeque;
 use std::io::{self, Read};
@@ -28,12 +31,13 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::error::{Error, Result};
-use crate::options::{Jobs, ProgressFn};
+use crate::options::{Jobs, ProgressFn, SquashfsOptions};
 use crate::progress::Progress;
 use crate::squashfs::block_writer::{stored_len, Block, BlockWriter, FileStore};
 use crate::squashfs::compressor::{self, Compressor};
 use crate::squashfs::fragment_table::{FragmentTable, TailRef};
 use crate::squashfs::image_file::ImageFile;
+use crate::squashfs::reuse::{block_hash, Found, Previous};
 
 /// What a job's result is for.
 #[derive(Clone, Copy, Debug)]
@@ -68,6 +72,9 @@ struct Slot {
     done: Option<Done>,
 }
 
+/// Items (finished or not) that may wait to be written, per allowed job in flight.
+const PENDING_PER_JOB: usize = 4;
+
 /// Decompressed fragment blocks kept for tail-dedup comparisons.
 const FRAGMENT_CACHE: usize = 4;
 
@@ -90,6 +97,7 @@ pub(crate) struct BlockProcessor {
     frag_cache: VecDeque<(u32, Vec<u8>)>,
     progress: Option<ProgressFn>,
     submitted: u64,
+    previous: Option<Arc<Previous>>,
 }
 
 /// Whether every byte is zero (word-at-a-time; the compiler vectorizes the fold).
@@ -107,17 +115,43 @@ fn is_zero(b: &[u8]) -> bool {
     wide && chunks.remainder().iter().all(|&x| x == 0)
 }
 
-fn run_job(codec: &Compressor, work: Work, input: &[u8], output: &mut Vec<u8>) -> Result<Outcome> {
+fn run_job(
+    codec: &Compressor,
+    previous: Option<&Previous>,
+    work: Work,
+    input: &[u8],
+    output: &mut Vec<u8>,
+) -> Result<Outcome> {
     if let Work::Data { .. } = work {
         if is_zero(input) {
             return Ok(Outcome::Hole);
         }
     }
-    let hash = match work {
-        Work::Data { .. } => xxhash_rust::xxh3::xxh3_64(input),
-        _ => 0,
+    let Some(previous) = previous else {
+        let hash = match work {
+            Work::Data { .. } => xxhash_rust::xxh3::xxh3_64(input),
+            _ => 0,
+        };
+        return Ok(if codec.compress(input, output)? {
+            Outcome::Compressed { hash }
+        } else {
+            Outcome::Raw { hash }
+        });
     };
-    Ok(if codec.compress(input, output)? {
+    // One hash serves both the reuse lookup and whole-file dedup.
+    let wide = block_hash(input);
+    let hash = u64::from_le_bytes([
+        wide[0], wide[1], wide[2], wide[3], wide[4], wide[5], wide[6], wide[7],
+    ]);
+    match previous.find(input, &wide, output)? {
+        Found::Raw => return Ok(Outcome::Raw { hash }),
+        Found::Compressed => return Ok(Outcome::Compressed { hash }),
+        Found::Missing => {}
+    }
+    let started = std::time::Instant::now();
+    let compressed = codec.compress(input, output)?;
+    previous.compressed(input.len(), started.elapsed());
+    Ok(if compressed {
         Outcome::Compressed { hash }
     } else {
         Outcome::Raw { hash }
@@ -151,16 +185,22 @@ fn read_full(reader: &mut dyn Read, buf: &mut [u8], path: &[u8]) -> Result<()> {
 }
 
 impl BlockProcessor {
-    /// A pipeline writing to `out` from its position on with `jobs` compression threads.
+    /// A pipeline writing to `out` from its position on with `jobs` compression threads, laid
+    /// out as `options` say (block size, fragments, dedup), taking blocks from `previous` where
+    /// it holds them.
     pub(crate) fn new(
         out: ImageFile,
         codec: Arc<Compressor>,
-        block_size: usize,
-        fragments: bool,
-        dedup: bool,
+        options: &SquashfsOptions,
         jobs: Jobs,
         progress: Option<ProgressFn>,
+        previous: Option<Arc<Previous>>,
     ) -> Result<BlockProcessor> {
+        let (block_size, fragments, dedup) = (
+            options.block_size.get() as usize,
+            options.fragments,
+            options.dedup,
+        );
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(jobs.get())
             .thread_name(|i| format!("ocirender-sqfs-{i}"))
@@ -187,6 +227,7 @@ impl BlockProcessor {
             frag_cache: VecDeque::new(),
             progress,
             submitted: 0,
+            previous,
         })
     }
 
@@ -325,7 +366,14 @@ impl BlockProcessor {
     }
 
     fn submit(&mut self, work: Work, input: Vec<u8>) -> Result<()> {
-        while self.in_flight >= self.limit {
+        // Finished blocks wait in `pending` behind a slow one (a block compressed among
+        // reused ones, an xz block among zstd-fast ones): bound those too, not only the jobs.
+        while self.in_flight >= self.limit || self.pending.len() >= PENDING_PER_JOB * self.limit {
+            if self.in_flight == 0 {
+                // Nothing to wait for: whatever is pending is ready.
+                self.write_ready()?;
+                break;
+            }
             self.receive_one()?;
         }
         let seq = self.base + self.pending.len() as u64;
@@ -335,8 +383,9 @@ impl BlockProcessor {
         let mut output = self.buffer();
         let codec = Arc::clone(&self.codec);
         let tx = self.tx.clone();
+        let previous = self.previous.clone();
         self.pool.spawn(move || {
-            let outcome = run_job(&codec, work, &input, &mut output);
+            let outcome = run_job(&codec, previous.as_deref(), work, &input, &mut output);
             // The receiver is gone only when the sink was dropped after an error.
             let _ = tx.send(Done {
                 seq,
@@ -350,6 +399,10 @@ impl BlockProcessor {
                 p(&Progress::Backlog {
                     blocks: self.in_flight,
                 });
+                if let Some(prev) = &self.previous {
+                    let (blocks, bytes) = prev.reused_so_far();
+                    p(&Progress::Reused { blocks, bytes });
+                }
             }
         }
         Ok(())

@@ -284,6 +284,20 @@ fn xz_filter_bit(f: XzFilter) -> u32 {
     }
 }
 
+/// The name of the compressor with superblock id `id` and flags `sb_flags` (for messages).
+pub(crate) fn name_of(id: u16, sb_flags: u16) -> &'static str {
+    match id {
+        compression_id::GZIP if sb_flags & flags::NOD != 0 => "none",
+        compression_id::GZIP => "gzip",
+        compression_id::LZMA => "lzma",
+        compression_id::LZO => "lzo",
+        compression_id::XZ => "xz",
+        compression_id::LZ4 => "lz4",
+        compression_id::ZSTD => "zstd",
+        _ => "an unknown compressor",
+    }
+}
+
 /// Decompresses one block written with compressor `id` into `out` (replacing its content),
 /// producing at most `limit` bytes. The error is a description for `Error::BadSquashfs`.
 pub(crate) fn decompress(

@@ -35,6 +35,7 @@ mod image_file;
 mod inode;
 mod meta_writer;
 pub mod reader;
+pub mod reuse;
 mod superblock;
 mod table;
 mod tree;
@@ -61,6 +62,7 @@ use format::{Le, NO_TABLE, SUPERBLOCK_SIZE, SYMLINK_MAX};
 use id_table::IdTable;
 use image_file::ImageFile;
 use meta_writer::MetaWriter;
+use reuse::Previous;
 use tree::{NodeKind, NodeMeta, Tables, Tree};
 use xattr_writer::XattrWriter;
 
@@ -75,6 +77,16 @@ pub struct SquashfsSink {
     warnings: Vec<Warning>,
     progress: Option<ProgressFn>,
     failed: bool,
+    previous: Option<StopOnDrop>,
+}
+
+/// Stops indexing the previous image when the sink goes away before finishing.
+struct StopOnDrop(Arc<Previous>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
 }
 
 /// Memory held by a [`SquashfsSink`] for the entries received so far (see
@@ -100,6 +112,18 @@ impl SquashfsSink {
             options.block_size,
             &options.xz_filters,
         ));
+        // Started (and the previous image opened) before the output exists.
+        let previous = options.reuse.as_ref().map(|reuse| {
+            let hash_file = options.verity.as_ref().and_then(|v| v.hash_file.as_deref());
+            StopOnDrop(Previous::start(
+                reuse,
+                Arc::clone(&codec),
+                options.block_size.get() as usize,
+                hash_file,
+                jobs,
+                progress.clone(),
+            ))
+        });
         let mut image = ImageFile::create(path, SUPERBLOCK_SIZE as u64)?;
         if let Some(verity) = &options.verity {
             image.hash_for_verity(Leaves::new(verity, path, jobs.get())?);
@@ -116,11 +140,10 @@ impl SquashfsSink {
         let blocks = BlockProcessor::new(
             image,
             Arc::clone(&codec),
-            options.block_size.get() as usize,
-            options.fragments,
-            options.dedup,
+            options,
             jobs,
             progress.clone(),
+            previous.as_ref().map(|p| Arc::clone(&p.0)),
         )?;
         Ok(SquashfsSink {
             options: options.clone(),
@@ -132,6 +155,7 @@ impl SquashfsSink {
             warnings: Vec::new(),
             progress,
             failed: false,
+            previous,
         })
     }
 
@@ -237,6 +261,17 @@ impl Sink for SquashfsSink {
         let mut xattrs = sink.xattrs;
         let mut ids = IdTable::default();
         let (mut image, files, frags) = sink.blocks.finish()?;
+        let mut warnings = sink.warnings;
+        let reuse = match &sink.previous {
+            Some(p) => {
+                let report = p.0.finish()?;
+                if let Some(why) = &report.refused {
+                    warnings.push(p.0.warning(why.clone()));
+                }
+                Some(Box::new(report))
+            }
+            None => None,
+        };
 
         let inode_table = image.position();
         let mut inodes = MetaWriter::new(Arc::clone(&codec));
@@ -296,9 +331,10 @@ impl Sink for SquashfsSink {
             entries: tree.entries,
             file_bytes: tree.file_bytes,
             output_bytes,
-            warnings: sink.warnings,
+            warnings,
             second_pass: false,
             verity,
+            reuse,
         })
     }
 }

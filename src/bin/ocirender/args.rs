@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ocirender::registry::{Concurrency, Mirror, RegistryOptions};
 use ocirender::{
-    BlockSize, Compression, ConvertOptions, Format, Jobs, Ownership, Platform, ReadAhead, Selector,
-    SquashfsOptions, VerityHash, VerityOptions, XzFilter,
+    BlockSize, Compression, ConvertOptions, Format, Jobs, Ownership, Platform, ReadAhead, Reuse,
+    Selector, SquashfsOptions, VerityHash, VerityOptions, XzFilter,
 };
 
 /// Convert OCI container images into squashfs images, tar archives or directories.
@@ -244,6 +244,15 @@ pub struct SquashfsArgs {
     /// MIB mebibytes of decoded data each). More trades memory for overlap. By default, 1:16.
     #[arg(long, value_name = "N[:MIB]|off", default_value = "1:16")]
     pub read_ahead: ReadAhead,
+    /// Copy the compressed blocks that PREVIOUS (an earlier squashfs of this tool, made with
+    /// the same compression settings) already holds instead of compressing them again. The
+    /// output is the same as without it; PREVIOUS may be the output path itself.
+    #[arg(long, value_name = "PREVIOUS")]
+    pub reuse: Option<PathBuf>,
+    /// Fail when the --reuse image cannot be used, instead of warning and compressing every
+    /// block.
+    #[arg(long, requires = "reuse")]
+    pub reuse_strict: bool,
     #[command(flatten)]
     pub verity: VerityArgs,
 }
@@ -388,6 +397,10 @@ impl SquashfsArgs {
                 mtime,
                 xz_filters: self.xz_filter.clone(),
                 verity: self.verity.options(),
+                reuse: self.reuse.as_ref().map(|previous| Reuse {
+                    previous: previous.clone(),
+                    strict: self.reuse_strict,
+                }),
                 ..SquashfsOptions::default()
             }))
     }

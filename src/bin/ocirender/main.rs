@@ -89,6 +89,18 @@ fn open_image(image: &str, selector: &ocirender::Selector) -> anyhow::Result<Ima
     Image::open(&location, selector).with_context(|| format!("cannot open image {image}"))
 }
 
+/// Refuses `--reuse` for outputs that are not squashfs images.
+fn check_reuse_output(spec: &ImageSpec, squashfs: &args::SquashfsArgs) -> anyhow::Result<()> {
+    if squashfs.reuse.is_some() && spec.format() != ocirender::Format::Squashfs {
+        anyhow::bail!(
+            "--reuse needs a squashfs output, not {} ({})",
+            spec.format().name(),
+            spec.path().display()
+        );
+    }
+    Ok(())
+}
+
 /// Refuses verity flags for outputs that are not squashfs images.
 fn check_verity_output(spec: &ImageSpec, verity: &args::VerityArgs) -> anyhow::Result<()> {
     if verity.options().is_some() && spec.format() != ocirender::Format::Squashfs {
@@ -185,6 +197,7 @@ fn run_convert(a: ConvertArgs) -> anyhow::Result<()> {
     let signals = Signals::watch()?;
     let spec = ImageSpec::infer(&a.output, a.format.map(Into::into))?;
     check_verity_output(&spec, &a.squashfs.verity)?;
+    check_reuse_output(&spec, &a.squashfs)?;
     check_verity_info_path(&spec, &a.squashfs.verity)?;
     let quiet = a.output_opts.quiet;
     let mut options = a.options()?;
@@ -240,6 +253,23 @@ fn print_summary(spec: &ImageSpec, summary: &Summary, started: Instant) {
             v.hash
         );
     }
+    if let Some(r) = summary.reuse.as_ref().filter(|r| r.refused.is_none()) {
+        let total = r.blocks_reused + r.blocks_compressed;
+        let saved = r
+            .compress_time_saved
+            .map(|t| format!(", about {:.1}s of compression saved", t.as_secs_f64()))
+            .unwrap_or_default();
+        let _ = writeln!(
+            err,
+            "reuse: {} of {total} blocks ({} of {}) copied from {} ({} blocks indexed in {:.1}s){saved}",
+            r.blocks_reused,
+            HumanBytes(r.bytes_reused),
+            HumanBytes(r.bytes_reused + r.bytes_compressed),
+            r.previous.display(),
+            r.blocks_indexed,
+            r.index_time.as_secs_f64(),
+        );
+    }
     for w in &summary.warnings {
         let _ = writeln!(err, "warning: {w}");
     }
@@ -261,6 +291,7 @@ fn run_pull(a: PullArgs) -> anyhow::Result<()> {
     let reference = Reference::parse(&a.reference)?;
     let spec = ImageSpec::infer(&a.output, a.format.map(Into::into))?;
     check_verity_output(&spec, &a.squashfs.verity)?;
+    check_reuse_output(&spec, &a.squashfs)?;
     check_verity_info_path(&spec, &a.squashfs.verity)?;
     let quiet = a.output_opts.quiet;
     let mut options = a.options()?;

@@ -31,6 +31,8 @@ struct State {
     entries: u64,
     written: u64,
     backlog: usize,
+    /// Bytes of blocks copied from a previous image (`--reuse`).
+    reused: u64,
     last_line: Instant,
 }
 
@@ -61,6 +63,7 @@ pub fn reporter(mode: ProgressMode, quiet: bool) -> ProgressFn {
         entries: 0,
         written: 0,
         backlog: 0,
+        reused: 0,
         last_line: now,
     }));
     Arc::new(move |event: &Progress| {
@@ -117,15 +120,17 @@ impl State {
                 if self.last_line.elapsed() >= PLAIN_INTERVAL {
                     self.last_line = Instant::now();
                     self.line(format_args!(
-                        "{entries} entries, {} written, {} read, backlog {} blocks",
+                        "{entries} entries, {} written, {} read, backlog {} blocks{}",
                         HumanBytes(*bytes),
                         HumanBytes(self.layer_bytes.values().sum()),
-                        self.backlog
+                        self.backlog,
+                        self.reused_text()
                     ));
                 }
                 self.message();
             }
             Progress::Backlog { blocks } => self.backlog = *blocks,
+            Progress::Reused { bytes, .. } => self.reused = *bytes,
             Progress::SecondPass { why } => {
                 self.layers_done = 0;
                 self.entries = 0;
@@ -192,9 +197,20 @@ impl State {
                 format!(", {} downloaded", HumanBytes(down))
             };
             b.set_message(format!(
-                "layers {}/{}, {} entries{backlog}{downloaded}",
-                self.layers_done, self.layers, self.entries
+                "layers {}/{}, {} entries{backlog}{downloaded}{}",
+                self.layers_done,
+                self.layers,
+                self.entries,
+                self.reused_text()
             ));
+        }
+    }
+
+    fn reused_text(&self) -> String {
+        if self.reused > 0 {
+            format!(", {} reused", HumanBytes(self.reused))
+        } else {
+            String::new()
         }
     }
 }
