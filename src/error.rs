@@ -568,7 +568,8 @@ impl Error {
     /// Adds the layer's index and digest to this error, once.
     pub fn in_layer(self, index: usize, digest: &Digest) -> Self {
         match self {
-            e @ (Error::Layer { .. } | Error::OfLayer { .. }) => e,
+            // A refused previous image concerns the whole conversion, not the layer at hand.
+            e @ (Error::Layer { .. } | Error::OfLayer { .. } | Error::ReuseRefused { .. }) => e,
             e => Error::Layer {
                 index,
                 digest: digest.clone(),
@@ -582,7 +583,10 @@ impl Error {
     pub fn in_entry(self, path: &[u8]) -> Self {
         let path = crate::path::shown_name(path);
         match self {
-            e @ (Error::Entry { .. } | Error::Layer { .. } | Error::OfLayer { .. }) => e,
+            e @ (Error::Entry { .. }
+            | Error::Layer { .. }
+            | Error::OfLayer { .. }
+            | Error::ReuseRefused { .. }) => e,
             Error::HostilePath { path: p, reason } if p == path => {
                 Error::HostilePath { path: p, reason }
             }

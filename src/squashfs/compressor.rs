@@ -134,6 +134,27 @@ impl Compressor {
         Some(v)
     }
 
+    /// What decides the bytes of a compressed block: this crate's version (its compression
+    /// rules), the algorithm, level, filters and block size, and the codec library's version
+    /// where the library reports one. Two images whose blocks were compressed under the same
+    /// identity store the same bytes for the same content; [`reuse`](super::reuse) relies on it.
+    pub(crate) fn identity(&self) -> String {
+        let filters: Vec<String> = self.xz_filters.iter().map(|f| format!("{f:?}")).collect();
+        let library = match self.algorithm {
+            Algorithm::Zstd => format!(" zstd {}", zstd::zstd_safe::version_string()),
+            Algorithm::Lz4 => format!(" lz4 {}", lz4::version()),
+            Algorithm::Gzip | Algorithm::Xz | Algorithm::None => String::new(),
+        };
+        format!(
+            "ocirender {}; {}:{} filters [{}]; block {};{library}",
+            env!("CARGO_PKG_VERSION"),
+            self.algorithm.name(),
+            self.level,
+            filters.join(","),
+            self.block_size,
+        )
+    }
+
     /// Compresses `input` into `out` (replacing its content). Returns `false`, leaving `out`
     /// unspecified, when the result would not be smaller than `input`: store the block raw.
     pub(crate) fn compress(&self, input: &[u8], out: &mut Vec<u8>) -> Result<bool> {

@@ -10,7 +10,7 @@
 //!
 //! ```text
 //! superblock · options · data/fragments · inodes · directories · fragment table ·
-//! export table · id table · xattrs
+//! export table · id table · xattrs · padding to 4 KiB (with the reuse trailer)
 //! ```
 //!
 //! The output appears at its path only when `finish` succeeds (a temporary file is renamed);
@@ -320,7 +320,13 @@ impl Sink for SquashfsSink {
             export_table,
         })?;
         image.write_at(0, &sb.to_bytes())?;
-        let output_bytes = superblock::padded_len(bytes_used);
+        // In the padding, where readers do not look: what a later --reuse needs to know.
+        let mut trailer = reuse::trailer(&codec);
+        let output_bytes = superblock::padded_len(bytes_used + trailer.len() as u64);
+        // Zeros written, not left to the file length: a duplicate file rewound from past the
+        // tables' end leaves its bytes there.
+        trailer.resize((output_bytes - bytes_used) as usize, 0);
+        image.write(&trailer)?;
         let verity = image.commit(output_bytes)?;
         // An appended hash tree is part of the output file.
         let output_bytes = match &verity {

@@ -56,6 +56,37 @@ use crate::squashfs::reader::SquashfsReader;
 /// Blocks of the previous image compressed again to check that its settings are ours.
 const SAMPLES: usize = 4;
 
+/// The start of the trailer every image of ours carries after `bytes_used`, in the padding.
+const TRAILER_MAGIC: &[u8] = b"ocirender-reuse\n";
+
+/// The most bytes of a trailer read back.
+const TRAILER_MAX: usize = 512;
+
+/// The trailer written after an image's tables: the magic and the compressor's
+/// [`identity`](Compressor::identity). It makes "compressed the way this conversion would" a
+/// fact to check rather than a guess: the superblock does not record the level of xz or lz4,
+/// nor the codec's version, and a sample of blocks cannot vouch for the rest.
+pub(crate) fn trailer(codec: &Compressor) -> Vec<u8> {
+    [TRAILER_MAGIC, codec.identity().as_bytes(), b"\n"].concat()
+}
+
+/// The identity in the trailer at `bytes_used`, if there is one.
+fn read_identity(file: &File, bytes_used: u64) -> Option<String> {
+    let mut buf = vec![0u8; TRAILER_MAX];
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read_at(&mut buf[got..], bytes_used + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    let rest = buf[..got].strip_prefix(TRAILER_MAGIC)?;
+    let end = rest.iter().position(|&b| b == b'\n')?;
+    String::from_utf8(rest[..end].to_vec()).ok()
+}
+
 /// Blocks read and hashed by one indexing task (read in offset order, so mostly sequential).
 const CHUNK: usize = 32;
 
@@ -67,6 +98,17 @@ pub enum NotReused {
     Unreadable {
         /// The reader's error.
         problem: String,
+    },
+    /// It carries no trailer of ours: another tool, or an ocirender before reuse existed, made
+    /// it.
+    NotOurs,
+    /// Its blocks were compressed under another identity: another ocirender version, codec
+    /// library version or level that the superblock does not record.
+    MadeDifferently {
+        /// How the previous image was compressed.
+        previous: String,
+        /// How this conversion compresses.
+        now: String,
     },
     /// It uses another compressor.
     Compressor {
@@ -116,6 +158,14 @@ impl fmt::Display for NotReused {
             NotReused::BlockSize { previous, now } => write!(
                 f,
                 "its block size is {previous}, this conversion's is {now}"
+            ),
+            NotReused::NotOurs => write!(
+                f,
+                "it was not made by ocirender (no reuse trailer after its tables)"
+            ),
+            NotReused::MadeDifferently { previous, now } => write!(
+                f,
+                "its blocks were compressed as \"{previous}\", this conversion's are \"{now}\""
             ),
             NotReused::CompressorOptions => write!(
                 f,
@@ -251,7 +301,7 @@ impl Previous {
         });
         // Open before the output (and a hash file) is created: an output that replaces the
         // previous image by rename leaves this handle on the old file.
-        let opened = File::open(&reuse.previous);
+        let opened = open_regular(&reuse.previous);
         let same_as_hash_file = hash_file.is_some_and(|h| same_file(h, &reuse.previous));
         let worker = Arc::clone(&previous);
         let spawned = std::thread::Builder::new()
@@ -429,7 +479,7 @@ impl Previous {
             Ok(r) => r,
             Err(e) => return refused_by(e),
         };
-        if let Err(why) = self.check_settings(&reader, codec) {
+        if let Err(why) = self.check_settings(&reader, &file, codec) {
             return State::Refused(why);
         }
         let blocks = match self.block_list(&reader) {
@@ -468,10 +518,11 @@ impl Previous {
         State::Ready(index)
     }
 
-    /// The compressor, block size and options must be this conversion's.
+    /// The compressor, block size, options and identity must be this conversion's.
     fn check_settings(
         &self,
         reader: &SquashfsReader,
+        file: &File,
         codec: &Compressor,
     ) -> std::result::Result<(), NotReused> {
         let sb = reader.superblock();
@@ -498,7 +549,12 @@ impl Previous {
         if options != codec.options() {
             return Err(NotReused::CompressorOptions);
         }
-        Ok(())
+        let now = codec.identity();
+        match read_identity(file, sb.bytes_used) {
+            None => Err(NotReused::NotOurs),
+            Some(previous) if previous != now => Err(NotReused::MadeDifferently { previous, now }),
+            Some(_) => Ok(()),
+        }
     }
 
     /// Every distinct data and fragment block `(offset, size word)`, in offset order.
@@ -537,8 +593,16 @@ impl Previous {
         blocks: &[(u64, u32)],
         codec: &Compressor,
     ) -> std::result::Result<(), NotReused> {
-        let n = blocks.len();
-        let picks = (0..SAMPLES.min(n)).map(|i| blocks[i * n / SAMPLES.min(n)]);
+        // Compressed blocks say the most (a raw one only says "not smaller"): spread the
+        // sample over them, and take raw ones only when there are too few.
+        let (compressed, raw): (Vec<_>, Vec<_>) =
+            blocks.iter().partition(|(_, w)| w & DATA_RAW == 0);
+        let spread = |v: &[(u64, u32)], k: usize| -> Vec<(u64, u32)> {
+            let k = k.min(v.len());
+            (0..k).map(|i| v[i * v.len() / k]).collect()
+        };
+        let mut picks = spread(&compressed, SAMPLES);
+        picks.extend(spread(&raw, SAMPLES - picks.len()));
         let (mut content, mut again) = (Vec::new(), Vec::new());
         for (offset, word) in picks {
             let stored = self.stored_content(file, offset, word, &mut content)?;
@@ -624,6 +688,20 @@ fn refused_by(e: Error) -> State {
             problem: e.to_string(),
         },
     })
+}
+
+/// Opens `path` for reading if it is a regular file. Non-blocking, so that a FIFO given by
+/// mistake is refused instead of waiting for a writer forever.
+fn open_regular(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok(file)
 }
 
 /// Whether two paths name the same file (both exist and share device and inode).
@@ -753,6 +831,17 @@ mod tests {
             err.to_string().starts_with("cannot reuse blocks of "),
             "{err}"
         );
+    }
+
+    /// A FIFO given by mistake is refused at once instead of waiting for a writer.
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+        let err = previous(&fifo).finish().unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
     }
 
     /// The check behind `NotReused::CompressesDifferently`: stored bytes that our compressor

@@ -565,9 +565,20 @@ pub fn check_layout(img_path: &Path) -> Layout {
     );
     assert!(l.bytes_used <= l.file_len);
     assert_eq!(l.file_len % 4096, 0, "padded to 4 KiB");
+    // Our images carry a reuse trailer in the padding ("ocirender-reuse\n", the compression
+    // identity, "\n"); the padding is the least multiple of 4 KiB that holds it.
+    let after = &img[l.bytes_used as usize..];
+    let trailer_len = match after.strip_prefix(b"ocirender-reuse\n") {
+        Some(rest) => 16 + rest.iter().position(|&b| b == b'\n').expect("trailer ends") + 1,
+        None => 0,
+    };
     assert!(
-        l.file_len - l.bytes_used < 4096,
-        "no more than the padding after bytes_used"
+        l.file_len - (l.bytes_used + trailer_len as u64) < 4096,
+        "no more than the padding after bytes_used and the trailer"
+    );
+    assert!(
+        after[trailer_len..].iter().all(|&b| b == 0),
+        "the padding after the trailer is zero"
     );
     // Options block.
     if l.flags & 0x400 != 0 {
