@@ -3,13 +3,14 @@
 # section, and it converts an image alone inside an empty chroot (no /tmp, no libc, no
 # squashfs-tools). The image it writes is then checked with unsquashfs and `ocirender verify`.
 # Needs root (chroot) and squashfs-tools.
-#   scripts/static-check.sh
+#   scripts/static-check.sh          (OCIRENDER_STATIC_PROFILE=static-check: the same, no LTO)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=x86_64-unknown-linux-gnu
+profile=${OCIRENDER_STATIC_PROFILE:-release}
 RUSTFLAGS='-C target-feature=+crt-static -C relocation-model=static' \
-  cargo build --release --quiet --target "$target"
-bin="target/$target/release/ocirender"
+  cargo build --profile "$profile" --quiet --target "$target"
+bin="target/$target/$profile/ocirender"
 
 if readelf -d "$bin" | grep -q 'Dynamic section'; then
   echo "static-check: $bin has a dynamic section" >&2
