@@ -436,6 +436,28 @@ pub enum Error {
     #[error("the conversion has stopped")]
     Stopped,
 
+    /// An internal invariant failed: a bug in ocirender, not a problem with the input.
+    #[error("internal error: {what}; this is a bug in ocirender, please report it")]
+    Bug {
+        /// What broke.
+        what: &'static str,
+    },
+
+    /// A layer was handed to the merge or the resolver out of order.
+    #[error(
+        "layer {index} given after layer {previous}: {}",
+        if *newest_first { "the merge takes layers newest first" }
+        else { "the resolver reads every layer, oldest first" }
+    )]
+    LayerOrder {
+        /// The layer given.
+        index: usize,
+        /// The layer given before it (for the resolver: the one due, minus one).
+        previous: usize,
+        /// Which order was expected: newest first (the merge) or oldest first (the resolver).
+        newest_first: bool,
+    },
+
     /// An image reference (`alpine:3.20`, `ghcr.io/o/n@sha256:…`) that cannot be parsed.
     #[error("invalid image reference {reference:?}: {problem}")]
     InvalidReference {

@@ -7,6 +7,9 @@
 //! entry. Every error test asserts the error variant and that the message names the layer or
 //! the document.
 
+#[path = "support/skip.rs"]
+mod skip;
+
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -1834,18 +1837,14 @@ fn errors_from_the_callback_come_back_unchanged_and_unread_data_is_skipped() {
 // A real image
 // ---------------------------------------------------------------------------------------------
 
+/// Every layer of the real image decodes to tar entries whose content reads to its end.
 #[test]
-fn the_debian_image_reads_end_to_end() {
-    let path = Path::new("/tmp/deb/oci");
-    if !path.exists() {
-        println!("skipped: /tmp/deb/oci is absent");
+fn the_real_image_reads_end_to_end() {
+    let Some(dir) = skip::real_image("the_real_image_reads_end_to_end") else {
         return;
-    }
-    let image = Image::open(
-        &ImageLocation::parse("/tmp/deb/oci:latest"),
-        &Selector::default(),
-    )
-    .unwrap();
+    };
+    let location = format!("{}:latest", dir.join("oci").display());
+    let image = Image::open(&ImageLocation::parse(&location), &Selector::default()).unwrap();
     assert_eq!(image.layers.len(), 3);
     let mut total = 0;
     for layer in &image.layers {
@@ -1865,54 +1864,7 @@ fn the_debian_image_reads_end_to_end() {
         assert!(entries > 0, "layer {}", layer.index);
         total += entries;
     }
-    println!("/tmp/deb/oci:latest: {total} entries");
-    assert!(total > 1000);
-}
-
-/// Decode throughput on the real image (run with `--ignored --nocapture`).
-#[test]
-#[ignore]
-fn measure_decode_throughput() {
-    if !Path::new("/tmp/deb/oci").exists() {
-        println!("skipped: /tmp/deb/oci is absent");
-        return;
-    }
-    let image = Image::open(
-        &ImageLocation::parse("/tmp/deb/oci:latest"),
-        &Selector::default(),
-    )
-    .unwrap();
-    let compressed: u64 = image.layers.iter().filter_map(|l| l.size).sum();
-    for round in 0..2 {
-        let start = std::time::Instant::now();
-        let mut decoded = 0u64;
-        for layer in &image.layers {
-            let mut reader = LayerReader::open(layer, None).unwrap();
-            decoded += io::copy(&mut reader, &mut io::sink()).unwrap();
-            reader.finish().unwrap();
-        }
-        let raw = start.elapsed().as_secs_f64();
-        let start = std::time::Instant::now();
-        let mut entries = 0;
-        for layer in &image.layers {
-            let mut reader = LayerReader::open(layer, None).unwrap();
-            for_each_entry(&mut reader, &mut |_, data| {
-                entries += 1;
-                io::copy(data, &mut io::sink()).unwrap();
-                Ok(())
-            })
-            .unwrap();
-            reader.finish().unwrap();
-        }
-        let tar = start.elapsed().as_secs_f64();
-        println!(
-            "round {round}: {:.0} MB compressed, {:.0} MB decoded; decode {raw:.2}s = {:.0} MB/s decoded ({:.0} MB/s compressed); + tar entries {tar:.2}s ({entries} entries)",
-            compressed as f64 / 1e6,
-            decoded as f64 / 1e6,
-            decoded as f64 / 1e6 / raw,
-            compressed as f64 / 1e6 / raw
-        );
-    }
+    assert!(total > 1000, "{total} entries");
 }
 
 /// Invariants under test: whatever bytes a layer holds, the tar reader returns entries or an

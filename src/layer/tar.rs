@@ -677,14 +677,21 @@ impl<R: TarInput> Walker<R> {
 
 /// Parses an unsigned numeric header field.
 fn field_u64(field: &[u8], what: &str) -> Result<u64> {
-    parse_number(field)
-        .and_then(|v| u64::try_from(v).ok())
-        .ok_or_else(|| Error::TarHeader {
-            problem: format!(
-                "{what} field {:?} is not a valid number",
-                String::from_utf8_lossy(field)
-            ),
-        })
+    let problem = match parse_number(field) {
+        Some(v) => match u64::try_from(v) {
+            Ok(v) => return Ok(v),
+            Err(_) => format!("{what} field is negative ({v})"),
+        },
+        // A base-256 field is binary: its bytes say nothing as text.
+        None if field.first().is_some_and(|b| b & 0x80 != 0) => {
+            format!("{what} field holds a base-256 number too large for 63 bits")
+        }
+        None => format!(
+            "{what} field {:?} is not a valid number",
+            String::from_utf8_lossy(field)
+        ),
+    };
+    Err(Error::TarHeader { problem })
 }
 
 fn in_entry_of(member: &Member) -> impl Fn(Error) -> Error + '_ {
@@ -888,6 +895,21 @@ mod tests {
         let sum: u32 = b.iter().map(|&x| u32::from(x)).sum();
         b[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
         b
+    }
+
+    /// A negative device number (base-256, as GNU tar writes -1) is named as such, not
+    /// printed as its raw bytes.
+    #[test]
+    fn a_negative_number_field_says_so() {
+        let minus_one = [0xffu8; 8];
+        let err = field_u64(&minus_one, "devmajor").unwrap_err().to_string();
+        assert!(err.contains("devmajor field is negative (-1)"), "{err}");
+        assert!(!err.contains('\u{fffd}'), "{err}");
+        let mut huge = [0xffu8; 12];
+        huge[0] = 0x80;
+        let err = field_u64(&huge, "size").unwrap_err().to_string();
+        assert!(err.contains("base-256 number too large"), "{err}");
+        assert_eq!(field_u64(b"0000017\0", "mode").unwrap(), 15);
     }
 
     const POSIX: &[u8; 8] = b"ustar\x0000";

@@ -358,10 +358,10 @@ impl Merger {
             })?;
         if let Some(last) = self.last_layer {
             if layer >= last {
-                return Err(Error::InvalidOption {
-                    name: "layer order",
-                    value: format!("{layer} after {last}"),
-                    reason: "layers must be merged newest first",
+                return Err(Error::LayerOrder {
+                    index,
+                    previous: last as usize,
+                    newest_first: true,
                 });
             }
         }
@@ -378,7 +378,9 @@ impl Merger {
     fn end_layer(&mut self, reopen: Option<Reopen<'_>>) -> Result<()> {
         if !self.current.refetch.is_empty() {
             let Some(reopen) = reopen else {
-                return Err(Error::Stopped);
+                return Err(Error::Bug {
+                    what: "a layer read once has files to fetch again",
+                });
             };
             self.fetch_again(reopen)?;
         }
@@ -1062,7 +1064,9 @@ impl Merger {
 
     fn link_to_dir(&self, waiting: &[Waiter], node: NodeId) -> Error {
         let Some(&Waiter { layer, slot, .. }) = waiting.first() else {
-            return Error::Stopped;
+            return Error::Bug {
+                what: "a hard link to a directory has no waiting link",
+            };
         };
         let link = match self.links.source(slot) {
             Some(Source::Pending { link, .. }) => self.tree.path(*link).lossy(),
@@ -1383,7 +1387,11 @@ impl Merger {
                 };
                 let mut e = match self.links.source(root) {
                     Some(Source::Spooled { entry, .. } | Source::Copy { entry }) => entry.clone(),
-                    _ => return Err(Error::Stopped),
+                    _ => {
+                        return Err(Error::Bug {
+                            what: "a hard-link group's content has no source",
+                        })
+                    }
                 };
                 e.path = self.tree.path(first);
                 match self.links.source(root) {

@@ -178,10 +178,10 @@ impl Resolver {
 
     fn begin(&mut self, index: usize) -> Result<()> {
         if index != self.next || index >= self.layers {
-            return Err(Error::InvalidOption {
-                name: "layer order",
-                value: format!("{index} where {} was due", self.next),
-                reason: "the resolver reads every layer, oldest first",
+            return Err(Error::LayerOrder {
+                index,
+                previous: self.next.wrapping_sub(1),
+                newest_first: false,
             });
         }
         self.next += 1;

@@ -410,7 +410,10 @@ impl BlockProcessor {
 
     /// Waits for one job to finish, then writes everything that is next in order.
     fn receive_one(&mut self) -> Result<()> {
-        let done = self.rx.recv().map_err(|_| Error::Stopped)?;
+        // The sender lives in `self`: the channel cannot close while jobs are in flight.
+        let done = self.rx.recv().map_err(|_| Error::Bug {
+            what: "the compression results channel closed",
+        })?;
         self.in_flight -= 1;
         let i = (done.seq - self.base) as usize;
         if let Some(slot) = self.pending.get_mut(i) {

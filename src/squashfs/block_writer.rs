@@ -14,11 +14,10 @@
 //! the earlier blocks. This works because nothing else is written between a file's blocks and
 //! its end marker.
 
-use hashbrown::HashTable;
-
 use crate::error::{Error, Result};
-use crate::squashfs::format::{FragmentEntry, DATA_RAW, NO_FRAGMENT};
+use crate::squashfs::format::{data_block_word, FragmentEntry, NO_FRAGMENT};
 use crate::squashfs::image_file::ImageFile;
+use crate::squashfs::known::KnownFiles;
 
 /// Where one regular file's content is: 28 bytes per file (the 64-bit fields are stored as
 /// halves so the struct needs only 4-byte alignment).
@@ -113,15 +112,15 @@ pub(crate) enum Block<'a> {
     Compressed(&'a [u8]),
 }
 
-/// An earlier file that later files may share blocks with: 8 bytes.
-#[derive(Clone, Copy, Debug)]
-struct Known {
-    hash: u32,
-    file: u32,
-}
-
-fn table_hash(h: u32) -> u64 {
-    u64::from(h).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+impl<'a> Block<'a> {
+    /// The block's size word and the bytes it stores.
+    fn stored(&self) -> (u32, &'a [u8]) {
+        match *self {
+            Block::Hole => (0, &[]),
+            Block::Raw(b) => (data_block_word(b.len() as u32, true), b),
+            Block::Compressed(b) => (data_block_word(b.len() as u32, false), b),
+        }
+    }
 }
 
 /// The file being written.
@@ -139,7 +138,7 @@ pub(crate) struct BlockWriter {
     out: ImageFile,
     store: FileStore,
     dedup: bool,
-    known: HashTable<Known>,
+    known: KnownFiles,
     current: Option<Current>,
     bytes_a: Vec<u8>,
     bytes_b: Vec<u8>,
@@ -163,7 +162,7 @@ impl BlockWriter {
                 fragments,
             },
             dedup,
-            known: HashTable::new(),
+            known: KnownFiles::default(),
             current: None,
             bytes_a: Vec::new(),
             bytes_b: Vec::new(),
@@ -202,11 +201,7 @@ impl BlockWriter {
                 stored: 0,
             });
         }
-        let (word, bytes) = match block {
-            Block::Hole => (0, &[][..]),
-            Block::Raw(b) => (b.len() as u32 | DATA_RAW, b),
-            Block::Compressed(b) => (b.len() as u32, b),
-        };
+        let (word, bytes) = block.stored();
         self.out.write(bytes)?;
         self.store.words.push(word);
         if let Some(c) = &mut self.current {
@@ -243,10 +238,7 @@ impl BlockWriter {
                 f.words_off = earlier.words_off;
                 return Ok(());
             }
-            self.known
-                .insert_unique(table_hash(hash), Known { hash, file }, |k| {
-                    table_hash(k.hash)
-                });
+            self.known.insert(hash, file);
         }
         self.store.files[file as usize] = placed;
         Ok(())
@@ -254,13 +246,7 @@ impl BlockWriter {
 
     /// An earlier file whose stored blocks equal `new`'s, byte for byte.
     fn find_duplicate(&mut self, new: &FileData, hash: u32) -> Result<Option<FileData>> {
-        let candidates: Vec<u32> = self
-            .known
-            .iter_hash(table_hash(hash))
-            .filter(|k| k.hash == hash)
-            .map(|k| k.file)
-            .collect();
-        for file in candidates {
+        for file in self.known.candidates(hash) {
             let old = self.store.files[file as usize];
             if self.same_blocks(&old, new)? {
                 return Ok(Some(old));
@@ -296,11 +282,7 @@ impl BlockWriter {
     /// Appends a fragment block; returns its table entry.
     pub(crate) fn write_fragment(&mut self, block: Block<'_>) -> Result<FragmentEntry> {
         let start = self.out.position();
-        let (size, bytes) = match block {
-            Block::Hole => (0, &[][..]),
-            Block::Raw(b) => (b.len() as u32 | DATA_RAW, b),
-            Block::Compressed(b) => (b.len() as u32, b),
-        };
+        let (size, bytes) = block.stored();
         self.out.write(bytes)?;
         Ok(FragmentEntry { start, size })
     }
@@ -309,7 +291,7 @@ impl BlockWriter {
     pub(crate) fn heap_bytes(&self) -> usize {
         self.store.files.capacity() * std::mem::size_of::<FileData>()
             + self.store.words.capacity() * 4
-            + self.known.capacity() * (std::mem::size_of::<Known>() + 1)
+            + self.known.heap_bytes()
     }
 
     /// The image and every file's placement.

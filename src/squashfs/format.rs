@@ -54,6 +54,8 @@ pub const NO_TABLE: u64 = u64::MAX;
 pub const DIR_HEADER_MAX: usize = 256;
 /// Longest symlink target the kernel accepts (`PAGE_SIZE` on 4 KiB-page systems).
 pub const SYMLINK_MAX: usize = 4096;
+/// Longest name a directory entry or index entry can hold (the kernel's `SQUASHFS_NAME_LEN`).
+pub const NAME_LEN_MAX: usize = 256;
 /// Images are padded to a multiple of this (loop devices work in 4 KiB units).
 pub const DEVICE_BLOCK: u64 = 4096;
 

@@ -16,9 +16,8 @@
 //! block's content — from memory when the block is still being filled, otherwise read back
 //! from the image and decompressed (a few recently read blocks are cached).
 
-use hashbrown::HashTable;
-
 use crate::squashfs::format::FragmentEntry;
+use crate::squashfs::known::KnownFiles;
 
 /// Where a tail was placed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,19 +26,6 @@ pub(crate) struct TailRef {
     pub fragment: u32,
     /// Offset of the tail in the uncompressed fragment block.
     pub offset: u32,
-}
-
-/// A remembered tail: 8 bytes, the table's only per-tail cost. Its location is the file's
-/// (fragment, offset), looked up when a candidate is compared.
-#[derive(Clone, Copy, Debug)]
-struct Known {
-    hash: u32,
-    file: u32,
-}
-
-/// Spreads a 32-bit hash over 64 bits for the table (its control bytes use the top bits).
-fn table_hash(h: u32) -> u64 {
-    u64::from(h).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 /// Packs tails and keeps the fragment table entries.
@@ -52,7 +38,7 @@ pub(crate) struct FragmentTable {
     current_index: u32,
     /// Entries of written blocks, by index.
     entries: Vec<FragmentEntry>,
-    known: HashTable<Known>,
+    known: KnownFiles,
     dedup: bool,
 }
 
@@ -64,7 +50,7 @@ impl FragmentTable {
             current: Vec::new(),
             current_index: 0,
             entries: Vec::new(),
-            known: HashTable::new(),
+            known: KnownFiles::default(),
             dedup,
         }
     }
@@ -80,14 +66,7 @@ impl FragmentTable {
         if !self.dedup {
             return Vec::new();
         }
-        let mut v: Vec<u32> = self
-            .known
-            .iter_hash(table_hash(hash))
-            .filter(|k| k.hash == hash)
-            .map(|k| k.file)
-            .collect();
-        v.sort_unstable();
-        v
+        self.known.candidates(hash)
     }
 
     /// The content of the block being filled, if `fragment` is that block.
@@ -109,10 +88,7 @@ impl FragmentTable {
         };
         self.current.extend_from_slice(tail);
         if self.dedup {
-            self.known
-                .insert_unique(table_hash(hash), Known { hash, file }, |k| {
-                    table_hash(k.hash)
-                });
+            self.known.insert(hash, file);
         }
         at
     }
@@ -143,7 +119,7 @@ impl FragmentTable {
 
     /// Bytes held for dedup and entries (memory accounting).
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.known.capacity() * (std::mem::size_of::<Known>() + 1)
+        self.known.heap_bytes()
             + self.entries.capacity() * std::mem::size_of::<FragmentEntry>()
             + self.current.capacity()
     }

@@ -33,6 +33,7 @@ mod fragment_table;
 mod id_table;
 mod image_file;
 mod inode;
+mod known;
 mod meta_writer;
 pub mod reader;
 pub mod reuse;

@@ -41,12 +41,14 @@ use hashbrown::HashMap;
 
 use crate::entry::{EntryKind, Metadata, Xattr};
 use crate::error::{Error, Result};
+use crate::options::BlockSize;
 use crate::path::{shown_name, EntryPath, NAME_MAX};
 use crate::squashfs::compressor;
 use crate::squashfs::format::{
-    compression_id, decode_dev, flags, inode_type, xattr_prefix, FragmentEntry, LeReader, MetaRef,
-    Superblock, DATA_RAW, MAGIC, METADATA_RAW, METADATA_SIZE, NO_FRAGMENT, NO_TABLE, NO_XATTR,
-    SUPERBLOCK_SIZE, VERSION_MAJOR, VERSION_MINOR,
+    compression_id, decode_dev, flags, inode_type, xattr_prefix, FragmentEntry, InodeHeader,
+    LeReader, MetaRef, Superblock, DATA_RAW, DIR_HEADER_MAX, MAGIC, METADATA_RAW, METADATA_SIZE,
+    NAME_LEN_MAX, NO_FRAGMENT, NO_TABLE, NO_XATTR, SUPERBLOCK_SIZE, SYMLINK_MAX, VERSION_MAJOR,
+    VERSION_MINOR,
 };
 
 /// Decompressed metadata blocks kept (8 KiB each).
@@ -319,7 +321,7 @@ impl SquashfsReader {
             )));
         }
         if !sb.block_size.is_power_of_two()
-            || !(4096..=1 << 20).contains(&sb.block_size)
+            || !(BlockSize::MIN..=BlockSize::MAX).contains(&sb.block_size)
             || u32::from(sb.block_log) != sb.block_size.trailing_zeros()
         {
             return Err(self.bad(format!(
@@ -659,12 +661,14 @@ impl SquashfsReader {
             end: self.sb.dir_table,
         };
         let c = &mut cur;
-        let itype = self.meta_u16(c)?;
-        let mode = u32::from(self.meta_u16(c)? & 0o7777);
-        let uid = self.id(self.meta_u16(c)?)?;
-        let gid = self.id(self.meta_u16(c)?)?;
-        let mtime = self.meta_u32(c)?;
-        let inode_number = self.meta_u32(c)?;
+        let mut head = [0u8; InodeHeader::SIZE];
+        self.meta_read(c, &mut head)?;
+        let h = InodeHeader::parse(&mut LeReader::new(&head))
+            .ok_or_else(|| self.bad("short inode header"))?;
+        let (itype, mtime, inode_number) = (h.inode_type, h.mtime, h.inode_number);
+        let mode = u32::from(h.permissions & 0o7777);
+        let uid = self.id(h.uid_idx)?;
+        let gid = self.id(h.gid_idx)?;
         if inode_number == 0 || inode_number > self.sb.inode_count {
             return Err(self.bad(format!("inode number {inode_number} out of range")));
         }
@@ -693,7 +697,7 @@ impl SquashfsReader {
                         let index = self.meta_u32(c)?;
                         let start = self.meta_u32(c)?;
                         let n = self.meta_u32(c)? as usize + 1;
-                        if n > 256 {
+                        if n > NAME_LEN_MAX {
                             return Err(self.bad("directory index name longer than 256 bytes"));
                         }
                         v.push((index, start, self.meta_vec(c, n)?));
@@ -768,7 +772,7 @@ impl SquashfsReader {
             t if t == inode_type::SYMLINK || t == inode_type::SYMLINK + inode_type::EXTENDED => {
                 let nlink = self.meta_u32(c)?;
                 let n = self.meta_u32(c)? as usize;
-                if n == 0 || n > 4096 {
+                if n == 0 || n > SYMLINK_MAX {
                     return Err(self.bad(format!("symlink target of {n} bytes")));
                 }
                 let target = self.meta_vec(c, n)?;
@@ -979,7 +983,7 @@ impl SquashfsReader {
             let start = self.meta_u32(&mut cur)?;
             let base = self.meta_u32(&mut cur)?;
             pos = pos.saturating_add(12);
-            if count > 256 {
+            if count > DIR_HEADER_MAX {
                 return Err(self.bad(format!("directory header with {count} entries")));
             }
             for _ in 0..count {

@@ -372,9 +372,8 @@ impl Previous {
     }
 
     fn bug(&self) -> Error {
-        Error::ReuseRefused {
-            path: self.path.clone(),
-            why: NotReused::Stopped,
+        Error::Bug {
+            what: "the reuse index was never built",
         }
     }
 

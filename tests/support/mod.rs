@@ -1,7 +1,8 @@
 //! Shared test helpers: canonical dumps ([`dump`]), images built from code ([`builder`]), the
 //! reference model of the overlay rules ([`model`]), conversions read back ([`outputs`]), the
 //! squashfs oracles ([`oracle`]: unsquashfs and backhand), the Linux kernel as an oracle
-//! ([`kernel`]) and a real registry on 127.0.0.1 ([`registry`]).
+//! ([`kernel`]), a real registry on 127.0.0.1 ([`registry`]) and the real image of the corpus
+//! ([`skip::real_image`]), and skips that CI turns into failures ([`skip`]).
 #![allow(dead_code)]
 
 pub mod builder;
@@ -11,3 +12,4 @@ pub mod model;
 pub mod oracle;
 pub mod outputs;
 pub mod registry;
+pub mod skip;
