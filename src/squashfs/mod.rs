@@ -263,16 +263,7 @@ impl Sink for SquashfsSink {
         let mut ids = IdTable::default();
         let (mut image, files, frags) = sink.blocks.finish()?;
         let mut warnings = sink.warnings;
-        let reuse = match &sink.previous {
-            Some(p) => {
-                let report = p.0.finish()?;
-                if let Some(why) = &report.refused {
-                    warnings.push(p.0.warning(why.clone()));
-                }
-                Some(Box::new(report))
-            }
-            None => None,
-        };
+        let reuse = reuse_report(sink.previous.as_ref(), &mut warnings)?;
 
         let inode_table = image.position();
         let mut inodes = MetaWriter::new(Arc::clone(&codec));
@@ -321,19 +312,7 @@ impl Sink for SquashfsSink {
             export_table,
         })?;
         image.write_at(0, &sb.to_bytes())?;
-        // In the padding, where readers do not look: what a later --reuse needs to know.
-        let mut trailer = reuse::trailer(&codec);
-        let output_bytes = superblock::padded_len(bytes_used + trailer.len() as u64);
-        // Zeros written, not left to the file length: a duplicate file rewound from past the
-        // tables' end leaves its bytes there.
-        trailer.resize((output_bytes - bytes_used) as usize, 0);
-        image.write(&trailer)?;
-        let verity = image.commit(output_bytes)?;
-        // An appended hash tree is part of the output file.
-        let output_bytes = match &verity {
-            Some(v) if v.hash_file.is_none() => output_bytes + v.hash_area_len(),
-            _ => output_bytes,
-        };
+        let (output_bytes, verity) = commit(image, &codec, bytes_used)?;
         Ok(Summary {
             entries: tree.entries,
             file_bytes: tree.file_bytes,
@@ -344,6 +323,45 @@ impl Sink for SquashfsSink {
             reuse,
         })
     }
+}
+
+/// Waits for the previous image's index (if reuse was asked for) and reports; a refusal also
+/// becomes a warning.
+fn reuse_report(
+    previous: Option<&StopOnDrop>,
+    warnings: &mut Vec<Warning>,
+) -> Result<Option<Box<reuse::ReuseReport>>> {
+    let Some(p) = previous else {
+        return Ok(None);
+    };
+    let report = p.0.finish()?;
+    if let Some(why) = &report.refused {
+        warnings.push(p.0.warning(why.clone()));
+    }
+    Ok(Some(Box::new(report)))
+}
+
+/// Pads the image after its tables (`bytes_used`) and commits it; returns the output's size
+/// (with an appended hash tree) and the verity parameters.
+fn commit(
+    mut image: ImageFile,
+    codec: &Compressor,
+    bytes_used: u64,
+) -> Result<(u64, Option<crate::verity::VerityInfo>)> {
+    // In the padding, where readers do not look: what a later --reuse needs to know.
+    let mut trailer = reuse::trailer(codec);
+    let output_bytes = superblock::padded_len(bytes_used + trailer.len() as u64);
+    // Zeros written, not left to the file length: a duplicate file rewound from past the
+    // tables' end leaves its bytes there.
+    trailer.resize((output_bytes - bytes_used) as usize, 0);
+    image.write(&trailer)?;
+    let verity = image.commit(output_bytes)?;
+    // An appended hash tree is part of the output file.
+    let output_bytes = match &verity {
+        Some(v) if v.hash_file.is_none() => output_bytes + v.hash_area_len(),
+        _ => output_bytes,
+    };
+    Ok((output_bytes, verity))
 }
 
 #[cfg(test)]

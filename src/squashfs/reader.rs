@@ -165,6 +165,14 @@ pub(crate) struct FileLayout<'a> {
     pub fragment: Option<(u32, u32)>,
 }
 
+/// What an inode holds after its header.
+struct InodeBody {
+    kind: EntryKind,
+    nlink: u32,
+    location: Location,
+    xattr: u32,
+}
+
 /// A decompressed metadata block and the position of the next one.
 struct MetaBlock {
     data: Vec<u8>,
@@ -672,160 +680,31 @@ impl SquashfsReader {
         if inode_number == 0 || inode_number > self.sb.inode_count {
             return Err(self.bad(format!("inode number {inode_number} out of range")));
         }
-        let mut xattr = NO_XATTR;
-        let bs = u64::from(self.sb.block_size);
-        let (kind, nlink, location) = match itype {
+        let body = match itype {
             t if t == inode_type::DIR || t == inode_type::DIR + inode_type::EXTENDED => {
-                let (block, nlink, size, offset, index);
-                if t == inode_type::DIR {
-                    block = self.meta_u32(c)?;
-                    nlink = self.meta_u32(c)?;
-                    size = u32::from(self.meta_u16(c)?);
-                    offset = self.meta_u16(c)?;
-                    let _parent = self.meta_u32(c)?;
-                    index = Vec::new();
-                } else {
-                    nlink = self.meta_u32(c)?;
-                    size = self.meta_u32(c)?;
-                    block = self.meta_u32(c)?;
-                    let _parent = self.meta_u32(c)?;
-                    let count = self.meta_u16(c)?;
-                    offset = self.meta_u16(c)?;
-                    xattr = self.meta_u32(c)?;
-                    let mut v = Vec::new();
-                    for _ in 0..count {
-                        let index = self.meta_u32(c)?;
-                        let start = self.meta_u32(c)?;
-                        let n = self.meta_u32(c)? as usize + 1;
-                        if n > NAME_LEN_MAX {
-                            return Err(self.bad("directory index name longer than 256 bytes"));
-                        }
-                        v.push((index, start, self.meta_vec(c, n)?));
-                    }
-                    index = v;
-                }
-                if size < 3 || usize::from(offset) >= METADATA_SIZE {
-                    return Err(self.bad(format!("directory inode {inode_number} invalid")));
-                }
-                let block = self
-                    .sb
-                    .dir_table
-                    .checked_add(u64::from(block))
-                    .filter(|&b| size == 3 || b < self.dir_end)
-                    .ok_or_else(|| self.bad("directory listing outside the directory table"))?;
-                let loc = Location::Dir {
-                    block,
-                    offset,
-                    len: size - 3,
-                    index,
-                };
-                (EntryKind::Dir, nlink, loc)
+                self.dir_body(c, t, inode_number)?
             }
             t if t == inode_type::FILE || t == inode_type::FILE + inode_type::EXTENDED => {
-                let (blocks_start, size, fragment, frag_offset, nlink);
-                if t == inode_type::FILE {
-                    blocks_start = u64::from(self.meta_u32(c)?);
-                    fragment = self.meta_u32(c)?;
-                    frag_offset = self.meta_u32(c)?;
-                    size = u64::from(self.meta_u32(c)?);
-                    nlink = 1;
-                } else {
-                    blocks_start = self.meta_u64(c)?;
-                    size = self.meta_u64(c)?;
-                    let _sparse = self.meta_u64(c)?;
-                    nlink = self.meta_u32(c)?;
-                    fragment = self.meta_u32(c)?;
-                    frag_offset = self.meta_u32(c)?;
-                    xattr = self.meta_u32(c)?;
-                }
-                let has_fragment = fragment != NO_FRAGMENT;
-                let count = if has_fragment {
-                    size / bs
-                } else {
-                    size.div_ceil(bs)
-                };
-                if has_fragment && size % bs == 0 {
-                    return Err(self
-                        .bad("a file whose size is a multiple of the block size has a fragment"));
-                }
-                // Each block needs at least a word in the inode table: no list longer than
-                // the table could hold is believed.
-                let table = self.sb.dir_table - self.sb.inode_table;
-                if count > table.saturating_mul(METADATA_SIZE as u64) / 4 {
-                    return Err(
-                        self.bad(format!("file inode {inode_number} claims {count} blocks"))
-                    );
-                }
-                let raw = self.bounded_meta_vec(c, count as usize * 4)?;
-                let words: Vec<u32> = raw
-                    .chunks_exact(4)
-                    .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
-                    .collect();
-                let sparse = data_regions(&words, size, bs);
-                let loc = Location::File {
-                    blocks_start,
-                    words: words.into(),
-                    fragment: has_fragment.then_some((fragment, frag_offset)),
-                };
-                (EntryKind::File { size, sparse }, nlink, loc)
+                self.file_body(c, t, inode_number)?
             }
             t if t == inode_type::SYMLINK || t == inode_type::SYMLINK + inode_type::EXTENDED => {
-                let nlink = self.meta_u32(c)?;
-                let n = self.meta_u32(c)? as usize;
-                if n == 0 || n > SYMLINK_MAX {
-                    return Err(self.bad(format!("symlink target of {n} bytes")));
-                }
-                let target = self.meta_vec(c, n)?;
-                if t != inode_type::SYMLINK {
-                    xattr = self.meta_u32(c)?;
-                }
-                (EntryKind::Symlink { target }, nlink, Location::None)
+                self.symlink_body(c, t)?
             }
-            t if (inode_type::BLOCK_DEV..=inode_type::CHAR_DEV).contains(&t)
+            t if (inode_type::BLOCK_DEV..=inode_type::SOCKET).contains(&t)
                 || (inode_type::BLOCK_DEV + inode_type::EXTENDED
-                    ..=inode_type::CHAR_DEV + inode_type::EXTENDED)
-                    .contains(&t) =>
-            {
-                let nlink = self.meta_u32(c)?;
-                let (major, minor) = decode_dev(self.meta_u32(c)?);
-                if t > inode_type::EXTENDED {
-                    xattr = self.meta_u32(c)?;
-                }
-                let basic = if t > inode_type::EXTENDED {
-                    t - inode_type::EXTENDED
-                } else {
-                    t
-                };
-                let kind = if basic == inode_type::BLOCK_DEV {
-                    EntryKind::BlockDevice { major, minor }
-                } else {
-                    EntryKind::CharDevice { major, minor }
-                };
-                (kind, nlink, Location::None)
-            }
-            t if (inode_type::FIFO..=inode_type::SOCKET).contains(&t)
-                || (inode_type::FIFO + inode_type::EXTENDED
                     ..=inode_type::SOCKET + inode_type::EXTENDED)
                     .contains(&t) =>
             {
-                let nlink = self.meta_u32(c)?;
-                if t > inode_type::EXTENDED {
-                    xattr = self.meta_u32(c)?;
-                }
-                let basic = if t > inode_type::EXTENDED {
-                    t - inode_type::EXTENDED
-                } else {
-                    t
-                };
-                let kind = if basic == inode_type::FIFO {
-                    EntryKind::Fifo
-                } else {
-                    EntryKind::Socket
-                };
-                (kind, nlink, Location::None)
+                self.special_body(c, t)?
             }
             other => return Err(self.bad(format!("unknown inode type {other}"))),
         };
+        let InodeBody {
+            kind,
+            nlink,
+            location,
+            xattr,
+        } = body;
         let xattrs = if xattr == NO_XATTR {
             Vec::new()
         } else {
@@ -844,6 +723,172 @@ impl SquashfsReader {
             inode_number,
             nlink,
             location,
+        })
+    }
+
+    /// The rest of a directory inode (basic or extended) after its header.
+    fn dir_body(&self, c: &mut Cursor, t: u16, inode_number: u32) -> Result<InodeBody> {
+        let mut xattr = NO_XATTR;
+        let (block, nlink, size, offset, index);
+        if t == inode_type::DIR {
+            block = self.meta_u32(c)?;
+            nlink = self.meta_u32(c)?;
+            size = u32::from(self.meta_u16(c)?);
+            offset = self.meta_u16(c)?;
+            let _parent = self.meta_u32(c)?;
+            index = Vec::new();
+        } else {
+            nlink = self.meta_u32(c)?;
+            size = self.meta_u32(c)?;
+            block = self.meta_u32(c)?;
+            let _parent = self.meta_u32(c)?;
+            let count = self.meta_u16(c)?;
+            offset = self.meta_u16(c)?;
+            xattr = self.meta_u32(c)?;
+            let mut v = Vec::new();
+            for _ in 0..count {
+                let index = self.meta_u32(c)?;
+                let start = self.meta_u32(c)?;
+                let n = self.meta_u32(c)? as usize + 1;
+                if n > NAME_LEN_MAX {
+                    return Err(self.bad("directory index name longer than 256 bytes"));
+                }
+                v.push((index, start, self.meta_vec(c, n)?));
+            }
+            index = v;
+        }
+        if size < 3 || usize::from(offset) >= METADATA_SIZE {
+            return Err(self.bad(format!("directory inode {inode_number} invalid")));
+        }
+        let block = self
+            .sb
+            .dir_table
+            .checked_add(u64::from(block))
+            .filter(|&b| size == 3 || b < self.dir_end)
+            .ok_or_else(|| self.bad("directory listing outside the directory table"))?;
+        let location = Location::Dir {
+            block,
+            offset,
+            len: size - 3,
+            index,
+        };
+        Ok(InodeBody {
+            kind: EntryKind::Dir,
+            nlink,
+            location,
+            xattr,
+        })
+    }
+
+    /// The rest of a regular file inode (basic or extended) after its header.
+    fn file_body(&self, c: &mut Cursor, t: u16, inode_number: u32) -> Result<InodeBody> {
+        let mut xattr = NO_XATTR;
+        let bs = u64::from(self.sb.block_size);
+        let (blocks_start, size, fragment, frag_offset, nlink);
+        if t == inode_type::FILE {
+            blocks_start = u64::from(self.meta_u32(c)?);
+            fragment = self.meta_u32(c)?;
+            frag_offset = self.meta_u32(c)?;
+            size = u64::from(self.meta_u32(c)?);
+            nlink = 1;
+        } else {
+            blocks_start = self.meta_u64(c)?;
+            size = self.meta_u64(c)?;
+            let _sparse = self.meta_u64(c)?;
+            nlink = self.meta_u32(c)?;
+            fragment = self.meta_u32(c)?;
+            frag_offset = self.meta_u32(c)?;
+            xattr = self.meta_u32(c)?;
+        }
+        let has_fragment = fragment != NO_FRAGMENT;
+        let count = if has_fragment {
+            size / bs
+        } else {
+            size.div_ceil(bs)
+        };
+        if has_fragment && size % bs == 0 {
+            return Err(
+                self.bad("a file whose size is a multiple of the block size has a fragment")
+            );
+        }
+        // Each block needs at least a word in the inode table: no list longer than the table
+        // could hold is believed.
+        let table = self.sb.dir_table - self.sb.inode_table;
+        if count > table.saturating_mul(METADATA_SIZE as u64) / 4 {
+            return Err(self.bad(format!("file inode {inode_number} claims {count} blocks")));
+        }
+        let raw = self.bounded_meta_vec(c, count as usize * 4)?;
+        let words: Vec<u32> = raw
+            .chunks_exact(4)
+            .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+            .collect();
+        let sparse = data_regions(&words, size, bs);
+        let location = Location::File {
+            blocks_start,
+            words: words.into(),
+            fragment: has_fragment.then_some((fragment, frag_offset)),
+        };
+        Ok(InodeBody {
+            kind: EntryKind::File { size, sparse },
+            nlink,
+            location,
+            xattr,
+        })
+    }
+
+    /// The rest of a symlink inode (basic or extended) after its header.
+    fn symlink_body(&self, c: &mut Cursor, t: u16) -> Result<InodeBody> {
+        let nlink = self.meta_u32(c)?;
+        let n = self.meta_u32(c)? as usize;
+        if n == 0 || n > SYMLINK_MAX {
+            return Err(self.bad(format!("symlink target of {n} bytes")));
+        }
+        let target = self.meta_vec(c, n)?;
+        let xattr = if t != inode_type::SYMLINK {
+            self.meta_u32(c)?
+        } else {
+            NO_XATTR
+        };
+        Ok(InodeBody {
+            kind: EntryKind::Symlink { target },
+            nlink,
+            location: Location::None,
+            xattr,
+        })
+    }
+
+    /// The rest of a device, FIFO or socket inode (basic or extended) after its header.
+    fn special_body(&self, c: &mut Cursor, t: u16) -> Result<InodeBody> {
+        let extended = t > inode_type::EXTENDED;
+        let basic = if extended {
+            t - inode_type::EXTENDED
+        } else {
+            t
+        };
+        let nlink = self.meta_u32(c)?;
+        let dev = if basic == inode_type::BLOCK_DEV || basic == inode_type::CHAR_DEV {
+            Some(decode_dev(self.meta_u32(c)?))
+        } else {
+            None
+        };
+        let xattr = if extended {
+            self.meta_u32(c)?
+        } else {
+            NO_XATTR
+        };
+        let kind = match (basic, dev) {
+            (b, Some((major, minor))) if b == inode_type::BLOCK_DEV => {
+                EntryKind::BlockDevice { major, minor }
+            }
+            (_, Some((major, minor))) => EntryKind::CharDevice { major, minor },
+            (b, None) if b == inode_type::FIFO => EntryKind::Fifo,
+            (_, None) => EntryKind::Socket,
+        };
+        Ok(InodeBody {
+            kind,
+            nlink,
+            location: Location::None,
+            xattr,
         })
     }
 
