@@ -1606,16 +1606,21 @@ fn cli_convert_with_reuse() {
         assert!(!stderr(&o).contains("reuse"), "{}", stderr(&o));
     }
 
+    // `convert --block-size 4K v2 OUT --reuse PREVIOUS`.
+    let convert_reusing = |out: &Path, previous: &Path| {
+        cli(&[
+            "convert",
+            "--block-size",
+            "4K",
+            p(&v.v2),
+            p(out),
+            "--reuse",
+            p(previous),
+        ])
+    };
+
     // Reused: the summary line, and the fresh bytes.
-    let o = cli(&[
-        "convert",
-        "--block-size",
-        "4K",
-        p(&v.v2),
-        p(&out),
-        "--reuse",
-        p(&prev),
-    ]);
+    let o = convert_reusing(&out, &prev);
     let err = stderr(&o);
     assert!(o.status.success(), "{err}");
     assert_same_bytes(&fresh, &out, "convert --reuse");
@@ -1646,15 +1651,7 @@ fn cli_convert_with_reuse() {
     let garbage = w("garbage.sqfs");
     fs::write(&garbage, noise(50_000, 3)).unwrap();
     let refused_out = w("refused.sqfs");
-    let o = cli(&[
-        "convert",
-        "--block-size",
-        "4K",
-        p(&v.v2),
-        p(&refused_out),
-        "--reuse",
-        p(&garbage),
-    ]);
+    let o = convert_reusing(&refused_out, &garbage);
     let err = stderr(&o);
     assert!(o.status.success(), "{err}");
     assert_same_bytes(&fresh, &refused_out, "convert --reuse GARBAGE");

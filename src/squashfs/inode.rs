@@ -176,25 +176,7 @@ pub(crate) fn encode(base: &InodeBase, data: &InodeData<'_>, out: &mut Vec<u8>) 
     }
     .write(out);
     match *data {
-        InodeData::Dir {
-            start_block,
-            offset,
-            file_size,
-            nlink,
-            parent,
-            index,
-            ..
-        } => {
-            let dir = DirFields {
-                start_block,
-                offset,
-                file_size,
-                nlink,
-                parent,
-                index,
-            };
-            encode_dir(&dir, extended.then_some(base.xattr), out)?;
-        }
+        InodeData::Dir { .. } => encode_dir(data, extended.then_some(base.xattr), out)?,
         InodeData::File {
             blocks_start,
             size,
@@ -246,42 +228,46 @@ pub(crate) fn encode(base: &InodeBase, data: &InodeData<'_>, out: &mut Vec<u8>) 
     Ok(())
 }
 
-/// A directory inode's fields after the header.
-struct DirFields<'a> {
-    start_block: u64,
-    offset: u16,
-    file_size: u64,
-    nlink: u32,
-    parent: u32,
-    index: &'a [DirIndex],
-}
-
 /// Appends a directory inode's fields: the extended layout when `xattr` is given.
-fn encode_dir(d: &DirFields<'_>, xattr: Option<u32>, out: &mut Vec<u8>) -> Result<()> {
-    let start = u32::try_from(d.start_block)
-        .map_err(|_| too_large("directory table", d.start_block, u64::from(u32::MAX)))?;
+fn encode_dir(data: &InodeData<'_>, xattr: Option<u32>, out: &mut Vec<u8>) -> Result<()> {
+    let InodeData::Dir {
+        start_block,
+        offset,
+        file_size,
+        nlink,
+        parent,
+        index,
+        ..
+    } = *data
+    else {
+        return Err(Error::Bug {
+            what: "a directory inode encoded from other data",
+        });
+    };
+    let start = u32::try_from(start_block)
+        .map_err(|_| too_large("directory table", start_block, u64::from(u32::MAX)))?;
     let Some(xattr) = xattr else {
         Le(out)
             .u32(start)
-            .u32(d.nlink)
-            .u16(d.file_size as u16)
-            .u16(d.offset)
-            .u32(d.parent);
+            .u32(nlink)
+            .u16(file_size as u16)
+            .u16(offset)
+            .u32(parent);
         return Ok(());
     };
-    let size = u32::try_from(d.file_size)
-        .map_err(|_| too_large("directory listing", d.file_size, u64::from(u32::MAX)))?;
-    let count = u16::try_from(d.index.len())
-        .map_err(|_| too_large("directory index", d.index.len() as u64, u64::from(u16::MAX)))?;
+    let size = u32::try_from(file_size)
+        .map_err(|_| too_large("directory listing", file_size, u64::from(u32::MAX)))?;
+    let count = u16::try_from(index.len())
+        .map_err(|_| too_large("directory index", index.len() as u64, u64::from(u16::MAX)))?;
     Le(out)
-        .u32(d.nlink)
+        .u32(nlink)
         .u32(size)
         .u32(start)
-        .u32(d.parent)
+        .u32(parent)
         .u16(count)
-        .u16(d.offset)
+        .u16(offset)
         .u32(xattr);
-    for e in d.index {
+    for e in index {
         Le(out)
             .u32(e.index)
             .u32(e.start)

@@ -302,7 +302,8 @@ impl Previous {
         // Open before the output (and a hash file) is created: an output that replaces the
         // previous image by rename leaves this handle on the old file.
         let opened = open_regular(&reuse.previous);
-        let same_as_hash_file = hash_file.is_some_and(|h| same_file(h, &reuse.previous));
+        let same_as_hash_file =
+            hash_file.is_some_and(|h| crate::sink::same_file(h, &reuse.previous));
         let worker = Arc::clone(&previous);
         let spawned = std::thread::Builder::new()
             .name("ocirender-reuse".into())
@@ -701,15 +702,6 @@ fn open_regular(path: &Path) -> std::io::Result<File> {
         return Err(std::io::Error::other("not a regular file"));
     }
     Ok(file)
-}
-
-/// Whether two paths name the same file (both exist and share device and inode).
-pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (std::fs::metadata(a), std::fs::metadata(b)) {
-        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
-        _ => false,
-    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use sha2::{Digest, Sha256};
 use xxhash_rust::xxh3::xxh3_128;
@@ -71,7 +71,7 @@ impl Leaves {
             }
         }
         if let Some(hash_file) = &options.hash_file {
-            if same_file(hash_file, image) {
+            if crate::sink::same_file(hash_file, image) {
                 return Err(Error::InvalidOption {
                     name: "verity hash file",
                     value: hash_file.display().to_string(),
@@ -223,28 +223,4 @@ fn derive_uuid(root: &[u8], salt: &[u8]) -> [u8; 16] {
     uuid[6] = (uuid[6] & 0x0f) | 0x80;
     uuid[8] = (uuid[8] & 0x3f) | 0x80;
     uuid
-}
-
-/// Whether `a` and `b` name the same file (the same path, or the same inode once both exist).
-fn same_file(a: &Path, b: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    if a == b {
-        return true;
-    }
-    let abs = |p: &Path| -> Option<PathBuf> {
-        let parent = match p.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.canonicalize().ok()?,
-            _ => std::env::current_dir().ok()?,
-        };
-        Some(parent.join(p.file_name()?))
-    };
-    if let (Some(x), Some(y)) = (abs(a), abs(b)) {
-        if x == y {
-            return true;
-        }
-    }
-    match (std::fs::metadata(a), std::fs::metadata(b)) {
-        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
-        _ => false,
-    }
 }
