@@ -1,16 +1,18 @@
-//! Content digests: the validated [`Digest`] name of a blob, and [`DigestReader`], which hashes
-//! bytes as they stream past and checks them at the end.
+//! Content digests: the validated [`Digest`] name of a blob, and the incremental hash that
+//! checks one. This module is a leaf: [`crate::Error`] names digests, so a malformed digest is
+//! this module's own [`InvalidDigest`] (which converts into [`Error::InvalidDigest`]), and the
+//! reader that checks a blob as it streams is the layer reader's
+//! ([`DigestReader`](crate::layer::DigestReader)).
+//!
+//! [`Error::InvalidDigest`]: crate::Error::InvalidDigest
 //!
 //! A digest string comes from untrusted JSON and becomes part of a file path
 //! (`blobs/sha256/<hex>`), so [`Digest::parse`] accepts only a known algorithm and exactly the
 //! right number of lowercase hex digits: nothing that could name another file.
 
 use std::fmt;
-use std::io::{self, Read};
 
 use sha2::{Digest as _, Sha256, Sha512};
-
-use crate::error::{Error, Result};
 
 /// A hash algorithm that OCI descriptors use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -47,8 +49,8 @@ pub struct Digest {
 
 impl Digest {
     /// Parses `algorithm:hex`, refusing anything that is not a well-formed sha256 or sha512 digest.
-    pub fn parse(s: &str) -> Result<Digest> {
-        let bad = |problem| Error::InvalidDigest {
+    pub fn parse(s: &str) -> Result<Digest, InvalidDigest> {
+        let bad = |problem| InvalidDigest {
             digest: s.to_owned(),
             problem,
         };
@@ -106,10 +108,21 @@ impl fmt::Debug for Digest {
 }
 
 impl std::str::FromStr for Digest {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Digest> {
+    type Err = InvalidDigest;
+    fn from_str(s: &str) -> Result<Digest, InvalidDigest> {
         Digest::parse(s)
     }
+}
+
+/// A digest string that is not a well-formed sha256 or sha512 digest; it becomes
+/// [`Error::InvalidDigest`](crate::Error::InvalidDigest) through `?`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid digest {digest:?}: {problem}")]
+pub struct InvalidDigest {
+    /// The digest as written.
+    pub digest: String,
+    /// What is wrong with it.
+    pub problem: &'static str,
 }
 
 /// An incremental hash of either algorithm.
@@ -144,92 +157,6 @@ impl Hasher {
     }
 }
 
-/// Hashes everything read through it; at end of stream it checks the digest (and the size, when
-/// one is expected) and turns a mismatch into an error instead of a clean EOF.
-///
-/// The check happens when the inner reader first reports EOF, so a consumer that stops early
-/// (a tar reader at its end-of-archive marker) must drain the reader to get the verdict; see
-/// [`DigestReader::drain`].
-pub struct DigestReader<R> {
-    inner: R,
-    hasher: Option<Hasher>,
-    expected: Digest,
-    expected_size: Option<u64>,
-    read: u64,
-}
-
-impl<R: Read> DigestReader<R> {
-    /// Wraps `inner`, expecting its bytes to hash to `expected` (and number `expected_size`).
-    pub fn new(inner: R, expected: Digest, expected_size: Option<u64>) -> Self {
-        DigestReader {
-            inner,
-            hasher: Some(Hasher::new(expected.algorithm())),
-            expected,
-            expected_size,
-            read: 0,
-        }
-    }
-
-    /// Bytes read so far.
-    pub fn bytes_read(&self) -> u64 {
-        self.read
-    }
-
-    /// Reads and discards the rest of the stream, returning the verdict.
-    pub fn drain(&mut self) -> io::Result<()> {
-        let mut buf = [0u8; 16 * 1024];
-        while self.read(&mut buf)? != 0 {}
-        Ok(())
-    }
-
-    fn verdict(&mut self) -> Result<()> {
-        let Some(hasher) = self.hasher.take() else {
-            return Ok(());
-        };
-        if let Some(expected) = self.expected_size {
-            if expected != self.read {
-                return Err(Error::SizeMismatch {
-                    digest: self.expected.clone(),
-                    expected,
-                    found: self.read,
-                });
-            }
-        }
-        let found = hasher.finish();
-        if found != self.expected {
-            return Err(Error::DigestMismatch {
-                expected: self.expected.clone(),
-                found,
-            });
-        }
-        Ok(())
-    }
-}
-
-impl<R: Read> Read for DigestReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if n == 0 && !buf.is_empty() {
-            self.verdict().map_err(io::Error::from)?;
-            return Ok(0);
-        }
-        if let Some(h) = self.hasher.as_mut() {
-            h.update(&buf[..n]);
-        }
-        self.read += n as u64;
-        if let Some(expected) = self.expected_size {
-            if self.read > expected {
-                return Err(io::Error::from(Error::SizeMismatch {
-                    digest: self.expected.clone(),
-                    expected,
-                    found: self.read,
-                }));
-            }
-        }
-        Ok(n)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,15 +175,5 @@ mod tests {
         ] {
             assert!(Digest::parse(bad).is_err(), "{bad} accepted");
         }
-    }
-
-    #[test]
-    fn reader_checks_at_eof() {
-        let mut ok = DigestReader::new(&b""[..], Digest::parse(EMPTY).unwrap(), Some(0));
-        ok.drain().unwrap();
-        let mut bad = DigestReader::new(&b"x"[..], Digest::parse(EMPTY).unwrap(), None);
-        let err = bad.drain().unwrap_err();
-        let err = Error::from_io(err, |e| Error::Tar { source: e });
-        assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
     }
 }

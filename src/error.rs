@@ -6,6 +6,12 @@
 //!
 //! Context is added by wrapping: a problem found while reading layer 2 is an
 //! [`Error::Layer`] whose `source` is the precise failure (for example [`Error::Tar`]).
+//!
+//! Each error's `Display` says what failed at its own level and never repeats its cause: the
+//! cause is its [`source`](std::error::Error::source), so that chain printers (anyhow's `{:#}`,
+//! eyre, tracing) show every cause exactly once. [`Error::report`] prints the whole chain on one
+//! line, `layer 2 (sha256:…): entry etc/passwd: malformed tar stream: unexpected end of file`,
+//! which is what the command-line tool prints.
 
 use std::io;
 use std::path::PathBuf;
@@ -23,7 +29,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[non_exhaustive]
 pub enum Error {
     /// An I/O operation on a named file failed.
-    #[error("cannot {op} {}: {source}", path.display())]
+    #[error("cannot {op} {}", path.display())]
     Io {
         /// What was being done ("open", "read", "create", …).
         op: &'static str,
@@ -35,7 +41,7 @@ pub enum Error {
     },
 
     /// Writing the output failed (a full disk, a closed pipe, a vanished directory).
-    #[error("cannot write output {}: {source}", path.display())]
+    #[error("cannot write output {}", path.display())]
     Output {
         /// The output being written.
         path: PathBuf,
@@ -59,7 +65,7 @@ pub enum Error {
     },
 
     /// A JSON document of the image (index, manifest, config) could not be parsed.
-    #[error("invalid JSON in {what}: {source}")]
+    #[error("invalid JSON in {what}")]
     Json {
         /// Which document: a file name or a blob digest.
         what: String,
@@ -153,7 +159,7 @@ pub enum Error {
     },
 
     /// A problem inside one layer; `source` says which.
-    #[error("layer {index} ({digest}): {source}")]
+    #[error("layer {index} ({digest})")]
     Layer {
         /// Position of the layer in the manifest, 0 = oldest.
         index: usize,
@@ -167,7 +173,7 @@ pub enum Error {
     /// A problem with an entry of layer `index`, found while another layer was read (a hard
     /// link of a newer layer whose target an older layer lacks), where the layer's digest is
     /// unknown ([`Merger::name_layers`](crate::Merger::name_layers) was not called).
-    #[error("layer {index}: {source}")]
+    #[error("layer {index}")]
     OfLayer {
         /// Position of the layer in the manifest, 0 = oldest.
         index: usize,
@@ -177,7 +183,7 @@ pub enum Error {
     },
 
     /// A problem with one entry of a layer; `source` says which.
-    #[error("entry {path}: {source}")]
+    #[error("entry {path}")]
     Entry {
         /// The entry's path as written in the layer (lossy UTF-8).
         path: String,
@@ -187,7 +193,7 @@ pub enum Error {
     },
 
     /// The layer's bytes could not be decompressed.
-    #[error("cannot decompress {codec} data: {source}")]
+    #[error("cannot decompress {codec} data")]
     Decompress {
         /// The codec in use.
         codec: &'static str,
@@ -217,7 +223,7 @@ pub enum Error {
     },
 
     /// A squashfs compressor failed while writing the output (a library error, out of memory).
-    #[error("{codec} compression failed: {source}")]
+    #[error("{codec} compression failed")]
     Compress {
         /// The compressor in use.
         codec: &'static str,
@@ -227,7 +233,7 @@ pub enum Error {
     },
 
     /// The layer's tar stream is malformed or truncated.
-    #[error("malformed tar stream: {source}")]
+    #[error("malformed tar stream")]
     Tar {
         /// The tar reader's error.
         #[source]
@@ -238,7 +244,7 @@ pub enum Error {
     #[error("malformed tar header: {problem}")]
     TarHeader {
         /// What is wrong with the header.
-        problem: String,
+        problem: crate::layer::TarProblem,
     },
 
     /// A path that would leave the root, or is otherwise unusable.
@@ -421,7 +427,7 @@ pub enum Error {
     },
 
     /// The caller reported that it could not supply a layer.
-    #[error("layer source failed: {source}")]
+    #[error("layer source failed")]
     LayerSource {
         /// The caller's error.
         #[source]
@@ -487,7 +493,7 @@ pub enum Error {
     },
 
     /// A registry could not be reached, or a connection broke.
-    #[error("cannot reach {registry} ({request}){}: {}", attempts_note(*attempts), innermost(source.as_ref()))]
+    #[error("cannot reach {registry} ({request}){}", attempts_note(*attempts))]
     Transport {
         /// The registry (host and port).
         registry: String,
@@ -519,12 +525,13 @@ pub enum Error {
     },
 
     /// A registry's authentication challenge (`WWW-Authenticate`) or token answer is unusable.
+    #[cfg(feature = "registry")]
     #[error("cannot authenticate to {registry}: {problem}")]
     AuthProtocol {
         /// The registry.
         registry: String,
         /// What is wrong (an unknown scheme, a token answer without a token, …).
-        problem: String,
+        problem: crate::registry::AuthProblem,
     },
 
     /// The registry has no manifest for the reference.
@@ -562,8 +569,8 @@ pub enum Error {
     BadSquashfs {
         /// The image read.
         path: PathBuf,
-        /// What is wrong.
-        problem: String,
+        /// What is wrong, as a value to match on.
+        problem: crate::squashfs::SquashfsProblem,
     },
 
     /// A dm-verity hash area cannot be read: no superblock, parameters we do not support, or
@@ -572,8 +579,8 @@ pub enum Error {
     BadVerity {
         /// The file read (the image, or the hash file).
         path: PathBuf,
-        /// What is wrong.
-        problem: String,
+        /// What is wrong, as a value to match on.
+        problem: crate::verity::VerityProblem,
     },
 }
 
@@ -585,6 +592,13 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+
+    /// This error and all its causes on one line, each once: `{}` of the result prints
+    /// `layer 2 (sha256:…): entry a/b: malformed tar stream: unexpected end of file` where
+    /// `{}` of the error alone prints `layer 2 (sha256:…)`.
+    pub fn report(&self) -> Report<'_> {
+        Report(self)
     }
 
     /// Adds the layer's index and digest to this error, once.
@@ -644,6 +658,15 @@ impl Error {
     }
 }
 
+impl From<crate::digest::InvalidDigest> for Error {
+    fn from(e: crate::digest::InvalidDigest) -> Error {
+        Error::InvalidDigest {
+            digest: e.digest,
+            problem: e.problem,
+        }
+    }
+}
+
 impl From<Error> for io::Error {
     fn from(e: Error) -> io::Error {
         let kind = match e.root_cause() {
@@ -671,6 +694,39 @@ impl From<Error> for io::Error {
     }
 }
 
+/// An error and its causes on one line, joined by `": "`: see [`Error::report`].
+///
+/// A cause is left out only where the message just before it already ends with its text: errors
+/// of other crates that print their source inside their own message (against the convention
+/// ours follow) are not shown twice, while a cause that merely shares words with an outer
+/// message still is.
+#[derive(Debug, Clone, Copy)]
+pub struct Report<'a>(&'a (dyn std::error::Error + 'static));
+
+impl<'a> Report<'a> {
+    /// The report of any error, ours or not.
+    pub fn new(error: &'a (dyn std::error::Error + 'static)) -> Self {
+        Report(error)
+    }
+}
+
+impl std::fmt::Display for Report<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut last = self.0.to_string();
+        f.write_str(&last)?;
+        let mut cause = self.0.source();
+        while let Some(e) = cause {
+            let text = e.to_string();
+            if !last.ends_with(&text) {
+                write!(f, ": {text}")?;
+            }
+            last = text;
+            cause = e.source();
+        }
+        Ok(())
+    }
+}
+
 /// ` after N attempts` when there was more than one.
 fn attempts_note(attempts: u32) -> String {
     if attempts > 1 {
@@ -680,16 +736,6 @@ fn attempts_note(attempts: u32) -> String {
     }
 }
 
-/// The innermost cause of an error: an HTTP client's outer message ("error sending request")
-/// says less than its cause ("connection refused").
-fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cur.to_string()
-}
-
 fn list(items: &[String]) -> String {
     if items.is_empty() {
         "(none)".to_owned()
@@ -697,3 +743,6 @@ fn list(items: &[String]) -> String {
         items.join(", ")
     }
 }
+
+#[cfg(test)]
+mod display_tests;

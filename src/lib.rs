@@ -47,15 +47,17 @@ pub mod registry;
 mod replay;
 pub mod sink;
 pub mod squashfs;
+mod tar_reader;
 pub mod verify;
 pub mod verity;
 
 pub use cancel::CancelToken;
 pub use convert::{convert, open_sink};
-pub use digest::{Algorithm as DigestAlgorithm, Digest, DigestReader};
+pub use digest::{Algorithm as DigestAlgorithm, Digest, InvalidDigest};
 pub use entry::{Entry, EntryKind, Metadata, Xattr};
-pub use error::{BoxError, Error, Result};
+pub use error::{BoxError, Error, Report, Result};
 pub use image::{Image, ImageLocation, LayerDescriptor, Platform, Selector};
+pub use layer::DigestReader;
 pub use merge::{Merger, Resolution, Resolver};
 pub use options::{
     Algorithm, BlockSize, Compression, ConvertOptions, Format, ImageSpec, Jobs, Ownership,

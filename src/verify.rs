@@ -365,7 +365,7 @@ pub(crate) fn read_tar(path: &Path) -> Result<Records> {
     let mut reader = io::BufReader::with_capacity(1 << 20, file);
     let mut out = Records::new();
     let mut next_inode = 1u64;
-    crate::layer::tar::for_each_entry(&mut reader, &mut |e, data| {
+    crate::tar_reader::for_each_entry(&mut reader, &mut |e, data| {
         let key = e.path.as_bytes().to_vec();
         if !e.kind.is_dir() {
             if let Some(old) = out.get(&key) {

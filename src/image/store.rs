@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::layer::tar::{SeekableFile, Walker};
 use crate::path::EntryPath;
+use crate::tar_reader::{SeekableFile, Walker};
 
 use super::spec::MAX_JSON;
 use super::BlobLocation;

@@ -28,9 +28,17 @@
 //! [`Error::DigestMismatch`] reaches the user as such even through the tar reader.
 
 pub mod decompress;
-mod pax;
-mod sparse;
-pub mod tar;
+mod digest_reader;
+
+/// Reading a layer's tar stream: [`for_each_entry`](tar::for_each_entry) and its limits. The
+/// reader lives in its own module because the image store reads `docker save` archives with it
+/// too.
+pub mod tar {
+    pub use crate::tar_reader::{for_each_entry, MAX_EXTENSION, MAX_EXTENSIONS_PER_ENTRY};
+}
+
+pub use crate::tar_reader::TarProblem;
+pub use digest_reader::DigestReader;
 
 use std::fs::File;
 use std::io::{self, BufReader, Cursor, Read, Seek, SeekFrom};

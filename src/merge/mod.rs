@@ -322,7 +322,7 @@ impl Merger {
         // Every read of the layer (headers, file data, skipped data) stops once cancelled.
         let cancel = self.cancel.clone();
         let mut stream = cancel.reader(stream);
-        crate::layer::tar::for_each_entry(&mut stream, &mut |entry, data| {
+        crate::tar_reader::for_each_entry(&mut stream, &mut |entry, data| {
             let path = entry.path.clone();
             let r = self.entry(layer, ordinal, refetchable, entry, data);
             ordinal += 1;
@@ -343,7 +343,9 @@ impl Merger {
         match e.root_cause() {
             Error::BeneathSymlink { .. }
             | Error::ReplacedAfterWrite { .. }
-            | Error::HardlinkTargetMissing { .. } => Error::SecondPassNeeded { why: e.to_string() },
+            | Error::HardlinkTargetMissing { .. } => Error::SecondPassNeeded {
+                why: e.report().to_string(),
+            },
             _ => e,
         }
     }
@@ -506,7 +508,7 @@ impl Merger {
         let links = &mut self.links;
         let spool = &mut self.spool;
         let mut keep = self.current.spool_keep;
-        crate::layer::tar::for_each_entry(&mut stream, &mut |entry, data| {
+        crate::tar_reader::for_each_entry(&mut stream, &mut |entry, data| {
             if let Some(slot) = wanted.remove(&ordinal) {
                 if let EntryKind::File { size, .. } = entry.kind {
                     let r = spool.append(data, size)?;

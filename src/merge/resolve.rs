@@ -154,7 +154,7 @@ impl Resolver {
     pub fn layer(&mut self, index: usize, stream: &mut dyn Read) -> Result<()> {
         self.begin(index)?;
         let mut headers = Vec::new();
-        crate::layer::tar::for_each_entry(stream, &mut |entry, _| {
+        crate::tar_reader::for_each_entry(stream, &mut |entry, _| {
             headers.push(header(headers.len() as u64, entry)?);
             Ok(())
         })?;

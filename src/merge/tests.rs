@@ -451,7 +451,7 @@ fn hard_link_errors() {
         matches!(err.root_cause(), Error::HardlinkTargetMissing { .. }),
         "{err}"
     );
-    assert!(err.to_string().contains("missing"), "{err}");
+    assert!(err.report().to_string().contains("missing"), "{err}");
     let err = merge(&[vec![d("a"), ln("b", "a")]]).unwrap_err();
     assert!(
         matches!(err.root_cause(), Error::HardlinkToDirectory { .. }),
@@ -515,7 +515,7 @@ fn a_bad_hard_link_its_own_layer_replaces_is_harmless() {
             matches!(err.root_cause(), Error::HardlinkToDirectory { .. }),
             "{err}"
         );
-        assert!(err.to_string().contains("\"b\""), "{err}");
+        assert!(err.report().to_string().contains("\"b\""), "{err}");
     }
 }
 

@@ -32,6 +32,7 @@ use crate::error::{Error, Result};
 use super::challenge::{self, Challenge};
 use super::credentials::{self, Credentials};
 use super::options::RegistryOptions;
+use super::problem::AuthProblem;
 
 /// The longest wait between two attempts.
 const MAX_DELAY: Duration = Duration::from_secs(10);
@@ -326,16 +327,19 @@ impl Client {
         if auth.header() != sent {
             return Ok(());
         }
-        let protocol = |problem: String| Error::AuthProtocol {
+        let protocol = |problem| Error::AuthProtocol {
             registry: self.registry.clone(),
             problem,
         };
         let header = headers
             .get(WWW_AUTHENTICATE)
             .and_then(|h| h.to_str().ok())
-            .ok_or_else(|| protocol("a 401 answer without a WWW-Authenticate challenge".into()))?;
-        let challenges = challenge::parse(header)
-            .ok_or_else(|| protocol(format!("unreadable challenge {header:?}")))?;
+            .ok_or_else(|| protocol(AuthProblem::NoChallenge))?;
+        let challenges = challenge::parse(header).ok_or_else(|| {
+            protocol(AuthProblem::UnreadableChallenge {
+                header: header.to_owned(),
+            })
+        })?;
         let creds = self.credentials().await?;
         let new = if let Some(c) = challenges.iter().find(|c| c.scheme == "bearer") {
             let token = self.fetch_token(c, creds.as_ref()).await?;
@@ -353,33 +357,36 @@ impl Client {
                 _ => return Err(self.unauthorized(sent.is_some()).await),
             }
         } else {
-            return Err(protocol(format!(
-                "unsupported authentication scheme in {header:?}"
-            )));
+            return Err(protocol(AuthProblem::UnsupportedScheme {
+                header: header.to_owned(),
+            }));
         };
-        let value = HeaderValue::from_str(&new)
-            .map_err(|_| protocol("the token holds characters a header cannot".into()))?;
+        let value =
+            HeaderValue::from_str(&new).map_err(|_| protocol(AuthProblem::TokenNotHeaderSafe))?;
         *auth = Auth::Header(value);
         Ok(())
     }
 
     /// Gets a bearer token for this repository from the challenge's realm.
     async fn fetch_token(&self, c: &Challenge, creds: Option<&Credentials>) -> Result<String> {
-        let protocol = |problem: String| Error::AuthProtocol {
+        let protocol = |problem| Error::AuthProtocol {
             registry: self.registry.clone(),
             problem,
         };
         let realm = c
             .param("realm")
-            .ok_or_else(|| protocol("a Bearer challenge without a realm".into()))?;
-        let realm_url = reqwest::Url::parse(realm)
-            .map_err(|_| protocol(format!("the token realm {realm:?} is not a URL")))?;
+            .ok_or_else(|| protocol(AuthProblem::NoRealm))?;
+        let realm_url = reqwest::Url::parse(realm).map_err(|_| {
+            protocol(AuthProblem::RealmNotUrl {
+                realm: realm.to_owned(),
+            })
+        })?;
         if realm_url.scheme() != "https"
             && !(realm_url.scheme() == "http" && self.base.starts_with("http:"))
         {
-            return Err(protocol(format!(
-                "the token realm {realm:?} is not HTTPS (credentials would travel in clear)"
-            )));
+            return Err(protocol(AuthProblem::RealmNotHttps {
+                realm: realm.to_owned(),
+            }));
         }
         let service = c.param("service").unwrap_or_default();
         let scope = self.scope();
@@ -415,9 +422,7 @@ impl Client {
                 Ok(resp) if resp.status().is_success() => {
                     match read_limited(resp, MAX_ERROR_BODY as u64).await {
                         Ok(Some(body)) => Attempt::Done(body),
-                        Ok(None) => {
-                            Attempt::Final(protocol("the token answer is too large".into()))
-                        }
+                        Ok(None) => Attempt::Final(protocol(AuthProblem::TokenAnswerTooLarge)),
                         Err(e) => Attempt::Transient(self.transport(&request, e), None),
                     }
                 }
@@ -446,7 +451,7 @@ impl Client {
                         .token
                         .or(answer.access_token)
                         .filter(|t| !t.is_empty())
-                        .ok_or_else(|| protocol("the token answer holds no token".into()));
+                        .ok_or_else(|| protocol(AuthProblem::NoToken));
                 }
                 Attempt::Final(e) => return Err(e),
                 Attempt::Transient(e, asked) => {

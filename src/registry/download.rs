@@ -222,7 +222,7 @@ pub(crate) async fn download(
                     p(&Progress::DownloadRetry {
                         index: blob.index,
                         attempt: attempt + 1,
-                        reason: e.to_string(),
+                        reason: e.report().to_string(),
                     });
                 }
                 tokio::time::sleep(client.backoff(attempt, asked)).await;

@@ -41,12 +41,14 @@ mod download;
 mod layout;
 mod manifest;
 mod options;
+mod problem;
 mod pull;
 pub mod reference;
 
 pub use credentials::Credentials;
 pub use layout::{fetch, Fetched};
 pub use options::{Concurrency, Mirror, RegistryOptions};
+pub use problem::AuthProblem;
 pub use pull::{pull, pull_until};
 pub use reference::Reference;
 

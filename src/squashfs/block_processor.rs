@@ -37,6 +37,7 @@ use crate::squashfs::block_writer::{stored_len, Block, BlockWriter, FileStore};
 use crate::squashfs::compressor::{self, Compressor};
 use crate::squashfs::fragment_table::{FragmentTable, TailRef};
 use crate::squashfs::image_file::ImageFile;
+use crate::squashfs::problem::{BlockProblem, SquashfsBlock, SquashfsProblem};
 use crate::squashfs::reuse::{block_hash, Found, Previous};
 
 /// What a job's result is for.
@@ -327,7 +328,7 @@ impl BlockProcessor {
         }
         while self.frags.entry(index).is_none() {
             if self.in_flight == 0 && self.pending.is_empty() {
-                return Err(self.readback_error("fragment block was never written".into()));
+                return Err(self.readback_error(index, BlockProblem::NeverWritten));
             }
             self.receive_one()?;
         }
@@ -339,7 +340,7 @@ impl BlockProcessor {
         } else {
             let mut out = Vec::new();
             compressor::decompress(self.codec.id(), &stored, &mut out, self.block_size)
-                .map_err(|p| self.readback_error(p))?;
+                .map_err(|p| self.readback_error(index, p))?;
             out
         };
         if self.frag_cache.len() == FRAGMENT_CACHE {
@@ -349,10 +350,13 @@ impl BlockProcessor {
         Ok(self.frag_cache.back().map(|(_, c)| &c[..]).unwrap_or(&[]))
     }
 
-    fn readback_error(&mut self, problem: String) -> Error {
+    fn readback_error(&mut self, index: u32, problem: BlockProblem) -> Error {
         Error::BadSquashfs {
             path: self.writer.image().target().to_path_buf(),
-            problem: format!("reading back a fragment block for dedup: {problem}"),
+            problem: SquashfsProblem::BadBlock {
+                block: SquashfsBlock::FragmentReadBack { index },
+                problem,
+            },
         }
     }
 

@@ -30,6 +30,7 @@ use std::io;
 use crate::error::{Error, Result};
 use crate::options::{Algorithm, BlockSize, Compression, XzFilter};
 use crate::squashfs::format::{compression_id, flags, Le};
+use crate::squashfs::problem::BlockProblem;
 
 /// mksquashfs's default gzip level (no options block at this level).
 const GZIP_DEFAULT_LEVEL: u32 = 9;
@@ -320,13 +321,14 @@ pub(crate) fn name_of(id: u16, sb_flags: u16) -> &'static str {
 }
 
 /// Decompresses one block written with compressor `id` into `out` (replacing its content),
-/// producing at most `limit` bytes. The error is a description for `Error::BadSquashfs`.
+/// producing at most `limit` bytes. The error says what is wrong with the block; the caller
+/// knows which block it is.
 pub(crate) fn decompress(
     id: u16,
     input: &[u8],
     out: &mut Vec<u8>,
     limit: usize,
-) -> Result<(), String> {
+) -> Result<(), BlockProblem> {
     out.clear();
     match id {
         compression_id::GZIP => {
@@ -334,55 +336,58 @@ pub(crate) fn decompress(
             out.reserve(limit);
             match d.decompress_vec(input, out, flate2::FlushDecompress::Finish) {
                 Ok(flate2::Status::StreamEnd) => check_limit(out, limit),
-                Ok(_) => Err("zlib stream is truncated or larger than a block".into()),
-                Err(e) => Err(format!("zlib: {e}")),
+                Ok(_) => Err(BlockProblem::Unfinished { codec: "zlib" }),
+                Err(e) => Err(codec_error("zlib", e)),
             }
         }
         compression_id::ZSTD => ZSTD_DCTX.with(|slot| {
             let mut slot = slot.borrow_mut();
             let d = match &mut *slot {
                 Some(d) => d,
-                None => {
-                    slot.insert(zstd::bulk::Decompressor::new().map_err(|e| format!("zstd: {e}"))?)
-                }
+                None => slot
+                    .insert(zstd::bulk::Decompressor::new().map_err(|e| codec_error("zstd", e))?),
             };
             // The output room is bounded by the capacity, so a hostile frame that claims a
             // huge size fails instead of allocating.
             out.reserve(limit);
             d.decompress_to_buffer(input, out)
-                .map_err(|e| format!("zstd: {e}"))?;
+                .map_err(|e| codec_error("zstd", e))?;
             check_limit(out, limit)
         }),
         compression_id::XZ => {
             use liblzma::stream::{Action, Status, Stream};
-            let mut s = Stream::new_stream_decoder(256 << 20, 0).map_err(|e| format!("xz: {e}"))?;
+            let mut s =
+                Stream::new_stream_decoder(256 << 20, 0).map_err(|e| codec_error("xz", e))?;
             out.reserve(limit);
             match s.process_vec(input, out, Action::Finish) {
                 Ok(Status::StreamEnd) => check_limit(out, limit),
-                Ok(_) => Err("xz stream is truncated or larger than a block".into()),
-                Err(e) => Err(format!("xz: {e}")),
+                Ok(_) => Err(BlockProblem::Unfinished { codec: "xz" }),
+                Err(e) => Err(codec_error("xz", e)),
             }
         }
         compression_id::LZ4 => {
+            let room = i32::try_from(limit).map_err(|_| codec_error("lz4", "block too large"))?;
             out.resize(limit, 0);
-            let n = lz4::block::decompress_to_buffer(
-                input,
-                Some(i32::try_from(limit).map_err(|_| "block too large".to_owned())?),
-                out,
-            )
-            .map_err(|e| format!("lz4: {e}"))?;
+            let n = lz4::block::decompress_to_buffer(input, Some(room), out)
+                .map_err(|e| codec_error("lz4", e))?;
             out.truncate(n);
             Ok(())
         }
-        compression_id::LZMA => Err("legacy lzma compression is not supported".into()),
-        compression_id::LZO => Err("lzo compression is not supported".into()),
-        other => Err(format!("unknown compressor id {other}")),
+        id => Err(BlockProblem::UnsupportedCompressor { id }),
     }
 }
 
-fn check_limit(out: &[u8], limit: usize) -> Result<(), String> {
+/// A codec library's refusal, keeping its message as it words it.
+fn codec_error(codec: &'static str, e: impl std::fmt::Display) -> BlockProblem {
+    BlockProblem::Codec {
+        codec,
+        detail: e.to_string(),
+    }
+}
+
+fn check_limit(out: &[u8], limit: usize) -> Result<(), BlockProblem> {
     if out.len() > limit {
-        return Err(format!("block decompresses to more than {limit} bytes"));
+        return Err(BlockProblem::TooLarge { limit });
     }
     Ok(())
 }
@@ -457,14 +462,26 @@ mod tests {
                 decompress(c.id(), &out, &mut back, 8192).is_err(),
                 "{spec}: over limit"
             );
+            let garbage = decompress(c.id(), b"not a stream", &mut back, 8192);
             assert!(
-                decompress(c.id(), b"not a stream", &mut back, 8192).is_err(),
-                "{spec}"
+                matches!(
+                    garbage,
+                    Err(BlockProblem::Codec { .. } | BlockProblem::Unfinished { .. })
+                ),
+                "{spec}: {garbage:?}"
             );
         }
         let mut back = Vec::new();
-        assert!(decompress(compression_id::LZO, b"x", &mut back, 10).is_err());
-        assert!(decompress(99, b"x", &mut back, 10).is_err());
+        assert_eq!(
+            decompress(compression_id::LZO, b"x", &mut back, 10),
+            Err(BlockProblem::UnsupportedCompressor {
+                id: compression_id::LZO
+            })
+        );
+        assert_eq!(
+            decompress(99, b"x", &mut back, 10),
+            Err(BlockProblem::UnsupportedCompressor { id: 99 })
+        );
     }
 
     #[test]

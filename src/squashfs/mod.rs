@@ -35,6 +35,7 @@ mod image_file;
 mod inode;
 mod known;
 mod meta_writer;
+mod problem;
 pub mod reader;
 pub mod reuse;
 mod superblock;
@@ -53,6 +54,7 @@ use crate::progress::Progress;
 use crate::sink::{Sink, Summary, Warning, WarningKind};
 
 pub use debug::debug;
+pub use problem::{BlockProblem, SquashfsBlock, SquashfsProblem, SquashfsTable};
 pub use reader::{Listing, ReadEntry, SquashfsReader};
 
 use crate::verity::writer::Leaves;

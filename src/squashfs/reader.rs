@@ -17,7 +17,8 @@
 //! entries per header, data blocks decompressing to exactly their length), directories are
 //! walked without revisiting one (a directory that is its own ancestor, or one reached twice,
 //! is an error naming the path) and no allocation is sized by an untrusted number beyond what
-//! the image's own length allows. Anything malformed is [`Error::BadSquashfs`]; nothing panics.
+//! the image's own length allows. Anything malformed is [`Error::BadSquashfs`], whose
+//! [`SquashfsProblem`] says which defect it is; nothing panics.
 //!
 //! Work is bounded by the image itself. A hostile image can point many directory entries at
 //! one listing, or many inodes at one huge block list, so that a small file costs unbounded
@@ -50,6 +51,7 @@ use crate::squashfs::format::{
     NAME_LEN_MAX, NO_FRAGMENT, NO_TABLE, NO_XATTR, SUPERBLOCK_SIZE, SYMLINK_MAX, VERSION_MAJOR,
     VERSION_MINOR,
 };
+use crate::squashfs::problem::{BlockProblem, SquashfsBlock, SquashfsProblem, SquashfsTable};
 
 /// Decompressed metadata blocks kept (8 KiB each).
 const CACHE_BLOCKS: usize = 1024;
@@ -129,24 +131,22 @@ impl Visited {
         depth: usize,
     ) -> Result<()> {
         if depth >= MAX_DEPTH {
-            return Err(r.bad(format!(
-                "directories nested deeper than {MAX_DEPTH} levels at /{}",
-                path.shown()
-            )));
+            return Err(r.bad(SquashfsProblem::TooDeep {
+                path: path.clone(),
+                max: MAX_DEPTH,
+            }));
         }
         if let Some(first) = self.seen.get(&dir.inode_number) {
             let problem = if path.starts_with(first) {
-                format!(
-                    "directory /{} is its own ancestor /{} (the image loops)",
-                    path.shown(),
-                    first.shown()
-                )
+                SquashfsProblem::DirectoryLoop {
+                    path: path.clone(),
+                    ancestor: first.clone(),
+                }
             } else {
-                format!(
-                    "directory /{} is also reached as /{}",
-                    first.shown(),
-                    path.shown()
-                )
+                SquashfsProblem::DirectoryReachedTwice {
+                    first: first.clone(),
+                    again: path.clone(),
+                }
             };
             return Err(r.bad(problem));
         }
@@ -283,35 +283,56 @@ impl SquashfsReader {
             budget: Budget::unlimited(),
         };
         if len < SUPERBLOCK_SIZE as u64 {
-            return Err(reader.bad("shorter than a superblock"));
+            return Err(reader.bad(SquashfsProblem::Truncated {
+                what: "a superblock",
+            }));
         }
         reader.read_at(0, &mut head)?;
-        let sb = Superblock::parse(&head).ok_or_else(|| reader.bad("short superblock"))?;
+        let sb = Superblock::parse(&head).ok_or_else(|| {
+            reader.bad(SquashfsProblem::Truncated {
+                what: "a superblock",
+            })
+        })?;
         reader.check_superblock(&sb, len)?;
         reader.sb = sb;
         reader.load_tables()?;
         Ok(reader)
     }
 
-    fn bad(&self, problem: impl Into<String>) -> Error {
+    fn bad(&self, problem: SquashfsProblem) -> Error {
         Error::BadSquashfs {
             path: self.path.clone(),
-            problem: problem.into(),
+            problem,
         }
+    }
+
+    /// The error for a defect of the stored block `block`.
+    fn bad_block(&self, block: SquashfsBlock, problem: BlockProblem) -> Error {
+        self.bad(SquashfsProblem::BadBlock { block, problem })
+    }
+
+    /// The error for a reference outside the table it must point into.
+    fn outside(&self, what: &'static str, table: SquashfsTable) -> Error {
+        self.bad(SquashfsProblem::OutsideTable { what, table })
+    }
+
+    /// The error for a length or count read from the image that is out of range.
+    fn bad_length(&self, what: &'static str, len: u64) -> Error {
+        self.bad(SquashfsProblem::BadLength { what, len })
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         let end = offset.checked_add(buf.len() as u64);
         if end.is_none_or(|e| e > self.sb.bytes_used.max(SUPERBLOCK_SIZE as u64)) {
-            return Err(self.bad(format!(
-                "read of {} bytes at {offset} beyond the image's {} bytes",
-                buf.len(),
-                self.sb.bytes_used
-            )));
+            return Err(self.bad(SquashfsProblem::ReadPastEnd {
+                offset,
+                len: buf.len() as u64,
+                bytes_used: self.sb.bytes_used,
+            }));
         }
         self.file.read_exact_at(buf, offset).map_err(|e| {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                self.bad("the file ends before bytes_used")
+                self.bad(SquashfsProblem::FileTruncated)
             } else {
                 Error::io("read", &self.path, e)
             }
@@ -320,47 +341,47 @@ impl SquashfsReader {
 
     fn check_superblock(&mut self, sb: &Superblock, len: u64) -> Result<()> {
         if sb.magic != MAGIC {
-            return Err(self.bad("not a squashfs image (bad magic)"));
+            return Err(self.bad(SquashfsProblem::BadMagic));
         }
         if (sb.version_major, sb.version_minor) != (VERSION_MAJOR, VERSION_MINOR) {
-            return Err(self.bad(format!(
-                "version {}.{} (only 4.0 is supported)",
-                sb.version_major, sb.version_minor
-            )));
+            return Err(self.bad(SquashfsProblem::UnsupportedVersion {
+                major: sb.version_major,
+                minor: sb.version_minor,
+            }));
         }
         if !sb.block_size.is_power_of_two()
             || !(BlockSize::MIN..=BlockSize::MAX).contains(&sb.block_size)
             || u32::from(sb.block_log) != sb.block_size.trailing_zeros()
         {
-            return Err(self.bad(format!(
-                "block size {} / log {} invalid",
-                sb.block_size, sb.block_log
-            )));
+            return Err(self.bad(SquashfsProblem::BadBlockSize {
+                size: sb.block_size,
+                log: sb.block_log,
+            }));
         }
         if !matches!(
             sb.compression,
             compression_id::GZIP | compression_id::XZ | compression_id::LZ4 | compression_id::ZSTD
         ) {
-            return Err(self.bad(format!("unsupported compressor id {}", sb.compression)));
+            return Err(self.bad(SquashfsProblem::UnsupportedCompressor { id: sb.compression }));
         }
         // Reads are bounded by bytes_used; set it first so the checks below can use read_at.
         self.sb.bytes_used = sb.bytes_used;
         if sb.bytes_used > len || sb.bytes_used < SUPERBLOCK_SIZE as u64 {
-            return Err(self.bad(format!(
-                "bytes_used {} outside the file's {len} bytes",
-                sb.bytes_used
-            )));
+            return Err(self.bad(SquashfsProblem::BytesUsedOutsideFile {
+                bytes_used: sb.bytes_used,
+                file_len: len,
+            }));
         }
         if !(sb.inode_table < sb.dir_table && sb.dir_table <= sb.bytes_used) {
-            return Err(self.bad("inode and directory tables out of order"));
+            return Err(self.bad(SquashfsProblem::TablesOutOfOrder));
         }
         let root = MetaRef::unpack(sb.root_inode);
         if usize::from(root.offset) >= METADATA_SIZE || root.block >= sb.dir_table - sb.inode_table
         {
-            return Err(self.bad("root inode reference outside the inode table"));
+            return Err(self.outside("root inode reference", SquashfsTable::Inode));
         }
         if sb.id_count == 0 {
-            return Err(self.bad("no ids"));
+            return Err(self.bad(SquashfsProblem::NoIds));
         }
         Ok(())
     }
@@ -369,7 +390,7 @@ impl SquashfsReader {
     fn load_tables(&mut self) -> Result<()> {
         let sb = self.sb.clone();
         let count = usize::from(sb.id_count);
-        let bytes = self.lookup_table(sb.id_table, count * 4, "id")?;
+        let bytes = self.lookup_table(sb.id_table, count * 4, SquashfsTable::Id)?;
         self.ids = bytes
             .chunks_exact(4)
             .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
@@ -399,7 +420,7 @@ impl SquashfsReader {
             let kv_start = r.u64().unwrap_or(0);
             let ids = r.u32().unwrap_or(0);
             if kv_start >= sb.xattr_table || ids == 0 {
-                return Err(self.bad("xattr table header invalid"));
+                return Err(self.bad(SquashfsProblem::BadXattrHeader));
             }
             self.xattr = Some((kv_start, ids));
             ends.push(kv_start);
@@ -438,15 +459,11 @@ impl SquashfsReader {
     /// The error for an image whose metadata costs more than its own size allows.
     fn over_budget(&self) -> Error {
         let (blocks, bytes) = self.budget.limits.get();
-        self.bad(format!(
-            "reading its tree would decompress more than {blocks} metadata blocks or decode \
-             more than {bytes} bytes of metadata, more than the image's own tables hold \
-             (directories that share listings, or inodes that share block lists)"
-        ))
+        self.bad(SquashfsProblem::OverBudget { blocks, bytes })
     }
 
     /// Reads `bytes` bytes of a lookup table whose location list is at `list`.
-    fn lookup_table(&self, list: u64, bytes: usize, what: &str) -> Result<Vec<u8>> {
+    fn lookup_table(&self, list: u64, bytes: usize, table: SquashfsTable) -> Result<Vec<u8>> {
         let blocks = bytes.div_ceil(METADATA_SIZE);
         let mut raw = vec![0u8; blocks * 8];
         self.read_at(list, &mut raw)?;
@@ -456,12 +473,12 @@ impl SquashfsReader {
                 loc[0], loc[1], loc[2], loc[3], loc[4], loc[5], loc[6], loc[7],
             ]);
             if at >= list {
-                return Err(self.bad(format!("{what} table block past its location list")));
+                return Err(self.bad(SquashfsProblem::TableBlockPastList { table }));
             }
             out.extend_from_slice(&self.meta_block(at, list)?.data);
         }
         if out.len() < bytes {
-            return Err(self.bad(format!("{what} table shorter than its entries")));
+            return Err(self.bad(SquashfsProblem::TableTooShort { table }));
         }
         out.truncate(bytes);
         Ok(out)
@@ -475,7 +492,7 @@ impl SquashfsReader {
         }
         let mut h = [0u8; 2];
         if at.checked_add(2).is_none_or(|e| e > end) {
-            return Err(self.bad(format!("metadata block at {at} outside its table")));
+            return Err(self.bad_block(SquashfsBlock::Metadata { at }, BlockProblem::OutsideTable));
         }
         if !Budget::take(&self.budget.blocks, 1) {
             return Err(self.over_budget());
@@ -484,7 +501,10 @@ impl SquashfsReader {
         let header = u16::from_le_bytes(h);
         let len = usize::from(header & !METADATA_RAW);
         if len == 0 || len > METADATA_SIZE || at + 2 + len as u64 > end {
-            return Err(self.bad(format!("metadata block at {at} has bad length {len}")));
+            return Err(self.bad_block(
+                SquashfsBlock::Metadata { at },
+                BlockProblem::StoredLength { len: len as u64 },
+            ));
         }
         let mut payload = vec![0u8; len];
         self.read_at(at + 2, &mut payload)?;
@@ -493,7 +513,7 @@ impl SquashfsReader {
         } else {
             let mut out = Vec::new();
             compressor::decompress(self.sb.compression, &payload, &mut out, METADATA_SIZE)
-                .map_err(|p| self.bad(format!("metadata block at {at}: {p}")))?;
+                .map_err(|p| self.bad_block(SquashfsBlock::Metadata { at }, p))?;
             out
         };
         let block = Rc::new(MetaBlock {
@@ -515,7 +535,10 @@ impl SquashfsReader {
             let block = self.meta_block(cur.block, cur.end)?;
             if cur.offset >= block.data.len() {
                 if cur.offset > block.data.len() || block.data.len() < METADATA_SIZE {
-                    return Err(self.bad("metadata read past the end of its stream"));
+                    return Err(self.bad_block(
+                        SquashfsBlock::Metadata { at: cur.block },
+                        BlockProblem::PastStreamEnd,
+                    ));
                 }
                 cur.block = block.next;
                 cur.offset = 0;
@@ -572,7 +595,7 @@ impl SquashfsReader {
         let header = u16::from_le_bytes(h);
         let len = usize::from(header & !METADATA_RAW);
         if header & METADATA_RAW == 0 || len > 64 {
-            return Err(self.bad("compressor options block is not a short raw block"));
+            return Err(self.bad(SquashfsProblem::BadCompressorOptions));
         }
         let mut v = vec![0u8; len];
         self.read_at(at + 2, &mut v)?;
@@ -582,7 +605,11 @@ impl SquashfsReader {
     /// The fragment table entry `index`: (start, size word).
     pub fn fragment_entry(&self, index: u32) -> Result<(u64, u32)> {
         if index >= self.sb.frag_count {
-            return Err(self.bad(format!("fragment {index} ≥ {}", self.sb.frag_count)));
+            return Err(self.bad(SquashfsProblem::IndexOutOfRange {
+                table: SquashfsTable::Fragment,
+                index,
+                count: self.sb.frag_count,
+            }));
         }
         let table = self.sb.frag_table;
         let byte = u64::from(index) * FragmentEntry::SIZE as u64;
@@ -590,7 +617,9 @@ impl SquashfsReader {
         self.read_at(table + byte / METADATA_SIZE as u64 * 8, &mut loc)?;
         let block = u64::from_le_bytes(loc);
         if block >= table {
-            return Err(self.bad("fragment table block past its list"));
+            return Err(self.bad(SquashfsProblem::TableBlockPastList {
+                table: SquashfsTable::Fragment,
+            }));
         }
         let mut cur = Cursor {
             block,
@@ -613,10 +642,13 @@ impl SquashfsReader {
     }
 
     fn id(&self, idx: u16) -> Result<u32> {
-        self.ids
-            .get(usize::from(idx))
-            .copied()
-            .ok_or_else(|| self.bad(format!("id index {idx} outside the id table")))
+        self.ids.get(usize::from(idx)).copied().ok_or_else(|| {
+            self.bad(SquashfsProblem::IndexOutOfRange {
+                table: SquashfsTable::Id,
+                index: u32::from(idx),
+                count: self.ids.len() as u32,
+            })
+        })
     }
 
     /// Reads the inode at the packed reference `r` (an inode with several names from the
@@ -655,14 +687,14 @@ impl SquashfsReader {
     fn decode_inode(&self, r: u64) -> Result<ReadEntry> {
         let at = MetaRef::unpack(r);
         if usize::from(at.offset) >= METADATA_SIZE {
-            return Err(self.bad("inode reference offset ≥ 8192"));
+            return Err(self.outside("inode reference", SquashfsTable::Inode));
         }
         let block = self
             .sb
             .inode_table
             .checked_add(at.block)
             .filter(|&b| b < self.sb.dir_table)
-            .ok_or_else(|| self.bad("inode reference outside the inode table"))?;
+            .ok_or_else(|| self.outside("inode reference", SquashfsTable::Inode))?;
         let mut cur = Cursor {
             block,
             offset: usize::from(at.offset),
@@ -671,14 +703,19 @@ impl SquashfsReader {
         let c = &mut cur;
         let mut head = [0u8; InodeHeader::SIZE];
         self.meta_read(c, &mut head)?;
-        let h = InodeHeader::parse(&mut LeReader::new(&head))
-            .ok_or_else(|| self.bad("short inode header"))?;
+        let h = InodeHeader::parse(&mut LeReader::new(&head)).ok_or_else(|| {
+            self.bad(SquashfsProblem::Truncated {
+                what: "an inode header",
+            })
+        })?;
         let (itype, mtime, inode_number) = (h.inode_type, h.mtime, h.inode_number);
         let mode = u32::from(h.permissions & 0o7777);
         let uid = self.id(h.uid_idx)?;
         let gid = self.id(h.gid_idx)?;
         if inode_number == 0 || inode_number > self.sb.inode_count {
-            return Err(self.bad(format!("inode number {inode_number} out of range")));
+            return Err(self.bad(SquashfsProblem::InodeNumberOutOfRange {
+                inode: inode_number,
+            }));
         }
         let body = match itype {
             t if t == inode_type::DIR || t == inode_type::DIR + inode_type::EXTENDED => {
@@ -697,7 +734,7 @@ impl SquashfsReader {
             {
                 self.special_body(c, t)?
             }
-            other => return Err(self.bad(format!("unknown inode type {other}"))),
+            kind => return Err(self.bad(SquashfsProblem::UnknownInodeType { kind })),
         };
         let InodeBody {
             kind,
@@ -751,21 +788,23 @@ impl SquashfsReader {
                 let start = self.meta_u32(c)?;
                 let n = self.meta_u32(c)? as usize + 1;
                 if n > NAME_LEN_MAX {
-                    return Err(self.bad("directory index name longer than 256 bytes"));
+                    return Err(self.bad(SquashfsProblem::NameTooLong { len: n }));
                 }
                 v.push((index, start, self.meta_vec(c, n)?));
             }
             index = v;
         }
         if size < 3 || usize::from(offset) >= METADATA_SIZE {
-            return Err(self.bad(format!("directory inode {inode_number} invalid")));
+            return Err(self.bad(SquashfsProblem::BadDirectoryInode {
+                inode: inode_number,
+            }));
         }
         let block = self
             .sb
             .dir_table
             .checked_add(u64::from(block))
             .filter(|&b| size == 3 || b < self.dir_end)
-            .ok_or_else(|| self.bad("directory listing outside the directory table"))?;
+            .ok_or_else(|| self.outside("directory listing", SquashfsTable::Directory))?;
         let location = Location::Dir {
             block,
             offset,
@@ -807,15 +846,16 @@ impl SquashfsReader {
             size.div_ceil(bs)
         };
         if has_fragment && size % bs == 0 {
-            return Err(
-                self.bad("a file whose size is a multiple of the block size has a fragment")
-            );
+            return Err(self.bad(SquashfsProblem::FragmentOnFullBlocks));
         }
         // Each block needs at least a word in the inode table: no list longer than the table
         // could hold is believed.
         let table = self.sb.dir_table - self.sb.inode_table;
         if count > table.saturating_mul(METADATA_SIZE as u64) / 4 {
-            return Err(self.bad(format!("file inode {inode_number} claims {count} blocks")));
+            return Err(self.bad(SquashfsProblem::TooManyBlocks {
+                inode: inode_number,
+                blocks: count,
+            }));
         }
         let raw = self.bounded_meta_vec(c, count as usize * 4)?;
         let words: Vec<u32> = raw
@@ -841,7 +881,7 @@ impl SquashfsReader {
         let nlink = self.meta_u32(c)?;
         let n = self.meta_u32(c)? as usize;
         if n == 0 || n > SYMLINK_MAX {
-            return Err(self.bad(format!("symlink target of {n} bytes")));
+            return Err(self.bad_length("symlink target length", n as u64));
         }
         let target = self.meta_vec(c, n)?;
         let xattr = if t != inode_type::SYMLINK {
@@ -895,10 +935,18 @@ impl SquashfsReader {
     /// The extended attributes of xattr id `id`.
     fn xattrs(&self, id: u32) -> Result<Vec<Xattr>> {
         let Some((kv_start, count)) = self.xattr else {
-            return Err(self.bad("an inode has xattrs but the image has no xattr table"));
+            return Err(self.bad(SquashfsProblem::IndexOutOfRange {
+                table: SquashfsTable::Xattr,
+                index: id,
+                count: 0,
+            }));
         };
         if id >= count {
-            return Err(self.bad(format!("xattr id {id} ≥ {count}")));
+            return Err(self.bad(SquashfsProblem::IndexOutOfRange {
+                table: SquashfsTable::Xattr,
+                index: id,
+                count,
+            }));
         }
         let table = self.sb.xattr_table;
         // The id record: locate its metadata block through the location list after the header.
@@ -907,7 +955,7 @@ impl SquashfsReader {
         self.read_at(table + 16 + byte / METADATA_SIZE as u64 * 8, &mut loc)?;
         let block = u64::from_le_bytes(loc);
         if block >= table || block < kv_start {
-            return Err(self.bad("xattr id block outside the xattr table"));
+            return Err(self.outside("xattr id block", SquashfsTable::Xattr));
         }
         let mut cur = Cursor {
             block,
@@ -917,13 +965,13 @@ impl SquashfsReader {
         let kv_ref = MetaRef::unpack(self.meta_u64(&mut cur)?);
         let n = self.meta_u32(&mut cur)?;
         if n > 65536 {
-            return Err(self.bad(format!("xattr set of {n} attributes")));
+            return Err(self.bad_length("xattr set size", u64::from(n)));
         }
         let mut cur = Cursor {
             block: kv_start
                 .checked_add(kv_ref.block)
                 .filter(|&b| b < table)
-                .ok_or_else(|| self.bad("xattr reference outside the xattr data"))?,
+                .ok_or_else(|| self.outside("xattr reference", SquashfsTable::Xattr))?,
             offset: usize::from(kv_ref.offset),
             end: table,
         };
@@ -936,19 +984,21 @@ impl SquashfsReader {
                 xattr_prefix::USER => b"user.",
                 xattr_prefix::TRUSTED => b"trusted.",
                 xattr_prefix::SECURITY => b"security.",
-                other => return Err(self.bad(format!("unknown xattr prefix {other}"))),
+                prefix => return Err(self.bad(SquashfsProblem::UnknownXattrPrefix { prefix })),
             };
             let vlen = self.meta_u32(&mut cur)? as usize;
             let value = if ty & xattr_prefix::OUT_OF_LINE != 0 {
                 if vlen != 8 {
-                    return Err(self.bad("out-of-line xattr reference is not 8 bytes"));
+                    return Err(self.bad_length("out-of-line xattr reference length", vlen as u64));
                 }
                 let r = MetaRef::unpack(self.meta_u64(&mut cur)?);
                 let mut vcur = Cursor {
                     block: kv_start
                         .checked_add(r.block)
                         .filter(|&b| b < table)
-                        .ok_or_else(|| self.bad("xattr value reference outside the data"))?,
+                        .ok_or_else(|| {
+                            self.outside("xattr value reference", SquashfsTable::Xattr)
+                        })?,
                     offset: usize::from(r.offset),
                     end: table,
                 };
@@ -972,7 +1022,7 @@ impl SquashfsReader {
             .saturating_sub(cur.block)
             .saturating_mul(METADATA_SIZE as u64);
         if n as u64 > room {
-            return Err(self.bad(format!("a {n}-byte value does not fit its table")));
+            return Err(self.bad_length("value length", n as u64));
         }
         self.meta_vec(cur, n)
     }
@@ -1007,7 +1057,10 @@ impl SquashfsReader {
             ref index,
         } = dir.location
         else {
-            return Err(self.bad("not a directory"));
+            return Err(self.bad(SquashfsProblem::WrongKind {
+                what: "the entry",
+                expected: "directory",
+            }));
         };
         let _ = index;
         let (mut cur, mut pos) = (
@@ -1029,7 +1082,7 @@ impl SquashfsReader {
             let base = self.meta_u32(&mut cur)?;
             pos = pos.saturating_add(12);
             if count > DIR_HEADER_MAX {
-                return Err(self.bad(format!("directory header with {count} entries")));
+                return Err(self.bad_length("directory header entry count", count as u64));
             }
             for _ in 0..count {
                 let off = self.meta_u16(&mut cur)?;
@@ -1037,18 +1090,20 @@ impl SquashfsReader {
                 let _ty = self.meta_u16(&mut cur)?;
                 let n = usize::from(self.meta_u16(&mut cur)?) + 1;
                 if n > NAME_MAX {
-                    return Err(self.bad(format!("a name of {n} bytes")));
+                    return Err(self.bad(SquashfsProblem::NameTooLong { len: n }));
                 }
                 let name = self.meta_vec(&mut cur, n)?;
                 pos = pos.saturating_add(8 + n as u32);
                 if pos > len {
-                    return Err(self.bad("directory entries run past the listing size"));
+                    return Err(self.bad(SquashfsProblem::ListingOverrun));
                 }
                 if name.contains(&b'/') || name.contains(&0) || name == b"." || name == b".." {
-                    return Err(self.bad(format!("invalid name {:?}", shown_name(&name))));
+                    return Err(self.bad(SquashfsProblem::InvalidName {
+                        name: shown_name(&name),
+                    }));
                 }
                 if prev.as_ref().is_some_and(|p| *p >= name) {
-                    return Err(self.bad("directory entries not sorted"));
+                    return Err(self.bad(SquashfsProblem::DirectoryNotSorted));
                 }
                 let _ = base;
                 let r = MetaRef {
@@ -1068,19 +1123,22 @@ impl SquashfsReader {
     /// A cursor at listing byte `from` of `dir`, through the index arithmetic the kernel uses.
     fn dir_cursor_at(&self, dir: &ReadEntry, from: u32) -> Result<Cursor> {
         let Location::Dir { offset, index, .. } = &dir.location else {
-            return Err(self.bad("not a directory"));
+            return Err(self.bad(SquashfsProblem::WrongKind {
+                what: "the entry",
+                expected: "directory",
+            }));
         };
         let (_, start, _) = index
             .iter()
             .find(|(i, _, _)| *i == from)
-            .ok_or_else(|| self.bad("directory index entry not found"))?;
+            .ok_or_else(|| self.bad(SquashfsProblem::IndexEntryMissing))?;
         Ok(Cursor {
             block: self
                 .sb
                 .dir_table
                 .checked_add(u64::from(*start))
                 .filter(|&b| b < self.dir_end)
-                .ok_or_else(|| self.bad("directory index outside the directory table"))?,
+                .ok_or_else(|| self.outside("directory index", SquashfsTable::Directory))?,
             offset: ((from as usize) + usize::from(*offset)) % METADATA_SIZE,
             end: self.dir_end,
         })
@@ -1128,7 +1186,10 @@ impl SquashfsReader {
     pub fn walk(&self, mut f: impl FnMut(&EntryPath, &ReadEntry) -> Result<()>) -> Result<()> {
         let root = self.root()?;
         if !root.is_dir() {
-            return Err(self.bad("the root inode is not a directory"));
+            return Err(self.bad(SquashfsProblem::WrongKind {
+                what: "the root inode",
+                expected: "directory",
+            }));
         }
         f(&EntryPath::root(), &root)?;
         let mut visited = Visited::default();
@@ -1180,8 +1241,11 @@ impl SquashfsReader {
     }
 
     fn join(&self, dir: &EntryPath, name: &[u8]) -> Result<EntryPath> {
-        dir.join(name)
-            .map_err(|_| self.bad(format!("invalid name {:?}", shown_name(name))))
+        dir.join(name).map_err(|_| {
+            self.bad(SquashfsProblem::InvalidName {
+                name: shown_name(name),
+            })
+        })
     }
 
     /// Writes the content of file `entry` to `out`; returns the number of bytes (its size).
@@ -1195,7 +1259,10 @@ impl SquashfsReader {
             },
         ) = (&entry.kind, &entry.location)
         else {
-            return Err(self.bad("not a regular file"));
+            return Err(self.bad(SquashfsProblem::WrongKind {
+                what: "the entry",
+                expected: "regular file",
+            }));
         };
         let size = *size;
         let bs = u64::from(self.sb.block_size);
@@ -1211,8 +1278,9 @@ impl SquashfsReader {
                 out.write_all(&zeros[..want]).map_err(write_err)?;
             } else {
                 let len = u64::from(w & (DATA_RAW - 1));
+                let block_at = SquashfsBlock::Data { at: pos };
                 if len > bs {
-                    return Err(self.bad(format!("data block of {len} bytes > block size")));
+                    return Err(self.bad_block(block_at, BlockProblem::StoredLength { len }));
                 }
                 stored.resize(len as usize, 0);
                 self.read_at(pos, &mut stored)?;
@@ -1221,14 +1289,17 @@ impl SquashfsReader {
                     &stored
                 } else {
                     compressor::decompress(self.sb.compression, &stored, &mut block, bs as usize)
-                        .map_err(|p| self.bad(format!("data block at {}: {p}", pos - len)))?;
+                        .map_err(|p| self.bad_block(block_at, p))?;
                     &block
                 };
                 if data.len() != want {
-                    return Err(self.bad(format!(
-                        "data block holds {} bytes, expected {want}",
-                        data.len()
-                    )));
+                    return Err(self.bad_block(
+                        block_at,
+                        BlockProblem::WrongSize {
+                            found: data.len(),
+                            expected: want,
+                        },
+                    ));
                 }
                 out.write_all(data).map_err(write_err)?;
             }
@@ -1240,12 +1311,12 @@ impl SquashfsReader {
             let range = offset as usize..offset as usize + tail;
             let bytes = frag
                 .get(range)
-                .ok_or_else(|| self.bad("fragment tail outside its fragment block"))?;
+                .ok_or_else(|| self.bad(SquashfsProblem::FragmentTailOutside { index }))?;
             out.write_all(bytes).map_err(write_err)?;
             written += tail as u64;
         }
         if written != size {
-            return Err(self.bad("file blocks do not add up to its size"));
+            return Err(self.bad(SquashfsProblem::FileSizeMismatch));
         }
         Ok(written)
     }
@@ -1260,7 +1331,10 @@ impl SquashfsReader {
         let (start, word) = self.fragment_entry(index)?;
         let len = u64::from(word & (DATA_RAW - 1));
         if len == 0 || len > u64::from(self.sb.block_size) {
-            return Err(self.bad(format!("fragment block of {len} bytes")));
+            return Err(self.bad_block(
+                SquashfsBlock::Fragment { index },
+                BlockProblem::StoredLength { len },
+            ));
         }
         let mut stored = vec![0u8; len as usize];
         self.read_at(start, &mut stored)?;
@@ -1274,7 +1348,7 @@ impl SquashfsReader {
                 &mut out,
                 self.sb.block_size as usize,
             )
-            .map_err(|p| self.bad(format!("fragment block {index}: {p}")))?;
+            .map_err(|p| self.bad_block(SquashfsBlock::Fragment { index }, p))?;
             out
         };
         let data = Rc::new(data);

@@ -315,7 +315,7 @@ impl Previous {
                     match opened {
                         Ok(file) => worker.index(file, &codec, jobs),
                         Err(e) => State::Refused(NotReused::Unreadable {
-                            problem: Error::io("open", &worker.path, e).to_string(),
+                            problem: Error::io("open", &worker.path, e).report().to_string(),
                         }),
                     }
                 };
@@ -544,7 +544,7 @@ impl Previous {
         let options = reader
             .compressor_options()
             .map_err(|e| NotReused::Unreadable {
-                problem: e.to_string(),
+                problem: e.report().to_string(),
             })?;
         if options != codec.options() {
             return Err(NotReused::CompressorOptions);
@@ -611,7 +611,7 @@ impl Previous {
                 codec
                     .compress(&content, &mut again)
                     .map_err(|e| NotReused::Unreadable {
-                        problem: e.to_string(),
+                        problem: e.report().to_string(),
                     })?;
             let same = if raw {
                 !compressed
@@ -647,7 +647,7 @@ impl Previous {
             content.extend_from_slice(&stored);
         } else {
             compressor::decompress(self.compression, &stored, content, self.block_size)
-                .map_err(corrupt)?;
+                .map_err(|p| corrupt(p.to_string()))?;
         }
         Ok(stored)
     }
@@ -685,7 +685,7 @@ fn refused_by(e: Error) -> State {
     State::Refused(match e {
         Error::Interrupted => NotReused::Stopped,
         e => NotReused::Unreadable {
-            problem: e.to_string(),
+            problem: e.report().to_string(),
         },
     })
 }

@@ -13,7 +13,7 @@ use crate::squashfs::format::{stored_len, Superblock as SquashfsSuperblock, SUPE
 use crate::squashfs::SquashfsReader;
 use crate::verity::superblock::{self, Superblock};
 use crate::verity::tree::{self, Layout, Salted};
-use crate::verity::VerityInfo;
+use crate::verity::{VerityInfo, VerityProblem};
 
 /// What checking a hash tree found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,7 +97,7 @@ impl fmt::Display for VerityMismatch {
 /// Errors are for a tree that cannot be read (no superblock, unsupported parameters, a file
 /// too short); a tree that reads but does not match is a [`VerityReport::mismatch`].
 pub fn check(image: &Path, hash_file: Option<&Path>, root_hash: &[u8]) -> Result<VerityReport> {
-    let bad = |path: &Path, problem: String| Error::BadVerity {
+    let bad = |path: &Path, problem: VerityProblem| Error::BadVerity {
         path: path.to_path_buf(),
         problem,
     };
@@ -116,40 +116,45 @@ pub fn check(image: &Path, hash_file: Option<&Path>, root_hash: &[u8]) -> Result
     if hash_offset.saturating_add(superblock::SIZE as u64) > hash_len {
         return Err(bad(
             &hash_path,
-            format!(
-                "no hash tree at offset {hash_offset}: the file has {hash_len} bytes \
-                 (was the image made with --verity?)"
-            ),
+            VerityProblem::NoHashTree {
+                offset: hash_offset,
+                file_len: hash_len,
+            },
         ));
     }
     read_at(&hash, &hash_path, &mut sb_bytes, hash_offset)?;
     let sb = Superblock::parse(&sb_bytes).map_err(|p| bad(&hash_path, p))?;
     let dbs = u64::from(sb.data_block_size);
     let hbs = u64::from(sb.hash_block_size);
-    let data_end =
-        sb.data_blocks
-            .checked_mul(dbs)
-            .filter(|&end| end <= data_len && (hash_file.is_some() || end <= hash_offset))
-            .ok_or_else(|| {
-                bad(
-                    image,
-                    format!(
-                    "the superblock counts {} data blocks of {dbs} bytes, more than the image's \
-                     {} bytes before the hash tree",
-                    sb.data_blocks,
-                    if hash_file.is_some() { data_len } else { hash_offset }
-                ),
-                )
-            })?;
+    let data_end = sb
+        .data_blocks
+        .checked_mul(dbs)
+        .filter(|&end| end <= data_len && (hash_file.is_some() || end <= hash_offset))
+        .ok_or_else(|| {
+            bad(
+                image,
+                VerityProblem::DataBeyondImage {
+                    blocks: sb.data_blocks,
+                    block_size: sb.data_block_size,
+                    available: if hash_file.is_some() {
+                        data_len
+                    } else {
+                        hash_offset
+                    },
+                },
+            )
+        })?;
     let layout = Layout::new(sb.hash, sb.hash_block_size, sb.data_blocks);
     let tree_start = (hash_offset + superblock::SIZE as u64).div_ceil(hbs) * hbs;
     let tree_len = layout.blocks() * hbs;
     if tree_start + tree_len > hash_len {
         return Err(bad(
             &hash_path,
-            format!(
-                "the hash tree needs {tree_len} bytes from offset {tree_start}; the file has {hash_len}"
-            ),
+            VerityProblem::TreeTruncated {
+                needs: tree_len,
+                offset: tree_start,
+                file_len: hash_len,
+            },
         ));
     }
     let mut levels = vec![0u8; tree_len as usize];
@@ -271,9 +276,7 @@ fn appended_offset(file: &File, path: &Path) -> Result<u64> {
     read_at(file, path, &mut sb, 0)?;
     let sb = SquashfsSuperblock::parse(&sb).ok_or_else(|| Error::BadVerity {
         path: path.to_path_buf(),
-        problem: "not a squashfs image, so the hash tree's offset is unknown (give the hash \
-                  file)"
-            .into(),
+        problem: VerityProblem::NotSquashfs,
     })?;
     // bytes_used comes from the file: one within 4 KiB of u64::MAX has no padded end.
     sb.bytes_used
@@ -281,10 +284,9 @@ fn appended_offset(file: &File, path: &Path) -> Result<u64> {
         .checked_mul(4096)
         .ok_or_else(|| Error::BadVerity {
             path: path.to_path_buf(),
-            problem: format!(
-                "the squashfs superblock's bytes_used {} is impossible",
-                sb.bytes_used
-            ),
+            problem: VerityProblem::ImpossibleBytesUsed {
+                bytes_used: sb.bytes_used,
+            },
         })
 }
 
@@ -296,7 +298,7 @@ fn describe(image: &Path, offset: u64, len: u64) -> String {
     }
     let reader = match SquashfsReader::open(image) {
         Ok(r) => r,
-        Err(e) => return format!("in an image that no longer reads: {e}"),
+        Err(e) => return format!("in an image that no longer reads: {}", e.report()),
     };
     let overlaps = |start: u64, n: u64| start < end && offset < start + n;
     let mut found: Option<String> = None;

@@ -19,6 +19,7 @@
 //! tree's digests then take one parallel pass over the finished image (from the page cache).
 
 mod check;
+mod problem;
 mod superblock;
 mod tree;
 pub(crate) mod writer;
@@ -28,6 +29,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 pub use check::{check, VerityMismatch, VerityReport};
+pub use problem::VerityProblem;
 
 /// The data and hash block size we write: the page size dm-verity is fastest with, and what
 /// `veritysetup format` uses by default.

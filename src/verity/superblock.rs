@@ -8,7 +8,7 @@
 //!  88  salt[256]              344  zero to 512
 //! ```
 
-use crate::verity::{VerityHash, MAX_SALT};
+use crate::verity::{VerityHash, VerityProblem, MAX_SALT};
 
 /// Bytes of the superblock; the tree starts at the next hash block.
 pub(crate) const SIZE: usize = 512;
@@ -46,51 +46,49 @@ impl Superblock {
     }
 
     /// Parses a superblock, saying what is wrong with one we cannot use.
-    pub(crate) fn parse(b: &[u8; SIZE]) -> Result<Superblock, String> {
+    pub(crate) fn parse(b: &[u8; SIZE]) -> Result<Superblock, VerityProblem> {
         let u32_at = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
         if &b[..8] != SIGNATURE {
-            return Err("no verity superblock (signature \"verity\" missing)".into());
+            return Err(VerityProblem::NoSignature);
         }
         let version = u32_at(8);
         if version != 1 {
-            return Err(format!("superblock version {version}; only 1 exists"));
+            return Err(VerityProblem::UnsupportedVersion { version });
         }
         let hash_type = u32_at(12);
         if hash_type != 1 {
-            return Err(format!(
-                "hash type {hash_type}; only 1 (normal) is supported, not 0 (Chrome OS)"
-            ));
+            return Err(VerityProblem::UnsupportedHashType { hash_type });
         }
         let name_bytes = &b[32..64];
         let name_len = name_bytes.iter().position(|&c| c == 0).unwrap_or(32);
         let name = String::from_utf8_lossy(&name_bytes[..name_len]).into_owned();
-        let hash = VerityHash::from_name(&name)
-            .ok_or_else(|| format!("hash algorithm {name:?}; sha256 and sha512 are supported"))?;
+        let Some(hash) = VerityHash::from_name(&name) else {
+            return Err(VerityProblem::UnsupportedAlgorithm { name });
+        };
         let block_size_ok = |s: u32| s.is_power_of_two() && (512..=1 << 20).contains(&s);
         let data_block_size = u32_at(64);
         let hash_block_size = u32_at(68);
         if !block_size_ok(data_block_size) || !block_size_ok(hash_block_size) {
-            return Err(format!(
-                "block sizes {data_block_size} (data) and {hash_block_size} (hash); each must \
-                 be a power of two from 512 to 1 MiB"
-            ));
+            return Err(VerityProblem::BadBlockSizes {
+                data: data_block_size,
+                hash: hash_block_size,
+            });
         }
         if (hash_block_size as usize) < 2 * hash.digest_len().next_power_of_two() {
-            return Err(format!(
-                "hash block size {hash_block_size} holds fewer than two {name} digests"
-            ));
+            return Err(VerityProblem::HashBlockTooSmall {
+                size: hash_block_size,
+                hash,
+            });
         }
         let mut blocks = [0u8; 8];
         blocks.copy_from_slice(&b[72..80]);
         let data_blocks = u64::from_le_bytes(blocks);
         if data_blocks == 0 {
-            return Err("zero data blocks".into());
+            return Err(VerityProblem::NoDataBlocks);
         }
         let salt_len = usize::from(u16::from_le_bytes([b[80], b[81]]));
         if salt_len > MAX_SALT {
-            return Err(format!(
-                "salt size {salt_len}; the superblock holds at most {MAX_SALT}"
-            ));
+            return Err(VerityProblem::SaltTooLong { len: salt_len });
         }
         let mut uuid = [0u8; 16];
         uuid.copy_from_slice(&b[16..32]);

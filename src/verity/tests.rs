@@ -85,16 +85,39 @@ fn the_superblock_round_trips_and_bad_ones_are_named() {
         b[at] = v;
         Superblock::parse(&b).unwrap_err()
     };
-    assert!(broken(0, b'x').contains("signature"));
-    assert!(broken(8, 2).contains("version 2"));
-    assert!(broken(12, 0).contains("Chrome OS"));
-    assert!(broken(32, b'm').contains("\"mha512\""));
-    assert!(broken(65, 0x11).contains("block sizes"));
-    assert!(broken(81, 1).contains("salt size"));
+    assert_eq!(broken(0, b'x'), VerityProblem::NoSignature);
+    assert!(broken(0, b'x').to_string().contains("signature"));
+    assert_eq!(
+        broken(8, 2),
+        VerityProblem::UnsupportedVersion { version: 2 }
+    );
+    assert!(broken(8, 2).to_string().contains("version 2"));
+    assert_eq!(
+        broken(12, 0),
+        VerityProblem::UnsupportedHashType { hash_type: 0 }
+    );
+    assert!(broken(12, 0).to_string().contains("Chrome OS"));
+    assert!(matches!(
+        broken(32, b'm'),
+        VerityProblem::UnsupportedAlgorithm { ref name } if name == "mha512"
+    ));
+    assert!(broken(32, b'm').to_string().contains("\"mha512\""));
+    assert!(matches!(
+        broken(65, 0x11),
+        VerityProblem::BadBlockSizes { hash: 4096, .. }
+    ));
+    assert!(broken(65, 0x11).to_string().contains("block sizes"));
+    assert!(matches!(
+        broken(81, 1),
+        VerityProblem::SaltTooLong { len } if len > MAX_SALT
+    ));
+    assert!(broken(81, 1).to_string().contains("salt size"));
     let mut zero = bytes;
     zero[72..80].fill(0);
+    assert_eq!(Superblock::parse(&zero), Err(VerityProblem::NoDataBlocks));
     assert!(Superblock::parse(&zero)
         .unwrap_err()
+        .to_string()
         .contains("zero data blocks"));
     assert_eq!(SIZE, 512);
 }

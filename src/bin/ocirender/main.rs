@@ -1,5 +1,5 @@
-//! The `ocirender` command: a thin shell over the library. Errors are printed once, with their
-//! causes, as `ocirender: …`; the exit status is 0 on success, 1 on failure (2 for usage
+//! The `ocirender` command: a thin shell over the library. Errors are printed with every
+//! cause, once, as `ocirender: …` ([`ocirender::Report`]); the exit status is 0 on success, 1 on failure (2 for usage
 //! errors, from clap), 130 or 143 after SIGINT or SIGTERM stopped `convert`, `pull` or `fetch`
 //! (which remove their partial output first: [`signals`]), and a closed standard output
 //! (`ocirender convert img - | head`) is not a failure.
@@ -37,27 +37,11 @@ fn main() -> ExitCode {
                 ExitCode::from(i.signal.exit_code())
             }
             None => {
-                eprintln!("ocirender: {}", message(&e));
+                eprintln!("ocirender: {}", ocirender::Report::new(e.as_ref()));
                 ExitCode::FAILURE
             }
         },
     }
-}
-
-/// The error and its causes on one line, each cause once: library errors already show their
-/// source in their own message, so a cause whose text is already there is not repeated.
-fn message(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            if !out.is_empty() {
-                out.push_str(": ");
-            }
-            out.push_str(&text);
-        }
-    }
-    out
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

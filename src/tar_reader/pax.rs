@@ -15,6 +15,7 @@
 use crate::entry::Xattr;
 use crate::error::{Error, Result};
 
+use super::problem::TarProblem;
 use super::sparse::MAX_SPARSE_REGIONS;
 
 /// What the PAX records before one entry said (cleared after every entry).
@@ -139,18 +140,10 @@ impl Pax {
                         value: value.to_vec(),
                     });
                 } else if let Some(name) = key.strip_prefix(b"LIBARCHIVE.xattr.") {
-                    let name = url_decode(name).ok_or_else(|| {
-                        header_error(format!(
-                            "PAX record {} has a malformed %-escape",
-                            String::from_utf8_lossy(key)
-                        ))
-                    })?;
-                    let value = base64_decode(value).ok_or_else(|| {
-                        header_error(format!(
-                            "PAX record {} has a value that is not base64",
-                            String::from_utf8_lossy(key)
-                        ))
-                    })?;
+                    let name = url_decode(name)
+                        .ok_or_else(|| header_error(TarProblem::PaxEscape { key: lossy(key) }))?;
+                    let value = base64_decode(value)
+                        .ok_or_else(|| header_error(TarProblem::PaxBase64 { key: lossy(key) }))?;
                     self.xattrs.push(Xattr { name, value });
                 }
             }
@@ -175,19 +168,21 @@ pub(crate) fn normalize_xattrs(mut xattrs: Vec<Xattr>) -> Vec<Xattr> {
     xattrs
 }
 
-fn header_error(problem: String) -> Error {
+fn header_error(problem: TarProblem) -> Error {
     Error::TarHeader { problem }
 }
 
 fn too_many_regions() -> Error {
-    header_error(format!(
-        "sparse map has more than {MAX_SPARSE_REGIONS} regions"
-    ))
+    header_error(TarProblem::TooManySparseRegions { claimed: None })
+}
+
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// Splits `"LEN KEY=VALUE\n"` off the front of `data`: `(key, value, rest)`.
 fn split_record(data: &[u8]) -> Result<(&[u8], &[u8], &[u8])> {
-    let bad = |what: &str| header_error(format!("malformed PAX record: {what}"));
+    let bad = |what| header_error(TarProblem::PaxRecord { what });
     let space = data
         .iter()
         .take(21)
@@ -203,11 +198,10 @@ fn split_record(data: &[u8]) -> Result<(&[u8], &[u8], &[u8])> {
     let len = match len {
         Some(len) if len <= data.len() => len,
         _ => {
-            return Err(header_error(format!(
-                "PAX record length {} exceeds the {} bytes left in the extended header",
-                String::from_utf8_lossy(digits),
-                data.len()
-            )))
+            return Err(header_error(TarProblem::PaxRecordLength {
+                length: lossy(digits),
+                left: data.len(),
+            }))
         }
     };
     if len < space + 3 || data[len - 1] != b'\n' {
@@ -235,11 +229,10 @@ fn parse_decimal(value: &[u8], key: &[u8]) -> Result<u64> {
         })
     };
     parsed.ok_or_else(|| {
-        header_error(format!(
-            "PAX record {} has a value that is not a 64-bit decimal number: {:?}",
-            String::from_utf8_lossy(key),
-            String::from_utf8_lossy(value)
-        ))
+        header_error(TarProblem::PaxNumber {
+            key: lossy(key),
+            value: lossy(value),
+        })
     })
 }
 
@@ -247,10 +240,9 @@ fn parse_decimal(value: &[u8], key: &[u8]) -> Result<u64> {
 /// (`-1.5` is 2 seconds before the epoch plus 500 000 000 ns, as `time.Unix` normalizes it).
 pub(crate) fn parse_time(value: &[u8]) -> Result<(i64, u32)> {
     let bad = || {
-        header_error(format!(
-            "PAX time {:?} is not [-]SECONDS[.FRACTION]",
-            String::from_utf8_lossy(value)
-        ))
+        header_error(TarProblem::PaxTime {
+            value: lossy(value),
+        })
     };
     let (negative, unsigned) = match value.split_first() {
         Some((b'-', rest)) => (true, rest),

@@ -20,24 +20,24 @@ use std::io::{self, Read};
 
 use crate::error::{Error, Result};
 
+use super::problem::TarProblem;
+
 /// The most data regions one sparse file may list.
 pub(crate) const MAX_SPARSE_REGIONS: usize = 1 << 18;
 
-fn header_error(problem: String) -> Error {
+fn header_error(problem: TarProblem) -> Error {
     Error::TarHeader { problem }
 }
 
 /// Turns `offset, length` pairs into a validated map of non-empty regions.
 pub(crate) fn validate(pairs: &[u64], real_size: u64, stored: u64) -> Result<Vec<(u64, u64)>> {
     if !pairs.len().is_multiple_of(2) {
-        return Err(header_error(
-            "sparse map has an odd number of values".into(),
-        ));
+        return Err(header_error(TarProblem::SparseOddValues));
     }
     if pairs.len() / 2 > MAX_SPARSE_REGIONS {
-        return Err(header_error(format!(
-            "sparse map has more than {MAX_SPARSE_REGIONS} regions"
-        )));
+        return Err(header_error(TarProblem::TooManySparseRegions {
+            claimed: None,
+        }));
     }
     let mut map = Vec::with_capacity(pairs.len() / 2);
     let mut end = 0u64;
@@ -48,14 +48,17 @@ pub(crate) fn validate(pairs: &[u64], real_size: u64, stored: u64) -> Result<Vec
             .checked_add(len)
             .filter(|&e| e <= real_size)
             .ok_or_else(|| {
-                header_error(format!(
-                    "sparse region at {offset} of {len} bytes ends past the file size {real_size}"
-                ))
+                header_error(TarProblem::SparseRegionPastEnd {
+                    offset,
+                    len,
+                    size: real_size,
+                })
             })?;
         if offset < end {
-            return Err(header_error(format!(
-                "sparse region at {offset} overlaps or precedes the previous one (ending at {end})"
-            )));
+            return Err(header_error(TarProblem::SparseRegionOverlaps {
+                offset,
+                previous_end: end,
+            }));
         }
         end = region_end;
         total = total.saturating_add(len);
@@ -64,9 +67,10 @@ pub(crate) fn validate(pairs: &[u64], real_size: u64, stored: u64) -> Result<Vec
         }
     }
     if total != stored {
-        return Err(header_error(format!(
-            "sparse map lists {total} bytes of data but the entry stores {stored}"
-        )));
+        return Err(header_error(TarProblem::SparseDataMismatch {
+            listed: total,
+            stored,
+        }));
     }
     Ok(map)
 }
@@ -86,9 +90,9 @@ pub(crate) fn read_map_1x0(data: &mut dyn Read) -> Result<(Vec<u64>, u64)> {
         .ok()
         .filter(|&c| c <= MAX_SPARSE_REGIONS)
         .ok_or_else(|| {
-            header_error(format!(
-                "sparse map claims {count} regions, more than {MAX_SPARSE_REGIONS}"
-            ))
+            header_error(TarProblem::TooManySparseRegions {
+                claimed: Some(count),
+            })
         })?;
     let mut pairs = Vec::with_capacity(2 * count);
     for _ in 0..2 * count {
@@ -125,14 +129,10 @@ impl Numbers<'_> {
                     value = value
                         .checked_mul(10)
                         .and_then(|v| v.checked_add(u64::from(b - b'0')))
-                        .ok_or_else(|| header_error("sparse map number overflows".into()))?;
+                        .ok_or_else(|| header_error(TarProblem::SparseMapNotDecimal))?;
                     digits += 1;
                 }
-                _ => {
-                    return Err(header_error(
-                        "sparse map at the start of the data is not decimal lines".into(),
-                    ))
-                }
+                _ => return Err(header_error(TarProblem::SparseMapNotDecimal)),
             }
         }
     }

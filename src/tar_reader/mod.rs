@@ -1,4 +1,4 @@
-//! A layer's tar stream → [`Entry`] values: PAX and GNU long names and link targets, PAX and GNU
+//! A tar stream → [`Entry`] values (a layer's, or the archive of a `docker save` image): PAX and GNU long names and link targets, PAX and GNU
 //! sparse files (expanded), base-256 numbers, xattrs, non-UTF-8 names kept as bytes.
 //!
 //! ```text
@@ -30,8 +30,14 @@ use crate::entry::{Entry, EntryKind, Metadata};
 use crate::error::{Error, Result};
 use crate::path::EntryPath;
 
-use super::pax::{normalize_xattrs, Pax};
-use super::sparse::{self, Expand, MAX_SPARSE_REGIONS};
+mod pax;
+mod problem;
+mod sparse;
+
+pub use problem::TarProblem;
+
+use pax::{normalize_xattrs, Pax};
+use sparse::{Expand, MAX_SPARSE_REGIONS};
 
 /// The largest PAX extended header or GNU long name/link record accepted.
 pub const MAX_EXTENSION: u64 = 1 << 20;
@@ -288,9 +294,9 @@ impl Member {
                 sparse: self.sparse.as_ref().map(|s| s.map.clone()),
             },
         };
-        let id = |what: &str, v: u64| {
-            u32::try_from(v).map_err(|_| Error::TarHeader {
-                problem: format!("{what} {v} does not fit in 32 bits"),
+        let id = |field: &'static str, value: u64| {
+            u32::try_from(value).map_err(|_| Error::TarHeader {
+                problem: TarProblem::Over32Bits { field, value },
             })
         };
         Ok(Entry {
@@ -403,7 +409,7 @@ impl<R: TarInput> Walker<R> {
                 }
                 b'M' => {
                     return Err(Error::TarHeader {
-                        problem: "GNU multi-volume continuation entries are not supported".into(),
+                        problem: TarProblem::MultiVolume,
                     })
                 }
                 _ => return self.member(typeflag, header_size).map(Some),
@@ -469,10 +475,10 @@ impl<R: TarInput> Walker<R> {
             Ok(())
         } else {
             Err(Error::TarHeader {
-                problem: format!(
-                    "header checksum mismatch (computed {unsigned}) at byte {}",
-                    self.input.position().saturating_sub(BLOCK)
-                ),
+                problem: TarProblem::Checksum {
+                    computed: unsigned,
+                    offset: self.input.position().saturating_sub(BLOCK),
+                },
             })
         }
     }
@@ -526,21 +532,27 @@ impl<R: TarInput> Walker<R> {
             None => (
                 parse_number(&old.mtime).ok_or_else(|| {
                     in_entry(Error::TarHeader {
-                        problem: "mtime field is not a valid number".into(),
+                        problem: TarProblem::NotANumber {
+                            field: "mtime",
+                            text: String::from_utf8_lossy(&old.mtime).into_owned(),
+                        },
                     })
                 })?,
                 0,
             ),
         };
         let (devmajor, devminor) = device_fields(self.header.as_bytes());
-        let device = |field: &[u8], what: &str| -> Result<u32> {
+        let device = |field: &[u8], what: &'static str| -> Result<u32> {
             if !matches!(typeflag, b'3' | b'4') {
                 return Ok(0);
             }
             field_u64(field, what)
                 .and_then(|v| {
                     u32::try_from(v).map_err(|_| Error::TarHeader {
-                        problem: format!("{what} {v} does not fit in 32 bits"),
+                        problem: TarProblem::Over32Bits {
+                            field: what,
+                            value: v,
+                        },
                     })
                 })
                 .map_err(in_entry)
@@ -585,8 +597,8 @@ impl<R: TarInput> Walker<R> {
     /// Reads the GNU old sparse map: four entries in the header, then 21 per extension block.
     /// Returns the map and the real size.
     fn gnu_sparse_map(&mut self, stored: u64) -> Result<(Vec<(u64, u64)>, u64)> {
-        let gnu = self.header.as_gnu().ok_or_else(|| Error::TarHeader {
-            problem: "GNU sparse entry without a GNU header".into(),
+        let gnu = self.header.as_gnu().ok_or(Error::TarHeader {
+            problem: TarProblem::SparseWithoutGnuHeader,
         })?;
         let real_size = field_u64(&gnu.realsize, "sparse real size")?;
         let mut pairs = Vec::new();
@@ -598,7 +610,7 @@ impl<R: TarInput> Walker<R> {
                 }
                 if pairs.len() >= 2 * MAX_SPARSE_REGIONS {
                     return Err(Error::TarHeader {
-                        problem: format!("sparse map has more than {MAX_SPARSE_REGIONS} regions"),
+                        problem: TarProblem::TooManySparseRegions { claimed: None },
                     });
                 }
                 pairs.push(field_u64(&e.offset, "sparse offset")?);
@@ -623,12 +635,9 @@ impl<R: TarInput> Walker<R> {
     /// Applies a PAX sparse format (0.0, 0.1 or 1.0) to `member`.
     fn pax_sparse(&mut self, member: &mut Member, pax: &Pax) -> Result<()> {
         let records = &pax.sparse;
-        let real_size = records
-            .size
-            .or(records.realsize)
-            .ok_or_else(|| Error::TarHeader {
-                problem: "PAX sparse file without GNU.sparse.size or GNU.sparse.realsize".into(),
-            })?;
+        let real_size = records.size.or(records.realsize).ok_or(Error::TarHeader {
+            problem: TarProblem::PaxSparseWithoutSize,
+        })?;
         let pairs = match (records.major, records.minor) {
             (Some(1), Some(0)) => {
                 let mut region = Region {
@@ -648,10 +657,10 @@ impl<R: TarInput> Walker<R> {
                         || !pairs.len().is_multiple_of(2)
                     {
                         return Err(Error::TarHeader {
-                            problem: format!(
-                                "GNU.sparse.numblocks says {n} but the map lists {} values",
-                                pairs.len()
-                            ),
+                            problem: TarProblem::PaxSparseCount {
+                                said: n,
+                                values: pairs.len(),
+                            },
                         });
                     }
                 }
@@ -659,11 +668,7 @@ impl<R: TarInput> Walker<R> {
             }
             (major, minor) => {
                 return Err(Error::TarHeader {
-                    problem: format!(
-                        "unknown PAX sparse format version {}.{}",
-                        major.map_or("?".into(), |v| v.to_string()),
-                        minor.map_or("?".into(), |v| v.to_string())
-                    ),
+                    problem: TarProblem::PaxSparseVersion { major, minor },
                 })
             }
         };
@@ -676,20 +681,20 @@ impl<R: TarInput> Walker<R> {
 }
 
 /// Parses an unsigned numeric header field.
-fn field_u64(field: &[u8], what: &str) -> Result<u64> {
-    let problem = match parse_number(field) {
-        Some(v) => match u64::try_from(v) {
+fn field_u64(bytes: &[u8], field: &'static str) -> Result<u64> {
+    let problem = match parse_number(bytes) {
+        Some(value) => match u64::try_from(value) {
             Ok(v) => return Ok(v),
-            Err(_) => format!("{what} field is negative ({v})"),
+            Err(_) => TarProblem::NegativeNumber { field, value },
         },
         // A base-256 field is binary: its bytes say nothing as text.
-        None if field.first().is_some_and(|b| b & 0x80 != 0) => {
-            format!("{what} field holds a base-256 number too large for 63 bits")
+        None if bytes.first().is_some_and(|b| b & 0x80 != 0) => {
+            TarProblem::NumberTooLarge { field }
         }
-        None => format!(
-            "{what} field {:?} is not a valid number",
-            String::from_utf8_lossy(field)
-        ),
+        None => TarProblem::NotANumber {
+            field,
+            text: String::from_utf8_lossy(bytes).into_owned(),
+        },
     };
     Err(Error::TarHeader { problem })
 }
@@ -902,13 +907,30 @@ mod tests {
     #[test]
     fn a_negative_number_field_says_so() {
         let minus_one = [0xffu8; 8];
-        let err = field_u64(&minus_one, "devmajor").unwrap_err().to_string();
-        assert!(err.contains("devmajor field is negative (-1)"), "{err}");
-        assert!(!err.contains('\u{fffd}'), "{err}");
+        let err = field_u64(&minus_one, "devmajor").unwrap_err();
+        let Error::TarHeader { problem } = err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(
+            problem,
+            TarProblem::NegativeNumber {
+                field: "devmajor",
+                value: -1
+            }
+        );
+        assert_eq!(problem.to_string(), "devmajor field is negative (-1)");
         let mut huge = [0xffu8; 12];
         huge[0] = 0x80;
-        let err = field_u64(&huge, "size").unwrap_err().to_string();
-        assert!(err.contains("base-256 number too large"), "{err}");
+        let err = field_u64(&huge, "size").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::TarHeader {
+                    problem: TarProblem::NumberTooLarge { field: "size" }
+                }
+            ),
+            "{err}"
+        );
         assert_eq!(field_u64(b"0000017\0", "mode").unwrap(), 15);
     }
 
