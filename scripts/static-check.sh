@@ -3,7 +3,7 @@
 # section, and it converts an image alone inside an empty chroot (no /tmp, no libc, no
 # squashfs-tools). The image it writes is then checked with unsquashfs and `ocirender verify`.
 # Needs root (chroot) and squashfs-tools.
-#   scripts/static-check.sh          (OCIRENDER_STATIC_PROFILE=static-check: the same, no LTO)
+#   OCIRENDER_STATIC_PROFILE=static-check scripts/static-check.sh   (CI: the same, unoptimized)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=x86_64-unknown-linux-gnu

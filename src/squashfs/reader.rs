@@ -29,6 +29,17 @@
 //! (plus [`BYTE_BUDGET_SLACK`]) of decoded metadata. A walk of a valid image reads every
 //! listing once and every inode once per name, far inside both; past either bound the
 //! reader fails with an error that says so.
+//!
+//! What it shares with the writer: the superblock, inode headers, directory headers and
+//! entries, fragment and xattr-id records are parsed with [`format`](super::format)'s types,
+//! and every limit is a constant from there. The inode *bodies* are decoded here field by field
+//! through the metadata cursor, on purpose: a body can straddle two metadata blocks and has a
+//! variable tail (a file's block list, a directory's index), so it cannot be sliced out and
+//! handed to a parser before its fields say how long it is; and each field is checked against
+//! the image where it is read (a block count against the inode table's size, an index name
+//! against [`NAME_LEN_MAX`]), which a parser shared with the writer, which never sees hostile
+//! values, would not do. The round trip of the writer's bodies is tested against two readers
+//! nobody here wrote (unsquashfs and backhand) besides this one.
 
 use std::cell::{Cell, RefCell};
 use std::fs::File;

@@ -302,36 +302,18 @@ fn hex_value(b: u8) -> Option<u8> {
     }
 }
 
-/// Decodes standard base64, padding optional (libarchive's encoding of xattr values).
+/// Decodes libarchive's base64 xattr values, padded or not (the `base64` crate; lenient about
+/// the unused low bits of the last digit, as libarchive's own reader is).
 fn base64_decode(s: &[u8]) -> Option<Vec<u8>> {
-    let digits: &[u8] = match s.iter().position(|&b| b == b'=') {
-        Some(pad) if s[pad..].iter().all(|&b| b == b'=') && s.len() - pad <= 2 => &s[..pad],
-        Some(_) => return None,
-        None => s,
-    };
-    if digits.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(digits.len() * 3 / 4);
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for &c in digits {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        };
-        acc = acc << 6 | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push(((acc >> bits) & 0xff) as u8);
-        }
-    }
-    Some(out)
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    use base64::Engine;
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new()
+            .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+            .with_decode_allow_trailing_bits(true),
+    );
+    LENIENT.decode(s).ok()
 }
 
 #[cfg(test)]
