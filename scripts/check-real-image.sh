@@ -6,4 +6,4 @@
 set -euo pipefail
 DIR=${1:?directory given to build-deb-image.sh}
 cd "$(dirname "$0")/.."
-OCIRENDER_REAL_IMAGE=$(cd "$DIR" && pwd) cargo test --release --test real_image -- --nocapture
+OCIRENDER_REAL_IMAGE=$(cd "$DIR" && pwd) cargo test --release --test it real_image:: -- --nocapture

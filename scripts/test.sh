@@ -32,7 +32,7 @@ if ((${#need[@]})); then
 fi
 
 # The property tests draw the same cases on every run here, so a pass or a failure is
-# reproducible; run `cargo test --test properties` without this variable to explore new ones.
+# reproducible; run `cargo test --test it properties::` without this variable to explore new ones.
 export PROPTEST_RNG_SEED=${PROPTEST_RNG_SEED:-20261123}
 cargo test --all-targets "$@"
 cargo test --doc

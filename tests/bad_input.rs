@@ -8,15 +8,13 @@
 //! existed before). Symlinks that point out of the image are the exception: names through them
 //! resolve inside the root, so such an image converts, and nothing lands outside.
 
-mod support;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use crate::support::builder::{raw, Built, Codec, Corruption, ImageBuilder, Layer};
+use crate::support::dump::DumpOptions;
+use crate::support::outputs::{convert_one, open_image, output_path};
 use ocirender::{convert, ConvertOptions, Error, Format, ImageSpec};
-use support::builder::{raw, Built, Codec, Corruption, ImageBuilder, Layer};
-use support::dump::DumpOptions;
-use support::outputs::{convert_one, open_image, output_path};
 
 /// Two ordinary layers and a third that tests damage; `codec` is the third's.
 fn image(dir: &Path, codec: Codec) -> Built {
@@ -123,7 +121,7 @@ fn assert_fails(img: &Path, what: &str, is: fn(&Error) -> bool, variants: &str, 
             is(cause),
             "{context}: root cause {cause:?}, want {variants}; error: {err}"
         );
-        let msg = err.to_string();
+        let msg = crate::support::error_text(&err);
         for m in mentions {
             assert!(
                 msg.contains(m),
@@ -579,7 +577,7 @@ fn long_names_are_refused_with_short_messages() {
         mentions.push(words.to_string());
         check(&img, what, is!(HostilePath), &mentions);
         let err = convert_in_sandbox(&img, Format::Tar, false).unwrap_err();
-        let msg = err.to_string();
+        let msg = crate::support::error_text(&err);
         assert!(
             msg.len() < 700,
             "{what}: a {}-byte message: {msg}",

@@ -2,13 +2,11 @@
 //! extensions, `DIR:REF`, exit codes, one clear message on failure, no partial output, `-` for
 //! standard output, a closed pipe is not a failure, `--quiet`, `inspect --json`.
 
-mod support;
-
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use support::builder::{Corruption, ImageBuilder, Layer};
+use crate::support::builder::{Corruption, ImageBuilder, Layer};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ocirender"))

@@ -6,17 +6,15 @@
 //! files replaced or hidden by newer layers. The superblock time is pinned, so the bytes depend
 //! on nothing but the input.
 
-mod support;
-
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::support::builder::{noise, Codec, ImageBuilder, Layer};
+use crate::support::outputs::{open_image, output_path};
 use ocirender::{
     convert, BlockSize, ConvertOptions, Format, ImageSpec, Jobs, LayerMeta, SquashfsOptions,
     StreamingPacker,
 };
-use support::builder::{noise, Codec, ImageBuilder, Layer};
-use support::outputs::{open_image, output_path};
 
 /// The pinned superblock modification time.
 const MTIME: u32 = 1_600_000_000;

@@ -1,10 +1,8 @@
 //! The dump helper itself: it must see every attribute the other tests compare.
 
-mod support;
-
 use std::os::unix::fs::{symlink, PermissionsExt};
 
-use support::dump::{DumpOptions, Tree};
+use crate::support::dump::{DumpOptions, Tree};
 
 #[test]
 fn dump_reads_types_modes_links() {

@@ -15,8 +15,6 @@
 //!   while it waits for a layer that never comes.
 //! - Two conversions racing to one output end with one complete output and no partial file.
 
-mod support;
-
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -24,13 +22,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::support::builder::{noise, ImageBuilder, Layer};
+use crate::support::outputs::{open_image, output_path};
 use ocirender::{
     convert, CancelToken, ConvertOptions, Entry, EntryKind, EntryPath, Error, Format, ImageSpec,
     Merger, Metadata, Progress,
 };
 use rustix::process::{kill_process, Pid, Signal};
-use support::builder::{noise, ImageBuilder, Layer};
-use support::outputs::{open_image, output_path};
 
 // ---------------------------------------------------------------------------------------------
 // Images
@@ -718,7 +716,11 @@ fn dir_output_into_an_existing_directory_and_a_mount_point() {
     assert_eq!(listing(out.path()), vec!["empty"]);
 
     let Some(mount) = Tmpfs::mount(&out.path().join("mnt")) else {
-        eprintln!("skipped the mount point case: cannot mount a tmpfs here");
+        crate::support::skip::skip(
+            "dir_output_into_an_existing_directory_and_a_mount_point (its mount point case)",
+            "ROOT",
+            "cannot mount a tmpfs here",
+        );
         return;
     };
     let spec = ImageSpec::new(Format::Dir, &mount.0);

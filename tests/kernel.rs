@@ -24,21 +24,19 @@
 //! 300) bounds the boot. Skipped with a notice without QEMU or a kernel in /boot, unless
 //! `OCIRENDER_REQUIRE_KERNEL=1`.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::io::{self, Read};
 use std::path::Path;
 use std::process::Command;
 
+use crate::support::dump::{self, DumpOptions, Kind, Tree};
+use crate::support::kernel::{windowed_sha256, Disk, Harness, Window};
 use ocirender::squashfs::SquashfsSink;
 use ocirender::verity::VerityMismatch;
 use ocirender::{
     Algorithm, BlockSize, Compression, Entry, EntryKind, EntryPath, Jobs, Metadata, Sink,
     SquashfsOptions, Summary, VerityOptions, Xattr, XzFilter,
 };
-use support::dump::{self, DumpOptions, Kind, Tree};
-use support::kernel::{windowed_sha256, Disk, Harness, Window};
 
 /// A fixed time for entries that do not pick their own.
 const T0: i64 = 1_700_000_000;
@@ -109,7 +107,11 @@ fn kernel_mounts_every_image() {
         let control = Case::new("control-mks", &base, options(Algorithm::Zstd));
         cases.push(control.written_by(Writer::Mksquashfs));
     } else {
-        eprintln!("NOTICE: no control disk (it needs mksquashfs and root)");
+        crate::support::skip::skip(
+            "the kernel's control disk (written by mksquashfs)",
+            "ROOT",
+            "it needs mksquashfs and root",
+        );
     }
 
     // dm-verity: the base tree with its hash tree appended, mounted through a verity device
@@ -206,7 +208,7 @@ fn tamper(image: &Path, summary: Option<&Summary>) -> String {
 
 /// The tampered disk mounts (its metadata is intact) but reading `file` fails with EIO, and the
 /// kernel log says that dm-verity found a corrupted block.
-fn check_refused(listing: &support::kernel::Listing, file: &str) -> Result<(), String> {
+fn check_refused(listing: &crate::support::kernel::Listing, file: &str) -> Result<(), String> {
     let eio = listing
         .problems
         .iter()
@@ -479,7 +481,7 @@ impl Fixture {
                         }
                         _ => None,
                     };
-                    support::oracle::node_of(kind, &e.meta, content)
+                    crate::support::oracle::node_of(kind, &e.meta, content)
                 }
             };
             tree.0.insert(key, node);
@@ -947,7 +949,7 @@ fn console() -> Vec<u8> {
     out.extend_from_slice(b"K boot noise outside any section\r\n");
     for (label, plain) in [("good", GOOD), ("bad", BAD)] {
         out.extend_from_slice(format!("==== begin {label}\r\n").as_bytes());
-        let encoded = support::kernel::encode_section(plain);
+        let encoded = crate::support::kernel::encode_section(plain);
         for line in encoded.as_bytes().chunks(76) {
             out.extend_from_slice(line);
             out.extend_from_slice(b"\r\n");
@@ -1022,7 +1024,8 @@ fn console_disks() -> Vec<Disk> {
 
 #[test]
 fn console_listing_becomes_a_tree() {
-    let listings = support::kernel::parse_console(&console(), &console_disks(), true).unwrap();
+    let listings =
+        crate::support::kernel::parse_console(&console(), &console_disks(), true).unwrap();
     let good = &listings[0];
     assert_eq!(good.problems, Vec::<String>::new());
     let windows = windowed_sha256([(0, 4096, "aaaa".into()), (8192, 12288, "bbbb".into())]);
@@ -1068,7 +1071,7 @@ fn console_listing_becomes_a_tree() {
 #[test]
 fn console_without_a_finished_guest_is_an_error() {
     let disks = console_disks();
-    let parse = |text: &[u8]| support::kernel::parse_console(text, &disks, true);
+    let parse = |text: &[u8]| crate::support::kernel::parse_console(text, &disks, true);
     let edit = |from: &str, to: &str| {
         let text = String::from_utf8_lossy(&console()).replace(from, to);
         text.into_bytes()
@@ -1112,8 +1115,9 @@ fn modules_load_dependencies_first_and_decompressed() {
         "kernel/drivers/virtio/virtio_pci.ko\n",
     )
     .unwrap();
-    let order = support::kernel::module_load_order(root, &["virtio_pci", "virtio_blk", "squashfs"])
-        .unwrap();
+    let order =
+        crate::support::kernel::module_load_order(root, &["virtio_pci", "virtio_blk", "squashfs"])
+            .unwrap();
     assert_eq!(
         order,
         [
@@ -1124,7 +1128,7 @@ fn modules_load_dependencies_first_and_decompressed() {
             "kernel/fs/squashfs/squashfs.ko.xz",
         ]
     );
-    let missing = support::kernel::module_load_order(root, &["loop"]).unwrap_err();
+    let missing = crate::support::kernel::module_load_order(root, &["loop"]).unwrap_err();
     assert!(missing.contains("loop"), "{missing}");
 
     let elf = b"\x7fELF module bytes".repeat(100);
@@ -1147,6 +1151,6 @@ fn modules_load_dependencies_first_and_decompressed() {
     ] {
         let path = root.join(name);
         std::fs::write(&path, bytes).unwrap();
-        assert_eq!(support::kernel::read_module(&path), elf, "{name}");
+        assert_eq!(crate::support::kernel::read_module(&path), elf, "{name}");
     }
 }

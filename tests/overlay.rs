@@ -10,13 +10,11 @@
 //! involved); for every format the conversion must fail that way and leave no output behind
 //! (checked by `support::outputs::convert_one`).
 
-mod support;
-
+use crate::support::builder::{Body, Codec, ImageBuilder, Layer, LongNames};
+use crate::support::dump::DumpOptions;
+use crate::support::model;
+use crate::support::outputs::{convert_all, convert_one, diff, expand_expected};
 use ocirender::{ConvertOptions, Error, Format};
-use support::builder::{Body, Codec, ImageBuilder, Layer, LongNames};
-use support::dump::DumpOptions;
-use support::model;
-use support::outputs::{convert_all, convert_one, diff, expand_expected};
 
 /// What a case must produce.
 enum Expect {
@@ -986,7 +984,7 @@ fn run_format(format: Format) {
             Ok(converted) => {
                 let result = match &converted.result {
                     Ok(tree) => Ok(tree.dump(DumpOptions::default())),
-                    Err(e) => Err((e.to_string(), Some(e))),
+                    Err(e) => Err((crate::support::error_text(e), Some(e))),
                 };
                 judge(&case, format.name(), result)
             }

@@ -4,20 +4,18 @@
 //! delivery can go wrong ends with a typed error, no output left behind and no thread left
 //! running. No test waits without a bound: every wait has a timeout.
 
-mod support;
-
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::builder::{noise, Codec, Corruption, ImageBuilder, Layer};
+use crate::support::dump::{DumpOptions, Tree};
+use crate::support::outputs::{assert_no_output, open_image, output_path};
 use ocirender::{
     convert, convert_streaming, ConvertOptions, Error, Format, ImageSpec, Jobs, LayerBlob,
     LayerMeta, Progress, SquashfsOptions, StreamingPacker,
 };
-use support::builder::{noise, Codec, Corruption, ImageBuilder, Layer};
-use support::dump::{DumpOptions, Tree};
-use support::outputs::{assert_no_output, open_image, output_path};
 use tokio::io::AsyncWriteExt;
 
 /// The longest any single conversion or wait in these tests may take before it counts as a
@@ -152,7 +150,10 @@ impl Fixture {
         if &got != self.expected(format) {
             match (&got, self.expected(format)) {
                 (Output::Dump(a), Output::Dump(b)) => {
-                    panic!("{context}: tree differs:\n{}", support::outputs::diff(b, a))
+                    panic!(
+                        "{context}: tree differs:\n{}",
+                        crate::support::outputs::diff(b, a)
+                    )
                 }
                 _ => panic!("{context}: {format:?} output differs from convert's"),
             }
@@ -788,7 +789,12 @@ fn thread_probe() {
 fn no_thread_outlives_the_packer() {
     let exe = std::env::current_exe().unwrap();
     let out = std::process::Command::new(exe)
-        .args(["--exact", "thread_probe", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "packer::thread_probe",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("OCIRENDER_THREAD_PROBE", "1")
         .output()
         .unwrap();

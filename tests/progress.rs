@@ -4,18 +4,16 @@
 //! totals, the squashfs compression backlog (from the squashfs sink only), and `Finished` last
 //! with the very `Summary` the conversion returns.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::support::builder::{noise, Codec, ImageBuilder, Layer};
+use crate::support::outputs::{open_image, output_path};
 use ocirender::{
     convert, BlockSize, ConvertOptions, Format, ImageSpec, Jobs, LayerMeta, Progress,
     SquashfsOptions, StreamingPacker, Summary,
 };
-use support::builder::{noise, Codec, ImageBuilder, Layer};
-use support::outputs::{open_image, output_path};
 
 const LIMIT: Duration = Duration::from_secs(60);
 

@@ -13,15 +13,13 @@
 //! A failing case shrinks to a short stack, printed as builder code (`Layer::new().file(…)…`)
 //! that can be pasted into tests/regression.rs.
 
-mod support;
-
 use proptest::prelude::*;
 
+use crate::support::builder::{ImageBuilder, Layer};
+use crate::support::dump::DumpOptions;
+use crate::support::model;
+use crate::support::outputs::{convert_one, diff};
 use ocirender::{ConvertOptions, Format};
-use support::builder::{ImageBuilder, Layer};
-use support::dump::DumpOptions;
-use support::model;
-use support::outputs::{convert_one, diff};
 
 /// One builder call.
 #[derive(Clone, Debug)]
@@ -256,10 +254,10 @@ proptest! {
 /// The generator reaches the interesting cases often (a weak generator makes a weak property).
 #[test]
 fn stacks_hit_the_tricky_cases() {
+    use crate::support::builder::Body;
+    use crate::support::dump::Kind;
     use proptest::strategy::ValueTree;
     use proptest::test_runner::TestRunner;
-    use support::builder::Body;
-    use support::dump::Kind;
     let mut runner = TestRunner::deterministic();
     let (mut accepted, mut rejected, mut links, mut opaque, mut dir_over_file) = (0, 0, 0, 0, 0);
     let (mut loops, mut dotted, mut symlink_links, mut pending_links) = (0, 0, 0, 0);

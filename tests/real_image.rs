@@ -6,19 +6,17 @@
 //! the squashfs output for each compressor.
 //!
 //! Build the image, then run: `OCIRENDER_REAL_IMAGE=/tmp/deb cargo test --release --test
-//! real_image -- --nocapture` (or `scripts/check-real-image.sh /tmp/deb`). Without the variable
+//! it real_image:: -- --nocapture` (or `scripts/check-real-image.sh /tmp/deb`). Without the variable
 //! the test says so on stderr and passes, unless `OCIRENDER_REQUIRE_REAL_IMAGE=1`.
-
-mod support;
 
 use std::path::Path;
 use std::process::Command;
 
+use crate::support::dump::{DumpOptions, Tree};
 use ocirender::{
     convert, Compression, ConvertOptions, Image, ImageLocation, ImageSpec, Selector,
     SquashfsOptions,
 };
-use support::dump::{DumpOptions, Tree};
 
 fn run(cmd: &mut Command) {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
@@ -58,7 +56,8 @@ fn image(dir: &Path) -> Image {
 
 #[test]
 fn real_image_every_format_equals_umoci_unpack() {
-    let Some(dir) = support::skip::real_image("real_image_every_format_equals_umoci_unpack") else {
+    let Some(dir) = crate::support::skip::real_image("real_image_every_format_equals_umoci_unpack")
+    else {
         return;
     };
     let reference = Tree::from_dir(&dir.join("ref/rootfs"));

@@ -11,9 +11,6 @@
 //!
 //! Skipped with a notice when `docker-registry` or `skopeo` is missing, unless
 //! `OCIRENDER_REQUIRE_REGISTRY=1`.
-#![cfg(feature = "registry")]
-
-mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -26,9 +23,9 @@ use ocirender::{
     Selector,
 };
 
-use support::builder::{noise, Codec, ImageBuilder, Layer};
-use support::dump::{DumpOptions, Tree};
-use support::registry::{tools, Auth, Fault, Proxy, Registry, PASSWORD, USER};
+use crate::support::builder::{noise, Codec, ImageBuilder, Layer};
+use crate::support::dump::{DumpOptions, Tree};
+use crate::support::registry::{tools, Auth, Fault, Proxy, Registry, PASSWORD, USER};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -78,7 +75,7 @@ fn quick(options: RegistryOptions) -> RegistryOptions {
 }
 
 fn output_in(dir: &Path, format: Format) -> PathBuf {
-    support::outputs::output_path(dir, format)
+    crate::support::outputs::output_path(dir, format)
 }
 
 /// Pulls `reference` into a fresh output of `format` inside `work`.
@@ -136,7 +133,7 @@ fn assert_same_output(expected: &Path, actual: &Path, format: Format, context: &
     match format {
         Format::Dir => {
             let (e, a) = (Tree::from_dir(expected), Tree::from_dir(actual));
-            support::outputs::check_dump(&e, &a, DumpOptions::default(), context);
+            crate::support::outputs::check_dump(&e, &a, DumpOptions::default(), context);
         }
         _ => {
             let (e, a) = (
@@ -307,7 +304,7 @@ async fn https_uses_rustls_and_trusts_only_known_authorities() {
     .unwrap_err();
     assert!(
         matches!(&err, Error::Transport { attempts: 1, .. })
-            && err.to_string().contains("certificate"),
+            && crate::support::error_text(&err).contains("certificate"),
         "{err}"
     );
     let trusted = RegistryOptions {
@@ -475,7 +472,7 @@ async fn connections_dropped_mid_blob_are_resumed_with_range_requests() {
     // The two big layers were cut, then resumed from where the cut left them.
     let requests = proxy.blob_requests();
     let built = src.path().join("layout");
-    let manifest = support::outputs::open_image(&built).unwrap();
+    let manifest = crate::support::outputs::open_image(&built).unwrap();
     for layer in &manifest.layers[..2] {
         let digest = layer.digest.to_string();
         let mine: Vec<_> = requests.iter().filter(|r| r.digest == digest).collect();
@@ -511,7 +508,7 @@ async fn a_layer_that_fails_for_good_names_itself_and_its_status_and_leaves_noth
         return;
     }
     let (reg, src) = registry_with_sample(Auth::None, "broken/img:latest");
-    let image = support::outputs::open_image(&src.path().join("layout")).unwrap();
+    let image = crate::support::outputs::open_image(&src.path().join("layout")).unwrap();
     let bad = image.layers[1].digest.clone();
     let proxy = Proxy::start(&reg.host(), Fault::Fail500(bad.to_string()));
     let temp = tempfile::tempdir().unwrap();
@@ -545,9 +542,9 @@ async fn a_layer_that_fails_for_good_names_itself_and_its_status_and_leaves_noth
                 if status.starts_with("500") && message.contains("injected failure")),
             "{err}"
         );
-        let text = err.to_string();
+        let text = crate::support::error_text(&err);
         assert!(text.contains("layer 1") && text.contains("500"), "{text}");
-        support::outputs::assert_no_output(
+        crate::support::outputs::assert_no_output(
             work.path(),
             &output_in(work.path(), format),
             format,

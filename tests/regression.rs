@@ -6,14 +6,12 @@
 //! that once ended in a refusal (an entry beneath a symlink, one its own layer removed after it
 //! was written) now convert, and are checked against the model's tree.
 
-mod support;
-
+use crate::support::builder::{Codec, ImageBuilder, Layer};
+use crate::support::dump::{DumpOptions, Tree};
+use crate::support::model;
+use crate::support::outputs::{convert_one, open_image};
 use ocirender::sink::WarningKind;
 use ocirender::{convert, ConvertOptions, Error, Format, ImageSpec};
-use support::builder::{Codec, ImageBuilder, Layer};
-use support::dump::{DumpOptions, Tree};
-use support::model;
-use support::outputs::{convert_one, open_image};
 
 /// Converts `img` to every format; each must fail with a root cause that `is` accepts (and
 /// leave no output, which `convert_one` checks).
@@ -271,7 +269,7 @@ fn a_link_to_a_version_its_layer_replaces_when_a_newer_layer_hides_the_target() 
     }
 }
 
-// See: issue 5, fuzz target `merge` (structured mode, 14:47). Layer 1 writes `a/x/y` through
+// See: issue 5, fuzz target `merge` (structured mode). Layer 1 writes `a/x/y` through
 // the symlink `a` of layer 0, and layer 2 then replaces `a`. The merge only checked for
 // entries written through a symlink when no newer layer replaced it; but the replacement came
 // after the write, which extraction would already have made through the symlink.
@@ -301,7 +299,7 @@ fn a_symlink_removed_before_newer_entries_use_its_path_is_fine() {
     matches_the_model(&img);
 }
 
-// See: issue 5, `tests/properties.rs` (random case, 14:50). Like the case above with a symlink
+// See: issue 5, `tests/properties.rs` (a random case). Like the case above with a symlink
 // instead of a directory: the symlink `a/x/y` is written, a link of the same layer replaces it,
 // then the layer makes `a` a file. The written symlink cannot be taken back.
 #[test]
@@ -317,7 +315,7 @@ fn a_symlink_replaced_by_a_link_beneath_a_path_its_layer_makes_a_file() {
     matches_the_model(&img);
 }
 
-// See: `tests/properties.rs` (random case, 14:52). Layer 1 links `b` to the symlink `a/x` of
+// See: `tests/properties.rs` (a random case). Layer 1 links `b` to the symlink `a/x` of
 // layer 0 (so `b` is a symlink too) and then writes `b/x` through it. The merge reads layer 1
 // first and cannot know yet that the link's target is a symlink; it made `b` a directory.
 // The check now waits for the link's inode.
@@ -360,7 +358,7 @@ fn a_write_beneath_a_hard_link_to_a_symlink() {
     );
 }
 
-// See: `tests/properties.rs` (random case, 14:55). Layer 0 puts a symlink at `a/x` and then
+// See: `tests/properties.rs` (a random case). Layer 0 puts a symlink at `a/x` and then
 // makes `a` a file, which removes the symlink with `a`'s subtree; layer 1's `a/x/y` therefore
 // goes through nothing. The merge kept the symlink on its list of paths written through and
 // refused the stack.
@@ -372,7 +370,7 @@ fn a_symlink_its_layer_removes_with_its_parent_is_not_written_through() {
     matches_the_model(&img);
 }
 
-// See: issue 5, fuzz target `merge` (15:00). Layer 1 puts a symlink at `a` and then writes
+// See: issue 5, fuzz target `merge`. Layer 1 puts a symlink at `a` and then writes
 // `a/x/y` through it; layer 2 deletes `a`, so the output shows none of it. The merge skipped
 // the check for entries it does not show; extraction would still have written through `a`.
 #[test]
@@ -384,7 +382,7 @@ fn a_write_through_a_symlink_of_its_own_layer_resolves_even_when_hidden() {
     matches_the_model(&img);
 }
 
-// See: `tests/properties.rs` (random case, 15:08). Layer 0 links `b/y` to the symlink `a`,
+// See: `tests/properties.rs` (a random case). Layer 0 links `b/y` to the symlink `a`,
 // then replaces `a` by a link to `b/y` (the same inode, so nothing changes); layer 1 replaces
 // `b/y`. Because `b/y`'s own version is hidden, the merge did not see that the new link at
 // `a` names the same inode and refused it (HardlinkTargetReplaced).
@@ -401,7 +399,7 @@ fn a_path_replaced_by_a_link_to_a_hidden_name_of_its_own_inode() {
     matches_the_model(&img);
 }
 
-// See: issue 5, fuzz target `merge` (15:12). A hard link from AUFS metadata to itself
+// See: issue 5, fuzz target `merge`. A hard link from AUFS metadata to itself
 // (`.wh..wh.aufs` → `.wh..wh.aufs`): such entries are never shown, so the merge skipped the
 // self-link check that every other entry gets.
 #[test]
@@ -420,7 +418,7 @@ fn aufs_metadata_linked_to_itself_is_refused() {
     );
 }
 
-// See: issue 5, fuzz target `merge` (15:18). Layer 1 writes `a/x/y`, which makes `a` a
+// See: issue 5, fuzz target `merge`. Layer 1 writes `a/x/y`, which makes `a` a
 // directory, and then links to `a`; layer 2 replaces `a`, so nothing of layer 1 under `a` is
 // shown. The merge looked for the link's target in older layers and bound it to layer 0's
 // fifo, where extraction would have refused a hard link to a directory.
@@ -439,7 +437,7 @@ fn a_link_to_a_directory_its_layer_made_implicitly_and_a_newer_layer_replaced() 
     }
 }
 
-// See: `tests/properties.rs` (random case, 16:15). Layer 0 puts a symlink at `a`, replaces it
+// See: `tests/properties.rs` (a random case). Layer 0 puts a symlink at `a`, replaces it
 // by a directory and writes `a/x` into it; layer 1 makes `a` a directory too. The symlink is
 // hidden (layer 1 decides `a`'s type) but the directory entry of layer 0 still describes `a`:
 // the merge kept the hidden symlink as `a`'s version in layer 0 and refused `a/x` as written
@@ -457,7 +455,7 @@ fn a_hidden_symlink_its_layer_replaces_by_a_directory_is_not_written_through() {
     matches_the_model(&img);
 }
 
-// See: `tests/properties.rs` (random case, 16:26). Layer 0 puts a symlink at `a/x`, makes `a`
+// See: `tests/properties.rs` (a random case). Layer 0 puts a symlink at `a/x`, makes `a`
 // a file (removing the symlink with `a`'s subtree) and then writes `a/x/y`, which makes `a` a
 // directory again; layer 1 hides everything. The merge kept the removed symlink as `a/x`'s
 // version in layer 0 and refused `a/x/y` as written through it.
@@ -474,7 +472,7 @@ fn a_hidden_symlink_removed_with_its_parent_is_not_written_through() {
     matches_the_model(&img);
 }
 
-// See: issue 5, fuzz target `merge` (16:26). AUFS metadata below an ordinary directory
+// See: issue 5, fuzz target `merge`. AUFS metadata below an ordinary directory
 // (`a/.wh..wh..wh..opq`; the name is not the opaque marker): never shown, but extraction
 // creates `a` for it as for any entry. The merge dropped AUFS entries before their parents
 // were made.
@@ -493,7 +491,7 @@ fn aufs_metadata_makes_its_parents_directories() {
     matches_the_model(&img);
 }
 
-// See: issue 5, fuzz target `merge` (16:45). Layer 1 writes `a/z` through the symlink `a` of
+// See: issue 5, fuzz target `merge`. Layer 1 writes `a/z` through the symlink `a` of
 // layer 0 and only then makes `a` a fifo; layer 2 replaces `a` again. The merge counted layer
 // 1's fifo as removing the symlink before the write, whatever their order.
 #[test]
@@ -513,7 +511,7 @@ fn a_write_through_an_older_symlink_its_layer_replaces_afterwards_resolves() {
     matches_the_model(&img);
 }
 
-// Found while fixing the one above, and then by fuzz target `merge` (16:55): the same write,
+// Found while fixing the one above, and then by fuzz target `merge`: the same write,
 // but the symlink's layer first used `a` as a directory itself (`a/b`, or a directory entry
 // `a`). The merge kept only the oldest layer's first use of `a`, so it no longer knew that a
 // newer layer used it after.
@@ -532,7 +530,7 @@ fn a_write_through_an_older_symlink_that_replaced_a_directory_of_its_own_layer()
     matches_the_model(&img);
 }
 
-// See: issue 5, fuzz target `merge` (17:09). Layer 1 links `b` to a symlink (so `b` is a
+// See: issue 5, fuzz target `merge`. Layer 1 links `b` to a symlink (so `b` is a
 // symlink too); a newer layer writes `b/y` through it. The merge checked only symlink entries
 // for newer writes beneath them, not hard links to symlinks. The link's inode may be decided
 // in its own layer or in an older one.
@@ -565,7 +563,7 @@ fn a_newer_write_beneath_a_hard_link_to_a_symlink() {
     );
 }
 
-// See: issue 5, fuzz target `merge` (17:25). A symlink target of 4096 bytes (as long as
+// See: issue 5, fuzz target `merge`. A symlink target of 4096 bytes (as long as
 // squashfs and the kernel take): the image was right, but the check's reader, backhand, asserts
 // targets shorter than 256 bytes. Readers now skip backhand for such images; unsquashfs must
 // still read every length.

@@ -41,20 +41,18 @@
 //! entry error. The pull test is skipped, with a notice, without `docker-registry` and `skopeo`, unless
 //! `OCIRENDER_REQUIRE_REGISTRY=1`.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use crate::support::builder::{noise, Built, Codec, ImageBuilder, Layer};
+use crate::support::outputs::{open_image, partial_files, read_output};
 use ocirender::{
     convert, BlockSize, Compression, ConvertOptions, Error, Format, ImageSpec, Jobs, NotReused,
     Progress, Reuse, ReuseReport, SquashfsOptions, Summary, VerityOptions, WarningKind, XzFilter,
 };
-use support::builder::{noise, Built, Codec, ImageBuilder, Layer};
-use support::outputs::{open_image, partial_files, read_output};
 
 /// The pinned superblock time, so that the bytes depend on nothing but the input.
 const MTIME: u32 = 1_600_000_000;
@@ -391,7 +389,7 @@ fn assert_strict_refusal(
         expected(&why),
         "{context}: refused for another reason: {why:?}"
     );
-    let message = err.to_string();
+    let message = crate::support::error_text(&err);
     assert!(
         message.contains("cannot reuse blocks of") && message.contains(&why.to_string()),
         "{context}: {message}"
@@ -480,7 +478,7 @@ const RAW: u32 = 1 << 24;
 
 /// Counts the blocks of `img` (see [`StoredBlocks`]).
 fn stored_blocks(img: &Path) -> StoredBlocks {
-    let s = support::oracle::check_structure(img);
+    let s = crate::support::oracle::check_structure(img);
     let mut data = BTreeSet::new();
     let mut per_inode = 0u64;
     for i in s.inodes.values().filter(|i| i.itype == 2 || i.itype == 9) {
@@ -555,7 +553,7 @@ struct Case {
 
 /// Converts version 1, then version 2 fresh, reusing version 1, and reusing its own fresh
 /// output; all three version-2 images must be the same bytes.
-fn run_case(v: &Versions, expected: &support::dump::Tree, case: &Case) {
+fn run_case(v: &Versions, expected: &crate::support::dump::Tree, case: &Case) {
     let context = format!(
         "{} {}K fragments={} dedup={}",
         case.spec,
@@ -633,7 +631,7 @@ fn run_case(v: &Versions, expected: &support::dump::Tree, case: &Case) {
 /// is read back at 128 KiB with fragments.
 fn matrix(specs: &[&'static str]) {
     let v = Versions::new();
-    let expected = support::model::apply(&v.v2_layers).expect("the model applies version 2");
+    let expected = crate::support::model::apply(&v.v2_layers).expect("the model applies version 2");
     for &spec in specs {
         for block_size in [K4, K128] {
             for fragments in [true, false] {
@@ -666,7 +664,7 @@ fn matrix_zstd() {
 #[test]
 fn matrix_zstd_1m_blocks_and_no_dedup() {
     let v = Versions::new();
-    let expected = support::model::apply(&v.v2_layers).unwrap();
+    let expected = crate::support::model::apply(&v.v2_layers).unwrap();
     for (block_size, fragments, dedup) in [(M1, true, true), (M1, false, true), (K128, true, false)]
     {
         run_case(
@@ -1125,7 +1123,7 @@ fn a_strict_refusal_is_the_error_itself() {
         "expected Error::ReuseRefused at the top, got {err:?}"
     );
     assert!(
-        err.to_string().starts_with("cannot reuse blocks of"),
+        crate::support::error_text(&err).starts_with("cannot reuse blocks of"),
         "{err}"
     );
     assert!(!out.exists());
@@ -1508,7 +1506,7 @@ async fn the_streaming_packer_reuses_too() {
 #[cfg(all(feature = "registry", feature = "cli"))]
 #[test]
 fn pull_with_reuse_equals_pull_without() {
-    use support::registry::{tools, Auth, Registry};
+    use crate::support::registry::{tools, Auth, Registry};
     if !tools() {
         return;
     }

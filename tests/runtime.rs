@@ -39,19 +39,19 @@
 //! `registry::pull` from a local registry (skipped without `docker-registry` and `skopeo`, as in
 //! tests/registry.rs), and a tar written to standard output.
 
-mod support;
-
 use std::io::{self, Read, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::support::builder::{raw, Built, ImageBuilder, Layer, MTIME};
+use crate::support::dump::{DumpOptions, Kind, Node, Tree};
+use crate::support::outputs::{
+    assert_no_output, convert_one, diff, open_image, output_path, read_output,
+};
 use ocirender::{
     convert_streaming, ConvertOptions, Error, Format, ImageSpec, Jobs, LayerBlob, LayerMeta,
     StreamingPacker,
 };
-use support::builder::{raw, Built, ImageBuilder, Layer, MTIME};
-use support::dump::{DumpOptions, Kind, Node, Tree};
-use support::outputs::{assert_no_output, convert_one, diff, open_image, output_path, read_output};
 use tokio::io::AsyncWriteExt;
 
 // ---------------------------------------------------------------------------------------------
@@ -292,7 +292,7 @@ fn judge(case: &Case, got: Result<Tree, (String, Option<&Error>)>) -> Option<Str
 fn from_library(r: &Result<Tree, Error>) -> Result<Tree, (String, Option<&Error>)> {
     match r {
         Ok(t) => Ok(t.clone()),
-        Err(e) => Err((e.to_string(), Some(e))),
+        Err(e) => Err((crate::support::error_text(e), Some(e))),
     }
 }
 
@@ -3349,8 +3349,8 @@ async fn convert_streaming_shuffled() {
 #[cfg(feature = "registry")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pull_from_a_registry() {
+    use crate::support::registry::{tools, Auth, Registry};
     use ocirender::registry::{self, Reference, RegistryOptions};
-    use support::registry::{tools, Auth, Registry};
     if !tools() {
         return;
     }
@@ -3415,7 +3415,12 @@ fn tar_to_standard_output() {
         let t = tempfile::tempdir().unwrap();
         let img = build(&case, t.path());
         let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "tar_stdout_child", "--test-threads=1", "--quiet"])
+            .args([
+                "--exact",
+                "runtime::tar_stdout_child",
+                "--test-threads=1",
+                "--quiet",
+            ])
             .env(STDOUT_CHILD, &img.path)
             .output()
             .unwrap();

@@ -8,8 +8,6 @@
 //! also checked with the `tar` crate, and what the dump cannot show (nanoseconds, holes) is
 //! checked with stat.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Read, Write};
@@ -18,6 +16,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use crate::support::dump::{DumpOptions, Kind, Node, Tree};
 use ocirender::sink::dir::DirSink;
 use ocirender::sink::tar::TarSink;
 use ocirender::{
@@ -26,7 +25,6 @@ use ocirender::{
 };
 use rustix::io::Errno;
 use sha2::{Digest, Sha256};
-use support::dump::{DumpOptions, Kind, Node, Tree};
 
 // ---------------------------------------------------------------------------------------------
 // Stream builders
@@ -440,7 +438,7 @@ fn node_of(item: &Item) -> Node {
         EntryKind::File { size, .. } => Some((size, item.content.sha256())),
         _ => None,
     };
-    support::oracle::node_of(&e.kind, &e.meta, content)
+    crate::support::oracle::node_of(&e.kind, &e.meta, content)
 }
 
 /// Applies the stream to an empty tree: a later delivery replaces an earlier one (a
@@ -909,7 +907,10 @@ fn tar_sink_reports_short_file_data() {
     let mut sink = Box::new(TarSink::to_writer(Box::new(io::sink())));
     let err = feed(&mut *sink, &[item]).unwrap_err();
     assert!(matches!(err.root_cause(), Error::Tar { .. }), "{err}");
-    assert!(err.to_string().contains("after 3 bytes"), "{err}");
+    assert!(
+        crate::support::error_text(&err).contains("after 3 bytes"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -969,7 +970,12 @@ fn tar_stdout_child() {
 #[test]
 fn tar_sink_writes_standard_output_for_dash() {
     let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "tar_stdout_child", "--test-threads=1", "--quiet"])
+        .args([
+            "--exact",
+            "sinks::tar_stdout_child",
+            "--test-threads=1",
+            "--quiet",
+        ])
         .env(STDOUT_CHILD, "1")
         .output()
         .unwrap();

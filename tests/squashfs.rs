@@ -7,18 +7,16 @@
 //! table-placement, inode and directory rule of SQUASHFS.md). Each reader's tree must equal
 //! the model's (`oracle::expected_tree`), as a canonical dump.
 
-mod support;
-
 use std::io::{self, Cursor, Read};
 use std::path::{Path, PathBuf};
 
+use crate::support::dump::{DumpOptions, Kind, Node, Tree};
+use crate::support::oracle::{self, Structure};
 use ocirender::squashfs::SquashfsSink;
 use ocirender::{
     Algorithm, BlockSize, Compression, Entry, EntryKind, EntryPath, Error, Jobs, Metadata, Sink,
     SquashfsOptions, Summary, WarningKind, Xattr, XzFilter,
 };
-use support::dump::{DumpOptions, Kind, Node, Tree};
-use support::oracle::{self, Structure};
 
 type Input = (Entry, Vec<u8>);
 
@@ -1233,7 +1231,7 @@ fn an_unwritable_output_path_is_an_error_naming_it() {
     )
     .err()
     .expect("cannot create files in /proc");
-    assert!(err.to_string().contains("/proc"), "{err}");
+    assert!(crate::support::error_text(&err).contains("/proc"), "{err}");
 }
 
 /// Fails with an I/O error after `ok` bytes.
@@ -1280,7 +1278,10 @@ fn an_input_error_mid_file_leaves_no_output_and_no_temp_file() {
     let err = sink
         .entry(&e, &mut FailingReader { ok: 3 << 20 })
         .unwrap_err();
-    assert!(err.to_string().contains("layer download broke"), "{err}");
+    assert!(
+        crate::support::error_text(&err).contains("layer download broke"),
+        "{err}"
+    );
     assert!(matches!(
         sink.entry(&file("more", b"x").0, &mut Cursor::new(b"x")),
         Err(Error::Stopped)
@@ -1321,7 +1322,7 @@ fn a_full_disk_is_an_output_error_naming_the_path() {
         .map(|o| o.status.success())
         .unwrap_or(false);
     if !mounted {
-        support::skip::skip(
+        crate::support::skip::skip(
             "a_full_disk_is_an_output_error_naming_the_path",
             "ROOT",
             "cannot mount a small tmpfs (not root?)",

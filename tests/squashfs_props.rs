@@ -6,18 +6,16 @@
 //! drawn from a small alphabet so that replacements, implicit parents, shared content (dedup)
 //! and block-boundary sizes happen often. Failing cases shrink to a short operation list.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::io::Cursor;
 
+use crate::support::dump::DumpOptions;
+use crate::support::oracle;
 use ocirender::squashfs::SquashfsSink;
 use ocirender::{
     BlockSize, Entry, EntryKind, EntryPath, Jobs, Metadata, Sink, SquashfsOptions, Xattr,
 };
 use proptest::prelude::*;
-use support::dump::DumpOptions;
-use support::oracle;
 
 /// One raw operation; [`realize`] turns a list of them into a valid entry stream.
 #[derive(Clone, Debug)]

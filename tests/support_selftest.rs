@@ -5,16 +5,14 @@
 //! Only cases where umoci and our rules agree are here; DESIGN's tricky cases 1, 2, 3, 7 and 9
 //! (where umoci, or our chosen rule, differs) are covered by tests/overlay.rs alone.
 
-mod support;
-
 use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use support::builder::{Body, Codec, ImageBuilder, Layer, LongNames, MTIME};
-use support::dump::{DumpOptions, Tree};
-use support::model;
-use support::outputs::{check_dump, expand_expected};
+use crate::support::builder::{Body, Codec, ImageBuilder, Layer, LongNames, MTIME};
+use crate::support::dump::{DumpOptions, Tree};
+use crate::support::model;
+use crate::support::outputs::{check_dump, expand_expected};
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
@@ -412,7 +410,10 @@ fn skopeo_reads_the_other_layouts() {
         let p = blob.path.as_ref().unwrap();
         assert_eq!(fs::read(p).unwrap(), layer.blob_bytes(), "{p:?}");
         assert_eq!(
-            format!("sha256:{}", support::dump::sha256(&layer.to_tar_bytes())),
+            format!(
+                "sha256:{}",
+                crate::support::dump::sha256(&layer.to_tar_bytes())
+            ),
             blob.digest,
             "diff_id of {p:?}"
         );
@@ -483,7 +484,7 @@ fn skopeo_picks_platforms_from_multi_platform_indexes() {
 /// refuses each damaged copy, and accepts the undamaged one.
 #[test]
 fn umoci_refuses_what_the_corruption_helpers_damage() {
-    use support::builder::Corruption;
+    use crate::support::builder::Corruption;
     let t = tempfile::tempdir().unwrap();
     let build = |name: &str| {
         ImageBuilder::new()
@@ -505,7 +506,7 @@ fn umoci_refuses_what_the_corruption_helpers_damage() {
             .success()
     };
     assert!(unpacks(&build("good")));
-    type Damage = Box<dyn Fn(&mut support::builder::Built)>;
+    type Damage = Box<dyn Fn(&mut crate::support::builder::Built)>;
     let damage: Vec<(&str, Damage)> = vec![
         (
             "flip",
@@ -993,7 +994,7 @@ fn assert_dump_prints_a_line_diff() {
 fn expected_text_expands_data() {
     let text =
         "\n    /a file 0644 0:0 t=0 data=\"x\\n\\x00\\\"\" link=/a\n\n  /b dir 0755 0:0 t=0\n";
-    let sha = support::dump::sha256(b"x\n\0\"");
+    let sha = crate::support::dump::sha256(b"x\n\0\"");
     assert_eq!(
         expand_expected(text),
         format!(

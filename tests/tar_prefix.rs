@@ -2,11 +2,9 @@
 //! have one (ustar magic whatever the version, and GNU magic written by Go ≤ 1.7), and which
 //! do not (v7, GNU headers holding a real atime and ctime there), through every output format.
 
-mod support;
-
+use crate::support::builder::{raw, Codec, ImageBuilder, Layer};
+use crate::support::outputs::{convert_all, expand_expected};
 use ocirender::ConvertOptions;
-use support::builder::{raw, Codec, ImageBuilder, Layer};
-use support::outputs::{convert_all, expand_expected};
 
 const POSIX: &[u8; 8] = b"ustar\x0000";
 const USTAR_SPACE: &[u8; 8] = b"ustar\0 \0";

@@ -2,19 +2,17 @@
 //! and a single changed byte or mode in the reference is reported, naming the path, by the
 //! library and by `ocirender verify` (exit 1).
 
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
+use crate::support::builder::{ImageBuilder, Layer};
 use ocirender::verify::{verify, DiffKind, VerifyOptions};
 use ocirender::{ConvertOptions, Format, ImageSpec};
-use support::builder::{ImageBuilder, Layer};
 
 /// An image whose every directory is explicit (umoci gives implicit directories the time of
 /// extraction, which no converter can reproduce).
-fn image(dir: &Path) -> support::builder::Built {
+fn image(dir: &Path) -> crate::support::builder::Built {
     ImageBuilder::new()
         .layer(
             Layer::new()
@@ -63,8 +61,8 @@ fn every_output_verifies_clean_and_changes_are_named() {
     let outputs: Vec<ImageSpec> = Format::ALL
         .iter()
         .map(|&f| {
-            let spec = ImageSpec::new(f, support::outputs::output_path(t.path(), f));
-            let image = support::outputs::open_image(&img).unwrap();
+            let spec = ImageSpec::new(f, crate::support::outputs::output_path(t.path(), f));
+            let image = crate::support::outputs::open_image(&img).unwrap();
             ocirender::convert(&image, &spec, &ConvertOptions::default()).unwrap();
             spec
         })
@@ -150,7 +148,7 @@ fn ownership_and_times_can_be_ignored() {
     let t = tempfile::tempdir().unwrap();
     let img = image(t.path());
     let out = t.path().join("out");
-    let image = support::outputs::open_image(&img).unwrap();
+    let image = crate::support::outputs::open_image(&img).unwrap();
     let spec = ImageSpec::Dir { path: out.clone() };
     ocirender::convert(&image, &spec, &ConvertOptions::default()).unwrap();
     let reference = t.path().join("out-copy");

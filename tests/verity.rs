@@ -23,21 +23,19 @@
 //! (so a file's bytes appear verbatim in the image, and its size sets the image's), and with
 //! the default compressor where only determinism is at stake.
 
-mod support;
-
 use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use crate::support::builder::{noise, Built, Codec, Corruption, ImageBuilder, Layer};
+use crate::support::outputs::open_image;
 use ocirender::verity::{self, VerityMismatch};
 use ocirender::{
     convert, Algorithm, BlockSize, Compression, ConvertOptions, Error, Format, ImageSpec, Jobs,
     LayerMeta, SquashfsOptions, StreamingPacker, Summary, VerityHash, VerityInfo, VerityOptions,
 };
 use sha2::{Digest, Sha256};
-use support::builder::{noise, Built, Codec, Corruption, ImageBuilder, Layer};
-use support::outputs::open_image;
 
 /// The pinned superblock time, so that the bytes depend on nothing but the input.
 const MTIME: u32 = 1_600_000_000;
@@ -387,13 +385,13 @@ fn check_trio(t: &Trio, hash: VerityHash, context: &str) {
 
     // The squashfs readers do not mind the tree after the image.
     assert_dump!(
-        support::oracle::unsquashfs(&t.plain),
-        support::oracle::unsquashfs(&t.appended),
+        crate::support::oracle::unsquashfs(&t.plain),
+        crate::support::oracle::unsquashfs(&t.appended),
         "{context}: unsquashfs"
     );
     assert_dump!(
-        support::oracle::backhand(&t.plain),
-        support::oracle::backhand(&t.appended),
+        crate::support::oracle::backhand(&t.plain),
+        crate::support::oracle::backhand(&t.appended),
         "{context}: backhand"
     );
 }
@@ -1129,7 +1127,7 @@ fn check_without_a_tree_is_a_clear_error() {
     let root = t.appended_info.root_hash.clone();
     let bad_verity = |r: Result<verity::VerityReport, Error>, context: &str| -> String {
         match r {
-            Err(e @ Error::BadVerity { .. }) => e.to_string(),
+            Err(e @ Error::BadVerity { .. }) => crate::support::error_text(&e),
             other => panic!("{context}: expected BadVerity, got {other:?}"),
         }
     };

@@ -429,13 +429,6 @@ pub fn windowed_sha256(parts: impl IntoIterator<Item = (u64, u64, String)>) -> S
 }
 
 impl Listing {
-    /// Asserts that the kernel showed `expected` (under `opts`) and reported no problem.
-    pub fn assert_matches(&self, expected: &Tree, opts: DumpOptions) {
-        if let Err(msg) = self.check(expected, opts) {
-            panic!("{msg}");
-        }
-    }
-
     /// Whether the kernel showed `expected` (under `opts`) and reported no problem; the error
     /// holds a diff, the problems and the kernel log. Xattrs are left out of the comparison, with
     /// a notice, when they could not be listed.

@@ -1,7 +1,5 @@
 //! Skipping a test that cannot run here: a notice on stderr (a passing run hides stdout), or a
-//! failure when `OCIRENDER_REQUIRE_<WHAT>=1` says the skip must not happen (CI sets them). Small
-//! and standalone, so a test file that needs nothing else of `support` includes only this
-//! (`#[path = "support/skip.rs"] mod skip;`).
+//! failure when `OCIRENDER_REQUIRE_<WHAT>=1` says the skip must not happen (CI sets them).
 
 /// Whether `OCIRENDER_REQUIRE_<what>=1` asks for a skip to be a failure.
 pub fn required(what: &str) -> bool {
