@@ -21,6 +21,7 @@
 use std::io::{self, BufRead, Read};
 
 use crate::error::{Error, Result};
+use crate::layer::gzip::{Crc, GzipDecoder};
 
 /// How many leading bytes [`Codec::from_magic`] looks at.
 pub const MAGIC_LEN: usize = 6;
@@ -111,7 +112,7 @@ pub enum Decoder<R: BufRead> {
     /// No compression: the input is the tar stream.
     Plain(R),
     /// gzip, all members.
-    Gzip(flate2::bufread::MultiGzDecoder<R>),
+    Gzip(GzipDecoder<R>),
     /// zstd, all frames.
     Zstd(zstd::stream::read::Decoder<'static, R>),
     /// xz, all streams.
@@ -121,11 +122,17 @@ pub enum Decoder<R: BufRead> {
 }
 
 impl<R: BufRead> Decoder<R> {
-    /// Starts decoding `input` with `codec`.
+    /// Starts decoding `input` with `codec`, checking every checksum the format carries.
     pub fn new(codec: Codec, input: R) -> Result<Decoder<R>> {
+        Decoder::with_crc(codec, input, Crc::Check)
+    }
+
+    /// Starts decoding `input` with `codec`; `crc` says whether gzip's CRC-32 is checked
+    /// ([`Crc::Skip`] for bytes a digest proves anyway: see [`crate::layer::gzip`]).
+    pub fn with_crc(codec: Codec, input: R, crc: Crc) -> Result<Decoder<R>> {
         Ok(match codec {
             Codec::Plain => Decoder::Plain(input),
-            Codec::Gzip => Decoder::Gzip(flate2::bufread::MultiGzDecoder::new(input)),
+            Codec::Gzip => Decoder::Gzip(GzipDecoder::new(input, crc)),
             Codec::Zstd => Decoder::Zstd(zstd::stream::read::Decoder::with_buffer(input).map_err(
                 |source| Error::Decompress {
                     codec: "zstd",

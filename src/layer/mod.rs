@@ -29,6 +29,7 @@
 
 pub mod decompress;
 mod digest_reader;
+pub mod gzip;
 
 /// Reading a layer's tar stream: [`for_each_entry`](tar::for_each_entry) and its limits. The
 /// reader lives in its own module because the image store reads `docker save` archives with it
@@ -54,6 +55,7 @@ use crate::options::ProgressFn;
 use crate::progress::Progress;
 
 use self::decompress::{Codec, Decoder, MAGIC_LEN};
+use self::gzip::Crc;
 
 /// Decoded bytes that may wait in a reader's queue, unless the reader was opened to read
 /// further ahead (see `convert`).
@@ -421,7 +423,9 @@ impl Job {
             .map_or(INPUT_BUFFER, |s| s.clamp(MAGIC_LEN, INPUT_BUFFER));
         let input: Input =
             BufReader::with_capacity(input_buffer, Cursor::new(head[..n].to_vec()).chain(tap));
-        let mut decoder = Decoder::new(codec, input)?;
+        // Every layer's bytes are proven by its digest (of the blob or of the decoded tar), so
+        // gzip's CRC-32 would check the same bytes twice.
+        let mut decoder = Decoder::with_crc(codec, input, Crc::Skip)?;
         let mut decoded_hasher = (self.digest_of == DigestOf::Uncompressed)
             .then(|| Hasher::new(self.digest.algorithm()));
 

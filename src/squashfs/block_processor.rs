@@ -232,15 +232,31 @@ impl BlockProcessor {
         })
     }
 
+    /// An empty buffer, recycled where one is free.
     fn buffer(&mut self) -> Vec<u8> {
-        self.free
-            .pop()
-            .unwrap_or_else(|| Vec::with_capacity(self.block_size))
+        let mut b = (self.free.pop()).unwrap_or_else(|| Vec::with_capacity(self.block_size));
+        b.clear();
+        b
     }
 
-    fn recycle(&mut self, mut b: Vec<u8>) {
+    /// A buffer of `len` bytes for a reader to fill. What a recycled one held is left in place
+    /// (the read overwrites it) and the longest free one is taken (a full block that was read
+    /// before, rather than a compressor's shorter output), so that only growth beyond its old
+    /// length is zeroed, which for full blocks is nothing.
+    fn sized_buffer(&mut self, len: usize) -> Vec<u8> {
+        let longest = (self.free.iter().enumerate()).max_by_key(|(_, b)| b.len());
+        let mut b = match longest.map(|(i, _)| i) {
+            Some(i) => self.free.swap_remove(i),
+            None => Vec::with_capacity(self.block_size),
+        };
+        b.resize(len, 0);
+        b
+    }
+
+    /// Keeps `b` for a later block. Its length is kept too: a block read into it overwrites
+    /// the bytes, so only growth beyond the old length is zeroed (`resize`), not every block.
+    fn recycle(&mut self, b: Vec<u8>) {
         if self.free.len() < 2 * self.limit + 4 {
-            b.clear();
             self.free.push(b);
         }
     }
@@ -263,8 +279,7 @@ impl BlockProcessor {
         };
         for i in 0..blocks {
             let len = bs.min(size - i * bs) as usize;
-            let mut buf = self.buffer();
-            buf.resize(len, 0);
+            let mut buf = self.sized_buffer(len);
             read_full(reader, &mut buf, path)?;
             self.submit(Work::Data { file }, buf)?;
         }
@@ -275,8 +290,7 @@ impl BlockProcessor {
             });
         }
         if with_fragment {
-            let mut tail = self.buffer();
-            tail.resize(tail_len as usize, 0);
+            let mut tail = self.sized_buffer(tail_len as usize);
             read_full(reader, &mut tail, path)?;
             let at = self.add_tail(&tail, file)?;
             self.recycle(tail);

@@ -120,7 +120,13 @@ pub(crate) trait TarInput: Read {
 pub(crate) struct Stream<'a> {
     inner: &'a mut dyn Read,
     pos: u64,
+    /// Where skipped bytes land: zeroed once, on the first skip, instead of a fresh zeroed
+    /// buffer per skip (which cost more than the skip itself for small entries).
+    scratch: Vec<u8>,
 }
+
+/// The size of [`Stream`]'s scratch buffer.
+const SKIP_CHUNK: usize = 16 << 10;
 
 impl Read for Stream<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -132,12 +138,17 @@ impl Read for Stream<'_> {
 
 impl TarInput for Stream<'_> {
     fn skip(&mut self, mut n: u64) -> io::Result<()> {
-        let mut buf = [0u8; 16 << 10];
+        if n > 0 && self.scratch.is_empty() {
+            self.scratch = vec![0; SKIP_CHUNK];
+        }
         while n > 0 {
-            let want = usize::try_from(n).map_or(buf.len(), |n| n.min(buf.len()));
-            match self.read(&mut buf[..want]) {
+            let want = usize::try_from(n).map_or(SKIP_CHUNK, |n| n.min(SKIP_CHUNK));
+            match self.inner.read(&mut self.scratch[..want]) {
                 Ok(0) => return Err(truncated("the tar stream ends inside an entry's data")),
-                Ok(got) => n -= got as u64,
+                Ok(got) => {
+                    self.pos += got as u64;
+                    n -= got as u64;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
@@ -331,6 +342,7 @@ impl<'a> Walker<Stream<'a>> {
         Walker::with_input(Stream {
             inner: stream,
             pos: 0,
+            scratch: Vec::new(),
         })
     }
 }
