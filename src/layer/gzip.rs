@@ -310,10 +310,13 @@ mod tests {
     use flate2::{Compression, GzBuilder};
     use std::io::Write;
 
+    fn finish(mut encoder: GzEncoder<Vec<u8>>, data: &[u8]) -> Vec<u8> {
+        encoder.write_all(data).unwrap();
+        encoder.finish().unwrap()
+    }
+
     fn member(data: &[u8]) -> Vec<u8> {
-        let mut e = GzEncoder::new(Vec::new(), Compression::fast());
-        e.write_all(data).unwrap();
-        e.finish().unwrap()
+        finish(GzEncoder::new(Vec::new(), Compression::fast()), data)
     }
 
     fn decode(bytes: &[u8], crc: Crc) -> io::Result<Vec<u8>> {
@@ -333,26 +336,13 @@ mod tests {
         let a: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 251) as u8).collect();
         let b = b"second member".repeat(20);
         let mut stream = member(&a);
-        stream.extend(
-            GzBuilder::new()
-                .filename("name")
-                .comment("comment")
-                .extra(vec![1, 2, 3])
-                .write(Vec::new(), Compression::best())
-                .finish_with(&b),
-        );
+        let named = GzBuilder::new()
+            .filename("name")
+            .comment("comment")
+            .extra(vec![1, 2, 3])
+            .write(Vec::new(), Compression::best());
+        stream.extend(finish(named, &b));
         (stream, [a, b].concat())
-    }
-
-    trait FinishWith {
-        fn finish_with(self, data: &[u8]) -> Vec<u8>;
-    }
-
-    impl FinishWith for GzEncoder<Vec<u8>> {
-        fn finish_with(mut self, data: &[u8]) -> Vec<u8> {
-            self.write_all(data).unwrap();
-            self.finish().unwrap()
-        }
     }
 
     #[test]
