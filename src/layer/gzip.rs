@@ -121,9 +121,7 @@ impl<R: BufRead> GzipDecoder<R> {
         }
         Ok(())
     }
-}
 
-impl<R: BufRead> GzipDecoder<R> {
     /// Inflates into `buf`: the bytes produced, 0 at the end of the member's deflate data.
     fn inflate(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while !self.deflate_end {
