@@ -76,12 +76,12 @@ pub fn for_each_entry(
             _ => f(entry, &mut io::empty())?,
         }
         // Whatever `f` left unread (all of it for non-files, the stored bytes of a sparse
-        // file), then the padding to the next header.
-        skip_all(&mut data).map_err(|e| tar_error(e, &member))?;
-        walker
-            .input
-            .skip(padding(member.stored_with_map))
-            .map_err(|e| tar_error(e, &member))?;
+        // file), then the padding to the next header: skipped by the input itself (a seek, or
+        // reads into its scratch buffer), not copied out through a buffer of our own.
+        let unread = data.remaining;
+        for n in [unread, padding(member.stored_with_map)] {
+            walker.input.skip(n).map_err(|e| tar_error(e, &member))?;
+        }
     }
     Ok(())
 }
@@ -93,19 +93,6 @@ fn tar_error(e: io::Error, member: &Member) -> Error {
 /// Bytes of padding after `len` bytes of data.
 fn padding(len: u64) -> u64 {
     (BLOCK - len % BLOCK) % BLOCK
-}
-
-/// Reads and discards everything `r` yields.
-fn skip_all(r: &mut dyn Read) -> io::Result<()> {
-    let mut buf = [0u8; 16 << 10];
-    loop {
-        match r.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
 }
 
 /// The bytes a tar walker reads, with a way to jump forward and a count of the position.
