@@ -76,18 +76,22 @@ use whiteout::{Barriers, Hides, Name};
 pub type Reopen<'a> = &'a mut dyn FnMut() -> Result<Box<dyn Read + Send>>;
 
 /// A version of a path in the current layer that the output does not show, kept until the
-/// layer ends in case a later entry of the same layer links to it.
+/// layer ends in case a later entry of the same layer links to it. Entries are boxed: a layer
+/// can hide hundreds of thousands of paths, and the map should cost little per slot it has
+/// not filled.
 enum Hidden {
     Dir,
     /// Bound to an inode slot (spooled, copied, or a link).
     Slot(SlotId),
     /// A regular file whose content was spooled in case a link wants it.
-    Spooled(Entry, SpoolRef),
+    Spooled(Box<(Entry, SpoolRef)>),
     /// A regular file whose content can be fetched again by re-reading the layer.
-    Refetchable(Entry, u64),
+    Refetchable(Box<Entry>, u64),
     /// A symlink, device, fifo or socket.
-    Other(Entry),
+    Other(Box<Entry>),
 }
+
+const _: () = assert!(std::mem::size_of::<Hidden>() <= 24);
 
 /// The version of a path in the current layer that links of newer layers waiting for the path
 /// bind to when the layer ends (the last version wins, as extraction would leave it).
@@ -351,6 +355,13 @@ impl Merger {
     }
 
     fn begin_layer(&mut self, index: usize) -> Result<u32> {
+        if self.layers >= paths::MAX_LAYERS {
+            return Err(Error::TooLarge {
+                what: "number of layers",
+                size: self.layers as u64,
+                limit: paths::MAX_LAYERS as u64 - 1,
+            });
+        }
         let layer = u32::try_from(index)
             .ok()
             .filter(|_| index < self.layers)
@@ -853,13 +864,13 @@ impl Merger {
                 self.current.spool_keep = self.current.spool_keep.max(spool.end());
                 Hidden::Slot(self.links.slot(Source::Spooled { entry: e, spool }))
             }
-            EntryKind::File { .. } if refetchable => Hidden::Refetchable(e, at.ordinal),
+            EntryKind::File { .. } if refetchable => Hidden::Refetchable(Box::new(e), at.ordinal),
             EntryKind::File { size, .. } => {
                 let spool = self.spool.append(data, size)?;
-                Hidden::Spooled(e, spool)
+                Hidden::Spooled(Box::new((e, spool)))
             }
             _ if waits => Hidden::Slot(self.links.slot(Source::Copy { entry: e })),
-            _ => Hidden::Other(e),
+            _ => Hidden::Other(Box::new(e)),
         };
         if let Hidden::Slot(slot) = version {
             if waits {
@@ -923,16 +934,20 @@ impl Merger {
                     return Ok(self.bad_link(t, link, target));
                 }
                 Hidden::Slot(s) => s,
-                Hidden::Spooled(entry, spool) => {
+                Hidden::Spooled(spooled) => {
+                    let (entry, spool) = *spooled;
                     self.current.spool_keep = self.current.spool_keep.max(spool.end());
                     self.links.slot(Source::Spooled { entry, spool })
                 }
                 Hidden::Refetchable(entry, ordinal) => {
-                    let s = self.links.slot(Source::Refetch { entry, ordinal });
+                    let s = self.links.slot(Source::Refetch {
+                        entry: *entry,
+                        ordinal,
+                    });
                     self.current.refetch.push((ordinal, s));
                     s
                 }
-                Hidden::Other(entry) => self.links.slot(Source::Copy { entry }),
+                Hidden::Other(entry) => self.links.slot(Source::Copy { entry: *entry }),
             };
             self.current.hidden.insert(t, Hidden::Slot(slot));
             return Ok(slot);
@@ -1371,7 +1386,13 @@ impl Merger {
         }
         self.report_written();
         self.cancel.check()?;
-        self.sink.finish()
+        // The merge's per-path state is dropped before the sink finishes: the squashfs sink
+        // builds its tables then, and the two need not be held at once.
+        self.into_sink().finish()
+    }
+
+    fn into_sink(self) -> Box<dyn Sink> {
+        self.sink
     }
 
     fn deliver_group(&mut self, root: SlotId, members: &[NodeId]) -> Result<()> {

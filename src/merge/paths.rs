@@ -1,9 +1,10 @@
 //! [`PathTree`]: every path the merge has met, interned once, with its per-path state.
 //!
-//! The merge's memory is per path, so this is where it goes: one 60-byte node per path plus the
-//! name bytes in one shared arena, found through a hash table keyed by (parent, name). A path is
-//! never stored whole. Nodes also link to their children so a subtree can be visited when a
-//! directory is replaced inside one layer.
+//! The merge's memory is per path, so this is where it goes: one 36-byte node per path (a
+//! 16-byte directory state more for the paths used as directories), the name bytes in one
+//! shared arena, and a hash table keyed by (parent, name). A path is never stored whole. Nodes
+//! also link to their children so a subtree can be visited when a directory is replaced inside
+//! one layer.
 
 use std::hash::BuildHasher;
 
@@ -24,8 +25,22 @@ impl NodeId {
 /// The root directory's node.
 pub(crate) const ROOT: NodeId = NodeId(0);
 const NONE: NodeId = NodeId(u32::MAX);
+
+/// Layers the merge can tell apart: nodes store layer numbers (and 1 + layer numbers) in 16
+/// bits, which halves the per-path cost of the four layer fields. Runtimes stop far earlier
+/// (overlayfs mounts at most a few hundred lower directories).
+pub(crate) const MAX_LAYERS: usize = u16::MAX as usize;
 /// `meta_layer` of a directory no entry describes.
-const NO_LAYER: u32 = u32::MAX;
+const NO_LAYER: u16 = u16::MAX;
+/// `dir` of a node never used as a directory.
+const NO_DIR: u32 = u32::MAX;
+
+/// A layer number as stored: the merge refuses images of [`MAX_LAYERS`] layers or more, so
+/// both a layer and 1 + a layer fit.
+fn stored(layer: u32) -> u16 {
+    debug_assert!((layer as usize) < MAX_LAYERS);
+    layer.min(u32::from(NO_LAYER) - 1) as u16
+}
 
 /// What the output holds at a path, as far as the merge has decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,47 +59,39 @@ pub(crate) enum Status {
     Link,
 }
 
+/// One path: 36 bytes. What only directories need lives in a [`DirState`] of its own, since
+/// nearly every path is a file.
 #[derive(Clone, Debug)]
 struct Node {
     parent: NodeId,
     first_child: NodeId,
     next_sibling: NodeId,
     name_off: u32,
-    name_len: u8,
-    status: Status,
+    /// The entry ordinal of the path's first hiding record (see `record_layer`).
+    record_ordinal: u32,
+    /// Index of the path's [`DirState`], or [`NO_DIR`].
+    dir: u32,
     /// The layer whose entry set `status`.
-    status_layer: u32,
-    /// The layer whose directory entry gave the delivered directory its metadata (`NONE`:
-    /// the default metadata of a directory no entry describes).
-    meta_layer: u32,
+    status_layer: u16,
     /// 1 + the newest layer whose whiteout hides this path and its subtree (0: none).
-    hide_self: u32,
+    hide_self: u16,
     /// 1 + the newest layer that hides this path's descendants (opaque marker, or the path
     /// being a non-directory there) (0: none).
-    hide_children: u32,
-    /// 1 + the oldest layer so far that used this path as a directory (0: none): see
-    /// [`PathTree::touch`].
-    used_layer: u32,
-    /// [`USED_DIR_FIRST`]: in `used_layer`, the path's own directory entry came before any
-    /// entry beneath it; [`USED_BEFORE_DIR_FIRST`]: the same for the layer that used it
-    /// before `used_layer` (the next newer one).
-    used: u8,
-    /// The entry ordinal (saturated) of the first use in `used_layer`.
-    used_ordinal: u32,
-    /// The same two for the layer that used it before `used_layer` (the next newer one).
-    prev_used_layer: u32,
-    prev_used_ordinal: u32,
+    hide_children: u16,
     /// The path's first hiding record ([`Barriers`](super::whiteout::Barriers) keeps any
     /// further ones): 1 + its layer (0: none), its entry ordinal, and what it hides as the
     /// barrier module's tag. Nearly every non-directory makes exactly one record, so keeping it
     /// here spares a hash-table entry per file.
-    record_layer: u32,
-    record_ordinal: u32,
+    record_layer: u16,
+    name_len: u8,
+    status: Status,
     record_tag: u8,
+    /// [`NAMED_IN`] or 0.
+    flags: u8,
 }
 
 // The merge's memory is mostly nodes: keep them small.
-const _: () = assert!(std::mem::size_of::<Node>() <= 60);
+const _: () = assert!(std::mem::size_of::<Node>() <= 36);
 
 impl Node {
     /// A path met for the first time: no children, nothing delivered, nothing hidden.
@@ -94,23 +101,48 @@ impl Node {
             first_child: NONE,
             next_sibling,
             name_off,
-            name_len,
-            status: Status::Unseen,
+            record_ordinal: 0,
+            dir: NO_DIR,
             status_layer: 0,
-            meta_layer: NO_LAYER,
             hide_self: 0,
             hide_children: 0,
-            used_layer: 0,
-            used: 0,
-            used_ordinal: 0,
-            prev_used_layer: 0,
-            prev_used_ordinal: 0,
             record_layer: 0,
-            record_ordinal: 0,
+            name_len,
+            status: Status::Unseen,
             record_tag: 0,
+            flags: 0,
         }
     }
 }
+
+/// What the merge keeps about a path that entries used as a directory.
+#[derive(Clone, Debug)]
+struct DirState {
+    /// 1 + the oldest layer so far that used this path as a directory (0: none): see
+    /// [`PathTree::touch`].
+    used_layer: u16,
+    /// The same for the layer that used it before `used_layer` (the next newer one).
+    prev_used_layer: u16,
+    /// The layer whose directory entry gave the delivered directory its metadata
+    /// ([`NO_LAYER`]: the default metadata of a directory no entry describes).
+    meta_layer: u16,
+    /// [`USED_DIR_FIRST`]: in `used_layer`, the path's own directory entry came before any
+    /// entry beneath it; [`USED_BEFORE_DIR_FIRST`]: the same for `prev_used_layer`.
+    used: u8,
+    /// The entry ordinal (saturated) of the first use in `used_layer`.
+    used_ordinal: u32,
+    /// The same for `prev_used_layer`.
+    prev_used_ordinal: u32,
+}
+
+const NEW_DIR: DirState = DirState {
+    used_layer: 0,
+    prev_used_layer: 0,
+    meta_layer: NO_LAYER,
+    used: 0,
+    used_ordinal: 0,
+    prev_used_ordinal: 0,
+};
 
 const USED_DIR_FIRST: u8 = 1;
 const USED_BEFORE_DIR_FIRST: u8 = 2;
@@ -129,6 +161,7 @@ pub(crate) enum Use {
 /// The interned paths and their state.
 pub(crate) struct PathTree {
     nodes: Vec<Node>,
+    dirs: Vec<DirState>,
     names: Vec<u8>,
     table: HashTable<NodeId>,
     hasher: hashbrown::DefaultHashBuilder,
@@ -138,6 +171,7 @@ impl PathTree {
     pub(crate) fn new() -> PathTree {
         PathTree {
             nodes: vec![Node::new(NONE, NONE, 0, 0)],
+            dirs: Vec::new(),
             names: Vec::new(),
             table: HashTable::new(),
             hasher: hashbrown::DefaultHashBuilder::default(),
@@ -241,31 +275,51 @@ impl PathTree {
     /// The status of `id` and the layer that set it.
     pub(crate) fn status(&self, id: NodeId) -> (Status, u32) {
         let n = &self.nodes[id.index()];
-        (n.status, n.status_layer)
+        (n.status, u32::from(n.status_layer))
     }
 
     /// The first hiding record stored at `id`: (layer, ordinal, tag).
     pub(crate) fn first_record(&self, id: NodeId) -> Option<(u32, u32, u8)> {
         let n = &self.nodes[id.index()];
-        (n.record_layer != 0).then(|| (n.record_layer - 1, n.record_ordinal, n.record_tag))
+        (n.record_layer != 0).then(|| {
+            let layer = u32::from(n.record_layer) - 1;
+            (layer, n.record_ordinal, n.record_tag)
+        })
     }
 
     /// Stores the first hiding record at `id` (see [`PathTree::first_record`]).
     pub(crate) fn set_first_record(&mut self, id: NodeId, layer: u32, ordinal: u32, tag: u8) {
         let n = &mut self.nodes[id.index()];
-        n.record_layer = layer.saturating_add(1);
+        n.record_layer = stored(layer) + 1;
         n.record_ordinal = ordinal;
         n.record_tag = tag;
     }
 
+    fn dir(&self, id: NodeId) -> Option<&DirState> {
+        self.dirs.get(self.nodes[id.index()].dir as usize)
+    }
+
+    /// The directory state of `id`, made on first use.
+    fn dir_mut(&mut self, id: NodeId) -> &mut DirState {
+        let n = &mut self.nodes[id.index()];
+        if n.dir == NO_DIR {
+            // Fewer directories than nodes, and nodes are numbered in 32 bits.
+            n.dir = self.dirs.len() as u32;
+            self.dirs.push(NEW_DIR);
+        }
+        &mut self.dirs[n.dir as usize]
+    }
+
     /// The layer whose directory entry described the directory at `id`, if one did.
     pub(crate) fn meta_layer(&self, id: NodeId) -> Option<u32> {
-        let l = self.nodes[id.index()].meta_layer;
-        (l != NO_LAYER).then_some(l)
+        let l = self.dir(id).map_or(NO_LAYER, |d| d.meta_layer);
+        (l != NO_LAYER).then_some(u32::from(l))
     }
 
     pub(crate) fn set_meta_layer(&mut self, id: NodeId, layer: Option<u32>) {
-        self.nodes[id.index()].meta_layer = layer.unwrap_or(NO_LAYER);
+        if layer.is_some() || self.dir(id).is_some() {
+            self.dir_mut(id).meta_layer = layer.map_or(NO_LAYER, stored);
+        }
     }
 
     /// Records that an entry of `layer` uses `id` as a directory; only the first use in a
@@ -273,11 +327,12 @@ impl PathTree {
     /// what is kept is how the oldest layers so far began with the path: whether extraction
     /// made it a directory by its own entry before writing beneath it.
     pub(crate) fn touch(&mut self, id: NodeId, layer: u32, ordinal: u64, how: Use) -> bool {
-        let n = &mut self.nodes[id.index()];
-        if n.used_layer == layer + 1 {
+        let layer = stored(layer) + 1;
+        let d = self.dir_mut(id);
+        if d.used_layer == layer {
             return false;
         }
-        let before = if n.used & USED_DIR_FIRST != 0 {
+        let before = if d.used & USED_DIR_FIRST != 0 {
             USED_BEFORE_DIR_FIRST
         } else {
             0
@@ -287,39 +342,52 @@ impl PathTree {
         } else {
             0
         };
-        n.prev_used_layer = n.used_layer;
-        n.prev_used_ordinal = n.used_ordinal;
-        n.used_layer = layer + 1;
-        n.used = before | first | (n.used & NAMED_IN);
-        n.used_ordinal = u32::try_from(ordinal).unwrap_or(u32::MAX);
+        d.prev_used_layer = d.used_layer;
+        d.prev_used_ordinal = d.used_ordinal;
+        d.used_layer = layer;
+        d.used = before | first;
+        d.used_ordinal = u32::try_from(ordinal).unwrap_or(u32::MAX);
         true
+    }
+
+    /// `id`'s directory use as (1 + layer, the same for the layer before, flags), all zero
+    /// when it was never used as a directory.
+    fn uses(&self, id: NodeId) -> (u32, u32, u8) {
+        self.dir(id).map_or((0, 0, 0), |d| {
+            (
+                u32::from(d.used_layer),
+                u32::from(d.prev_used_layer),
+                d.used,
+            )
+        })
     }
 
     /// Whether an entry of `layer` used `id` as a directory (so far, in stream order).
     pub(crate) fn used_in(&self, id: NodeId, layer: u32) -> bool {
-        self.nodes[id.index()].used_layer == layer + 1
+        self.uses(id).0 == layer + 1
     }
 
     /// Whether the oldest layer newer than `layer` that used `id` as a directory began with
     /// the path's own directory entry (so the directory replaced whatever `layer` left there
     /// before anything went beneath it). `false` if no newer layer used it.
     pub(crate) fn dir_first_after(&self, id: NodeId, layer: u32) -> bool {
-        let n = &self.nodes[id.index()];
-        if n.used_layer == layer + 1 {
-            n.used & USED_BEFORE_DIR_FIRST != 0
+        let (used_layer, _, used) = self.uses(id);
+        if used_layer == layer + 1 {
+            used & USED_BEFORE_DIR_FIRST != 0
         } else {
-            n.used_layer > layer + 1 && n.used & USED_DIR_FIRST != 0
+            used_layer > layer + 1 && used & USED_DIR_FIRST != 0
         }
     }
 
     /// The oldest layer newer than `layer` that used `id` as a directory, with the ordinal of
     /// its first entry that did; `None` if no newer layer used it.
     pub(crate) fn used_after(&self, id: NodeId, layer: u32) -> Option<(u32, u64)> {
-        let n = &self.nodes[id.index()];
-        if n.used_layer > layer + 1 {
-            Some((n.used_layer - 1, u64::from(n.used_ordinal)))
-        } else if n.used_layer == layer + 1 && n.prev_used_layer > 0 {
-            Some((n.prev_used_layer - 1, u64::from(n.prev_used_ordinal)))
+        let d = self.dir(id)?;
+        let (used, prev) = (u32::from(d.used_layer), u32::from(d.prev_used_layer));
+        if used > layer + 1 {
+            Some((used - 1, u64::from(d.used_ordinal)))
+        } else if used == layer + 1 && prev > 0 {
+            Some((prev - 1, u64::from(d.prev_used_ordinal)))
         } else {
             None
         }
@@ -328,33 +396,34 @@ impl PathTree {
     pub(crate) fn set_status(&mut self, id: NodeId, status: Status, layer: u32) {
         let n = &mut self.nodes[id.index()];
         n.status = status;
-        n.status_layer = layer;
+        n.status_layer = stored(layer);
     }
 
     /// Records that layer `layer` hides `id` and everything beneath it from older layers.
     pub(crate) fn hide_self(&mut self, id: NodeId, layer: u32) {
         let n = &mut self.nodes[id.index()];
-        n.hide_self = n.hide_self.max(layer + 1);
+        n.hide_self = n.hide_self.max(stored(layer) + 1);
     }
 
     /// Records that layer `layer` hides everything beneath `id` from older layers.
     pub(crate) fn hide_children(&mut self, id: NodeId, layer: u32) {
         let n = &mut self.nodes[id.index()];
-        n.hide_children = n.hide_children.max(layer + 1);
+        n.hide_children = n.hide_children.max(stored(layer) + 1);
     }
 
     /// Whether an entry of layer `layer` at `id` is hidden by a newer layer: a whiteout of the
     /// path or an ancestor, an opaque ancestor, or an ancestor that a newer layer made a
     /// non-directory.
     pub(crate) fn hidden(&self, id: NodeId, layer: u32) -> bool {
+        let layer = stored(layer) + 1;
         let n = &self.nodes[id.index()];
-        if n.hide_self > layer + 1 {
+        if n.hide_self > layer {
             return true;
         }
         let mut cur = n.parent;
         while cur != NONE {
             let a = &self.nodes[cur.index()];
-            if a.hide_self > layer + 1 || a.hide_children > layer + 1 {
+            if a.hide_self > layer || a.hide_children > layer {
                 return true;
             }
             cur = a.parent;
@@ -381,14 +450,14 @@ impl PathTree {
     /// Records that a whiteout, an opaque marker or a hard link's target names a path in the
     /// directory `id` (see [`PathTree::named_beneath`]).
     pub(crate) fn mark_named_in(&mut self, id: NodeId) {
-        self.nodes[id.index()].used |= NAMED_IN;
+        self.nodes[id.index()].flags |= NAMED_IN;
     }
 
     /// Whether a whiteout, opaque marker or hard link's target met so far names a path in `id`
     /// or beneath it: if `id` turns out to be a symlink of an older layer, the name went
     /// through it.
     pub(crate) fn named_beneath(&self, id: NodeId) -> bool {
-        let named = |n: NodeId| self.nodes[n.index()].used & NAMED_IN != 0;
+        let named = |n: NodeId| self.nodes[n.index()].flags & NAMED_IN != 0;
         named(id) || (self.has_children(id) && self.descendants(id).into_iter().any(named))
     }
 

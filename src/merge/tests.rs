@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 
-use super::{Merger, Resolution, Resolver};
+use super::{paths, Merger, Resolution, Resolver};
 use crate::entry::{Entry, EntryKind, Metadata};
 use crate::error::{Error, Result};
 use crate::options::ConvertOptions;
@@ -708,4 +708,44 @@ fn layers_must_come_newest_first() {
     assert!(m
         .layer_entries(7, Vec::<(Entry, Box<dyn Read>)>::new())
         .is_err());
+}
+
+#[test]
+fn more_layers_than_the_path_tree_numbers_are_refused() {
+    let empty = || Vec::<(Entry, Box<dyn Read>)>::new();
+    let most = paths::MAX_LAYERS - 1;
+    let mut m = Merger::new(
+        Box::new(RecordingSink(Arc::default())),
+        most,
+        &ConvertOptions::default(),
+    );
+    m.layer_entries(most - 1, empty()).unwrap();
+    m.layer_entries(0, empty()).unwrap();
+    let mut m = Merger::new(
+        Box::new(RecordingSink(Arc::default())),
+        most + 1,
+        &ConvertOptions::default(),
+    );
+    let err = m.layer_entries(most, empty()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::TooLarge {
+                what: "number of layers",
+                size: 65535,
+                limit: 65534
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn the_newest_of_many_layers_still_hides_the_oldest() {
+    // Layer numbers are stored in 16 bits: the extremes must still compare as layers do.
+    let most = paths::MAX_LAYERS - 1;
+    let mut layers: Vec<Vec<Item>> = vec![Vec::new(); most];
+    layers[0] = vec![d("d"), f("d/old", "0"), f("gone", "0"), f("kept", "0")];
+    layers[most - 1] = vec![opq("d"), f("d/new", "1"), wh("gone")];
+    check!(layers, "/ dir\n/d dir\n/d/new file 1\n/kept file 0");
 }

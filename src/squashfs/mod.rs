@@ -205,8 +205,7 @@ impl SquashfsSink {
                 return Err(unrepresentable("the root must be a directory"));
             }
             let meta = self.meta(entry);
-            self.tree.set_root(meta);
-            return Ok(());
+            return self.tree.set_root(meta);
         };
         let parent = self.tree.parent_dir(&entry.path)?;
         let kind = match &entry.kind {

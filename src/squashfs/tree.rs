@@ -4,9 +4,10 @@
 //! File data is written as entries arrive, but inodes and directories can only be written at
 //! the end: a directory's listing needs every child's inode location, and entries arrive in
 //! any order (directories after their children, paths twice). So each path becomes one
-//! 36-byte [`Node`] in a flat `Vec` (names and symlink targets in one shared byte arena), and
-//! a hash table of `u32` node indexes keyed by (parent, name) finds children. Nothing else is
-//! kept per path.
+//! 24-byte [`Node`] in a flat `Vec` (names, each after its length byte, and symlink targets in
+//! one shared byte arena; permissions, owner and xattrs interned, since an image has few
+//! distinct combinations), and a hash table of `u32` node indexes keyed by (parent, name)
+//! finds children. Nothing else is kept per path.
 //!
 //! Arrival rules (the `Sink` contract): missing parents are created as implicit directories
 //! (0755 root:root, time 0) and take the directory's metadata when its entry arrives; a path
@@ -94,24 +95,72 @@ impl NodeMeta {
     }
 }
 
-/// Mode bit marking a node dead (replaced, or under a replaced directory).
-const DEAD: u16 = 0x8000;
+/// `attrs` bit marking a node dead (replaced, or under a replaced directory).
+const DEAD: u32 = 1 << 31;
 /// `refs` value of an inode not written yet.
 const UNWRITTEN: u64 = u64::MAX;
 
-/// One path: 36 bytes.
+/// One path: 24 bytes.
 #[derive(Clone, Copy, Debug)]
 struct Node {
+    /// Offset of the name's length byte in the arena (the name follows it).
     name_off: u32,
-    name_len: u16,
-    /// Permission bits; [`DEAD`] when the node no longer belongs to the tree.
-    mode: u16,
     parent: u32,
+    /// Index of the interned permissions, owner and xattrs; [`DEAD`] when the node no longer
+    /// belongs to the tree.
+    attrs: u32,
+    mtime: u32,
+    kind: NodeKind,
+}
+
+/// What nodes share: everything of [`NodeMeta`] but the time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Attrs {
+    mode: u16,
     uid: u32,
     gid: u32,
-    mtime: u32,
     xattrs: SetHandle,
-    kind: NodeKind,
+}
+
+/// Interned [`Attrs`]: an index each.
+#[derive(Debug, Default)]
+struct AttrTable {
+    all: Vec<Attrs>,
+    index: HashMap<Attrs, u32>,
+}
+
+impl AttrTable {
+    fn intern(&mut self, meta: &NodeMeta) -> Result<u32> {
+        let a = Attrs {
+            mode: meta.mode,
+            uid: meta.uid,
+            gid: meta.gid,
+            xattrs: meta.xattrs,
+        };
+        if let Some(&i) = self.index.get(&a) {
+            return Ok(i);
+        }
+        let i = u32::try_from(self.all.len())
+            .ok()
+            .filter(|&i| i < DEAD)
+            .ok_or(Error::TooLarge {
+                what: "distinct combinations of permissions, owner and xattrs",
+                size: self.all.len() as u64,
+                limit: u64::from(DEAD - 1),
+            })?;
+        self.all.push(a);
+        self.index.insert(a, i);
+        Ok(i)
+    }
+
+    fn get(&self, attrs: u32) -> Attrs {
+        self.all[(attrs & !DEAD) as usize]
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.all.capacity() * std::mem::size_of::<Attrs>()
+            + self.index.capacity() * (std::mem::size_of::<(Attrs, u32)>() + 1)
+    }
 }
 
 /// The arena of nodes.
@@ -120,6 +169,7 @@ pub(crate) struct Tree {
     nodes: Vec<Node>,
     /// Names and symlink targets.
     bytes: Vec<u8>,
+    attrs: AttrTable,
     /// Live non-root nodes by (parent, name).
     children: HashTable<u32>,
     /// The last directory a parent path resolved to.
@@ -168,29 +218,28 @@ pub(crate) struct Tables<'a> {
 impl Tree {
     /// A tree holding only the root, an implicit directory.
     pub(crate) fn new() -> Tree {
+        let mut attrs = AttrTable::default();
         let meta = NodeMeta::implicit_dir();
+        // The first interned attributes: index 0, nothing to fail.
+        let root_attrs = attrs.intern(&meta).unwrap_or(0);
         Tree {
             nodes: vec![Node {
                 name_off: 0,
-                name_len: 0,
-                mode: meta.mode,
                 parent: 0,
-                uid: meta.uid,
-                gid: meta.gid,
+                attrs: root_attrs,
                 mtime: meta.mtime,
-                xattrs: meta.xattrs,
                 kind: NodeKind::Dir,
             }],
-            bytes: Vec::new(),
+            // The root's name: empty.
+            bytes: vec![0],
+            attrs,
             children: HashTable::new(),
             cache: None,
         }
     }
 
     fn name(&self, i: u32) -> &[u8] {
-        let n = &self.nodes[i as usize];
-        let start = n.name_off as usize;
-        &self.bytes[start..start + usize::from(n.name_len)]
+        name_at(&self.bytes, self.nodes[i as usize].name_off)
     }
 
     fn find_child(&self, parent: u32, name: &[u8]) -> Option<u32> {
@@ -198,20 +247,23 @@ impl Tree {
         self.children
             .find(child_hash(parent, name), |&i| {
                 let n = &nodes[i as usize];
-                let start = n.name_off as usize;
-                n.parent == parent && &bytes[start..start + usize::from(n.name_len)] == name
+                n.parent == parent && name_at(bytes, n.name_off) == name
             })
             .copied()
     }
 
+    /// Gives node `i` the metadata `meta` (keeping its deadness).
+    fn set_meta(&mut self, i: u32, meta: &NodeMeta) -> Result<()> {
+        let attrs = self.attrs.intern(meta)?;
+        let node = &mut self.nodes[i as usize];
+        node.attrs = attrs | (node.attrs & DEAD);
+        node.mtime = meta.mtime;
+        Ok(())
+    }
+
     /// Sets the root directory's metadata.
-    pub(crate) fn set_root(&mut self, meta: NodeMeta) {
-        let root = &mut self.nodes[0];
-        root.mode = meta.mode;
-        root.uid = meta.uid;
-        root.gid = meta.gid;
-        root.mtime = meta.mtime;
-        root.xattrs = meta.xattrs;
+    pub(crate) fn set_root(&mut self, meta: NodeMeta) -> Result<()> {
+        self.set_meta(0, &meta)
     }
 
     /// The directory `path` goes into, creating missing ancestors as implicit directories.
@@ -274,6 +326,11 @@ impl Tree {
     }
 
     fn push(&mut self, parent: u32, name: &[u8], kind: NodeKind, meta: NodeMeta) -> Result<u32> {
+        let name_len = u8::try_from(name.len()).map_err(|_| Error::TooLarge {
+            what: "file name",
+            size: name.len() as u64,
+            limit: u64::from(u8::MAX),
+        })?;
         let idx = u32::try_from(self.nodes.len())
             .ok()
             .filter(|&i| i < u32::MAX)
@@ -282,24 +339,21 @@ impl Tree {
                 size: self.nodes.len() as u64,
                 limit: u64::from(u32::MAX - 1),
             })?;
-        let name_off = self.store(name)?;
+        let attrs = self.attrs.intern(&meta)?;
+        let name_off = self.store(&[name_len])?;
+        self.store(name)?;
         self.nodes.push(Node {
             name_off,
-            name_len: name.len() as u16,
-            mode: meta.mode,
             parent,
-            uid: meta.uid,
-            gid: meta.gid,
+            attrs,
             mtime: meta.mtime,
-            xattrs: meta.xattrs,
             kind,
         });
         let (nodes, bytes) = (&self.nodes, &self.bytes);
         self.children
             .insert_unique(child_hash(parent, name), idx, |&i| {
                 let n = &nodes[i as usize];
-                let start = n.name_off as usize;
-                child_hash(n.parent, &bytes[start..start + usize::from(n.name_len)])
+                child_hash(n.parent, name_at(bytes, n.name_off))
             });
         Ok(idx)
     }
@@ -315,16 +369,10 @@ impl Tree {
         meta: NodeMeta,
     ) -> Result<()> {
         if let Some(old) = self.find_child(parent, name) {
-            let node = &mut self.nodes[old as usize];
-            if node.kind == NodeKind::Dir && kind == NodeKind::Dir {
-                node.mode = meta.mode;
-                node.uid = meta.uid;
-                node.gid = meta.gid;
-                node.mtime = meta.mtime;
-                node.xattrs = meta.xattrs;
-                return Ok(());
+            if self.nodes[old as usize].kind == NodeKind::Dir && kind == NodeKind::Dir {
+                return self.set_meta(old, &meta);
             }
-            node.mode |= DEAD;
+            self.nodes[old as usize].attrs |= DEAD;
             if let Ok(e) = self
                 .children
                 .find_entry(child_hash(parent, name), |&i| i == old)
@@ -367,6 +415,7 @@ impl Tree {
     pub(crate) fn heap_bytes(&self) -> usize {
         self.nodes.capacity() * std::mem::size_of::<Node>()
             + self.bytes.capacity()
+            + self.attrs.heap_bytes()
             + self.children.capacity() * (4 + 1)
     }
 
@@ -427,12 +476,12 @@ impl Tree {
         // Parents come before their children in the arena, so one pass propagates deadness.
         for i in 1..self.nodes.len() {
             let parent = self.nodes[i].parent as usize;
-            if self.nodes[parent].mode & DEAD != 0 {
-                self.nodes[i].mode |= DEAD;
+            if self.nodes[parent].attrs & DEAD != 0 {
+                self.nodes[i].attrs |= DEAD;
             }
         }
         let mut order: Vec<u32> = (1..self.nodes.len() as u32)
-            .filter(|&i| self.nodes[i as usize].mode & DEAD == 0)
+            .filter(|&i| self.nodes[i as usize].attrs & DEAD == 0)
             .collect();
         order.sort_unstable_by(|&a, &b| {
             let (na, nb) = (&self.nodes[a as usize], &self.nodes[b as usize]);
@@ -548,13 +597,14 @@ impl Tree {
         t: &mut Tables<'_>,
         scratch: &mut Vec<u8>,
     ) -> Result<u64> {
+        let attrs = self.attrs.get(node.attrs);
         let base = InodeBase {
-            permissions: node.mode & 0o7777,
-            uid_idx: t.ids.index(node.uid)?,
-            gid_idx: t.ids.index(node.gid)?,
+            permissions: attrs.mode & 0o7777,
+            uid_idx: t.ids.index(attrs.uid)?,
+            gid_idx: t.ids.index(attrs.gid)?,
             mtime: node.mtime,
             number,
-            xattr: t.xattrs.id_for(node.xattrs),
+            xattr: t.xattrs.id_for(attrs.xattrs),
         };
         scratch.clear();
         inode::encode(&base, data, scratch)?;
@@ -591,7 +641,7 @@ struct TableWriter<'a> {
 impl TableWriter<'_> {
     /// Names of the inode of node `k`: its own if live, plus live links to it.
     fn nlink(&self, k: u32) -> u32 {
-        let own = u32::from(self.tree.nodes[k as usize].mode & DEAD == 0);
+        let own = u32::from(self.tree.nodes[k as usize].attrs & DEAD == 0);
         own + self.links.get(&k).copied().unwrap_or(0)
     }
 
@@ -675,6 +725,12 @@ impl TableWriter<'_> {
     }
 }
 
+/// The name stored at `off`: a length byte, then the bytes.
+fn name_at(bytes: &[u8], off: u32) -> &[u8] {
+    let start = off as usize + 1;
+    &bytes[start..start + usize::from(bytes[off as usize])]
+}
+
 fn basic_type(kind: NodeKind) -> u16 {
     use crate::squashfs::format::inode_type;
     match kind {
@@ -711,8 +767,8 @@ mod tests {
     }
 
     #[test]
-    fn nodes_stay_36_bytes() {
-        assert_eq!(std::mem::size_of::<Node>(), 36);
+    fn nodes_stay_24_bytes() {
+        assert_eq!(std::mem::size_of::<Node>(), 24);
         assert_eq!(std::mem::size_of::<NodeKind>(), 8);
         assert_eq!(
             std::mem::size_of::<crate::squashfs::block_writer::FileData>(),
@@ -725,9 +781,13 @@ mod tests {
         let mut t = Tree::new();
         add(&mut t, "a/b/c", NodeKind::Fifo);
         let a = t.lookup(&p("a")).unwrap();
-        assert_eq!(t.nodes[a as usize].mode, 0o755);
+        assert_eq!(t.attrs.get(t.nodes[a as usize].attrs).mode, 0o755);
         t.insert(0, b"a", NodeKind::Dir, meta(0o700)).unwrap();
-        assert_eq!(t.nodes[a as usize].mode, 0o700, "same node, new metadata");
+        assert_eq!(
+            t.attrs.get(t.nodes[a as usize].attrs).mode,
+            0o700,
+            "same node, new metadata"
+        );
         assert!(t.lookup(&p("a/b/c")).is_some(), "children kept");
     }
 
