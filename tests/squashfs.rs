@@ -586,6 +586,35 @@ fn files_around_block_boundaries_for_4k_and_1m_blocks() {
     }
 }
 
+#[test]
+fn duplicate_tails_find_first_copies_in_blocks_long_written() {
+    // Tails of 300 KiB in 1 MiB blocks, three to a fragment block: 36 first copies fill 12
+    // blocks, more than the cache of decompressed fragment blocks holds (8 MiB), and the
+    // duplicates come in a scrambled order, twice over, so first copies are read back from
+    // the image, evicted, and read back again.
+    let bs = 1usize << 20;
+    let distinct: Vec<Vec<u8>> = (0..36).map(|i| content(300 << 10, 500 + i)).collect();
+    let mut inputs: Vec<_> = (distinct.iter().enumerate())
+        .map(|(i, c)| file(&format!("first/{i:02}"), c))
+        .collect();
+    for round in 0..2 {
+        for k in 0..36 {
+            let i = (k * 7 + round * 5) % 36;
+            inputs.push(file(&format!("dup{round}/{k:02}"), &distinct[i]));
+        }
+    }
+    let opts = options(|o| {
+        o.block_size = BlockSize::new(bs as u32).unwrap();
+        o.compression = "zstd:1".parse().unwrap();
+    });
+    let img = build_with(&inputs, &opts, 2);
+    let s = verify(&img, &inputs);
+    assert_eq!(
+        s.layout.frag_count, 12,
+        "every duplicate shares its first copy's place"
+    );
+}
+
 /// A reader of a big file that is all zeros except a few islands, generated on the fly.
 struct Islands {
     pos: u64,

@@ -509,14 +509,14 @@ impl Tree {
     fn number_inodes(&self, order: &[u32]) -> Result<Vec<u32>> {
         let mut ino = vec![0u32; self.nodes.len()];
         let mut next: u32 = 1;
-        let mut stack: Vec<(u32, usize)> = vec![(0, 0)];
+        // (directory, its children, the next child): each run is found once per directory.
+        let mut stack: Vec<(u32, &[u32], usize)> = vec![(0, children(&self.nodes, order, 0), 0)];
         while let Some(top) = stack.last_mut() {
-            let (d, pos) = *top;
-            let Some(&c) = children(&self.nodes, order, d).get(pos) else {
+            let Some(&c) = top.1.get(top.2) else {
                 stack.pop();
                 continue;
             };
-            top.1 += 1;
+            top.2 += 1;
             let k = self.canonical(c) as usize;
             if ino[k] == 0 {
                 ino[k] = next;
@@ -527,7 +527,7 @@ impl Tree {
                 })?;
             }
             if self.is_dir(c) {
-                stack.push((c, 0));
+                stack.push((c, children(&self.nodes, order, c), 0));
             }
         }
         ino[0] = next;
@@ -649,14 +649,14 @@ impl TableWriter<'_> {
     /// then its listing, then its own inode; the root last.
     fn write(&mut self, t: &mut Tables<'_>) -> Result<()> {
         let tree = self.tree;
-        let mut stack: Vec<(u32, usize)> = vec![(0, 0)];
+        let order = self.order;
+        let mut stack: Vec<(u32, &[u32], usize)> = vec![(0, children(&tree.nodes, order, 0), 0)];
         while let Some(top) = stack.last_mut() {
-            let (d, pos) = *top;
-            let kids = children(&tree.nodes, self.order, d);
+            let (d, kids, pos) = *top;
             if let Some(&c) = kids.get(pos) {
-                top.1 += 1;
+                top.2 += 1;
                 if tree.is_dir(c) {
-                    stack.push((c, 0));
+                    stack.push((c, children(&tree.nodes, order, c), 0));
                 } else {
                     self.write_leaf(tree.canonical(c), t)?;
                 }
