@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # How ocirender's time and memory grow with image size, file count and layer count.
 #
-#   scripts/bench-scaling.sh [OUT_DIR]        (default /tmp/ocirender-scaling)
+#   scripts/bench-scaling.sh [OUT_DIR]          (default /tmp/ocirender-scaling)
+#   scripts/bench-scaling.sh OUT_DIR memory     (the memory series only, see below)
 #
 # Generates synthetic gzip-layered images (examples/synth_image.rs; deterministic) and converts
 # each to squashfs with the defaults (zstd 3, fragments, dedup, one job per core), timing it with
@@ -11,6 +12,10 @@
 #   layers: 20,000 files, 200 MB, 1 → 100 layers
 # Prints a markdown table (also OUT_DIR/scaling.md) with per-unit costs, so growth worse than
 # linear shows as a rising column, and plots OUT_DIR/scaling.png when matplotlib is importable.
+#
+# The memory series (`memory`): 200 MB, 4 layers, 1,000,000 and 10,000,000 files, each into
+# squashfs, tar and a directory, with peak RSS and bytes per file (OUT_DIR/memory.md). The
+# 10M image takes ~2.5 min to generate and 0.6 GB; its directory output needs 10M free inodes.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-/tmp/ocirender-scaling}
@@ -38,6 +43,34 @@ run() { # series files bytes layers
     "$wall" "$(echo "$user + $sys" | bc)" "$rss" "$size" >> "$rows"
   echo "done: $series files=$files bytes=$bytes layers=$layers wall=${wall}s rss=${rss}KiB" >&2
 }
+
+memory() {
+  local table="$out/memory.md"
+  printf '| files | output | wall s | CPU s | peak RSS MiB | RSS bytes per file |\n' > "$table"
+  printf '|---:|---|---:|---:|---:|---:|\n' >> "$table"
+  for files in 1000000 10000000; do
+    local img="$out/img-$files-200000000-4"
+    [ -f "$img/index.json" ] || "$synth" "$img" "$files" 200000000 4
+    for format in squashfs tar dir; do
+      local dest="$out/out.$format"
+      rm -rf "$dest"
+      sync
+      /usr/bin/time -f "%e %U %S %M" -o "$out/t" \
+        "$bin" convert --quiet --format "$format" "$img:latest" "$dest"
+      read -r wall user sys rss < "$out/t"
+      rm -rf "$dest"
+      printf '| %s | %s | %s | %s | %d | %d |\n' "$files" "$format" "$wall" \
+        "$(echo "$user + $sys" | bc)" $((rss / 1024)) $((rss * 1024 / files)) >> "$table"
+      echo "done: memory files=$files $format wall=${wall}s rss=${rss}KiB" >&2
+    done
+  done
+  cat "$table"
+}
+
+if [ "${2:-}" = memory ]; then
+  memory
+  exit
+fi
 
 for b in 100000000 500000000 1000000000 2000000000; do run size 20000 "$b" 4; done
 for f in 10000 100000 1000000; do run files "$f" 200000000 4; done

@@ -2,9 +2,10 @@
 //!
 //! The block processor hands over each block of a file — in submission order, on the caller's
 //! thread — as a hole, a raw block or a compressed block. The writer appends the bytes at the
-//! image position (holes take no bytes), keeps one size word per block, and on the file's end
-//! records where its blocks start. A file's blocks are contiguous, with no gaps; `blocks_start`
-//! is set for every file that has blocks, even a single one.
+//! image position (holes take no bytes), keeps one size word per block after two words of the
+//! offset where the file's blocks start, and on the file's end records where its words are. A
+//! file's blocks are contiguous, with no gaps; the start is kept for every file that has
+//! blocks, even a single one.
 //!
 //! Whole-file dedup (squashfs-tools-ng style): when a file ends, its size words and a hash of
 //! its uncompressed blocks are looked up among earlier files. A candidate counts as equal only
@@ -19,11 +20,12 @@ use crate::squashfs::format::{data_block_word, FragmentEntry, NO_FRAGMENT};
 use crate::squashfs::image_file::ImageFile;
 use crate::squashfs::known::KnownFiles;
 
-/// Where one regular file's content is: 28 bytes per file (the 64-bit fields are stored as
-/// halves so the struct needs only 4-byte alignment).
+/// Where one regular file's content is: 20 bytes per file (the size is stored as halves so
+/// the struct needs only 4-byte alignment). Where a file's blocks start is kept with its size
+/// words (see [`FileStore::blocks_start`]): most files of a large image are small enough to
+/// have no blocks at all, only a fragment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct FileData {
-    start: [u32; 2],
     size: [u32; 2],
     /// First size word in [`FileStore::words`]; the count follows from the size.
     pub words_off: u32,
@@ -45,21 +47,11 @@ impl FileData {
     /// A file of `size` bytes whose blocks are not written yet.
     pub(crate) fn new(size: u64) -> FileData {
         FileData {
-            start: [0, 0],
             size: halves(size),
             words_off: 0,
             fragment: NO_FRAGMENT,
             fragment_offset: 0,
         }
-    }
-
-    /// Offset of the first data block (0 when the file has no blocks).
-    pub(crate) fn blocks_start(&self) -> u64 {
-        whole(self.start)
-    }
-
-    fn set_blocks_start(&mut self, v: u64) {
-        self.start = halves(v);
     }
 
     /// Size in bytes.
@@ -73,7 +65,8 @@ impl FileData {
 pub(crate) struct FileStore {
     /// One entry per file, by file id.
     pub files: Vec<FileData>,
-    /// Size words of all files, each file's a contiguous slice.
+    /// Size words of all files, each file's a contiguous slice after the two words (low,
+    /// high) of the offset where its blocks start.
     pub words: Vec<u32>,
     block_size: u64,
     fragments: bool,
@@ -87,6 +80,18 @@ impl FileStore {
             (size / self.block_size) as usize
         } else {
             size.div_ceil(self.block_size) as usize
+        }
+    }
+
+    /// Offset of `file`'s first data block (0 when it has no blocks).
+    pub(crate) fn blocks_start(&self, file: &FileData) -> u64 {
+        if self.block_count(file.size()) == 0 {
+            return 0;
+        }
+        let off = file.words_off as usize;
+        match off.checked_sub(2).and_then(|s| self.words.get(s..off)) {
+            Some(&[lo, hi]) => whole([lo, hi]),
+            _ => 0,
         }
     }
 
@@ -193,9 +198,11 @@ impl BlockWriter {
     /// Appends the next block of `file`; `hash` is the hash of its uncompressed bytes.
     pub(crate) fn write_block(&mut self, file: u32, block: Block<'_>, hash: u64) -> Result<()> {
         if self.current.as_ref().is_none_or(|c| c.file != file) {
+            let start = self.out.position();
+            self.store.words.extend_from_slice(&halves(start));
             self.current = Some(Current {
                 file,
-                start: self.out.position(),
+                start,
                 words_off: self.store.words.len(),
                 hash: 0x51_7c_c1_b7_27_22_0a_95,
                 stored: 0,
@@ -222,7 +229,6 @@ impl BlockWriter {
             (h ^ (h >> 32)) as u32
         };
         let mut placed = self.store.files[file as usize];
-        placed.set_blocks_start(cur.start);
         placed.words_off = u32::try_from(cur.words_off).map_err(|_| Error::TooLarge {
             what: "number of data blocks",
             size: cur.words_off as u64,
@@ -232,10 +238,9 @@ impl BlockWriter {
             if let Some(earlier) = self.find_duplicate(&placed, hash)? {
                 // Drop the copy just written: the next block overwrites it.
                 self.out.rewind(cur.start)?;
-                self.store.words.truncate(cur.words_off);
-                let f = &mut self.store.files[file as usize];
-                f.set_blocks_start(earlier.blocks_start());
-                f.words_off = earlier.words_off;
+                // The copy's start and size words go; it shares the earlier file's.
+                self.store.words.truncate(cur.words_off - 2);
+                self.store.files[file as usize].words_off = earlier.words_off;
                 return Ok(());
             }
             self.known.insert(hash, file);
@@ -267,10 +272,9 @@ impl BlockWriter {
             let n = CHUNK.min(total - done) as usize;
             self.bytes_a.resize(n, 0);
             self.bytes_b.resize(n, 0);
-            self.out
-                .read_at(a.blocks_start() + done, &mut self.bytes_a)?;
-            self.out
-                .read_at(b.blocks_start() + done, &mut self.bytes_b)?;
+            let (start_a, start_b) = (self.store.blocks_start(a), self.store.blocks_start(b));
+            self.out.read_at(start_a + done, &mut self.bytes_a)?;
+            self.out.read_at(start_b + done, &mut self.bytes_b)?;
             if self.bytes_a != self.bytes_b {
                 return Ok(false);
             }
@@ -324,10 +328,14 @@ mod tests {
         w.end_file(b).unwrap();
         assert_eq!(w.image().position(), after_a, "second copy rewound");
         let (_, store) = w.finish();
-        assert_eq!(store.files[a as usize].blocks_start(), 96);
-        assert_eq!(store.files[b as usize].blocks_start(), 96);
+        assert_eq!(store.blocks_start(&store.files[a as usize]), 96);
+        assert_eq!(store.blocks_start(&store.files[b as usize]), 96);
         assert_eq!(store.words(&store.files[b as usize]), [4, 0]);
-        assert_eq!(store.words.len(), 2, "the duplicate's words were dropped");
+        assert_eq!(
+            store.words.len(),
+            4,
+            "the duplicate's start and words were dropped"
+        );
     }
 
     /// Hashes only pick candidates: equal hashes with different bytes keep both copies.
@@ -343,7 +351,7 @@ mod tests {
         w.end_file(b).unwrap();
         assert_eq!(w.image().position(), 96 + 2 * 4096);
         let (_, store) = w.finish();
-        assert_eq!(store.files[b as usize].blocks_start(), 96 + 4096);
+        assert_eq!(store.blocks_start(&store.files[b as usize]), 96 + 4096);
     }
 
     #[test]

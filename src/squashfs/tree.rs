@@ -560,7 +560,7 @@ impl Tree {
                 // Exact hole bytes (≤ size); the kernel's i_blocks = (size − sparse + 511) / 512
                 // is then 0 for a file that is all holes. (mksquashfs stores size − 1 there.)
                 InodeData::File {
-                    blocks_start: f.blocks_start(),
+                    blocks_start: files.blocks_start(&f),
                     size,
                     sparse,
                     nlink,
@@ -772,7 +772,7 @@ mod tests {
         assert_eq!(std::mem::size_of::<NodeKind>(), 8);
         assert_eq!(
             std::mem::size_of::<crate::squashfs::block_writer::FileData>(),
-            28
+            20
         );
     }
 
