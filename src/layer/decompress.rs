@@ -127,19 +127,40 @@ impl<R: BufRead> Decoder<R> {
         Decoder::with_crc(codec, input, Crc::Check)
     }
 
-    /// Starts decoding `input` with `codec`; `crc` says whether gzip's CRC-32 is checked
-    /// ([`Crc::Skip`] for bytes a digest proves anyway: see [`crate::layer::gzip`]).
+    /// Starts decoding `input` with `codec`; `crc` says whether the codec's own check of the
+    /// decoded bytes is made: gzip's CRC-32, zstd's frame checksum, xz's check ([`Crc::Skip`]
+    /// for bytes a digest proves anyway: see [`crate::layer::gzip`]). bzip2's block CRCs are
+    /// always checked (its decoder has no switch).
     pub fn with_crc(codec: Codec, input: R, crc: Crc) -> Result<Decoder<R>> {
         Ok(match codec {
             Codec::Plain => Decoder::Plain(input),
             Codec::Gzip => Decoder::Gzip(GzipDecoder::new(input, crc)),
-            Codec::Zstd => Decoder::Zstd(zstd::stream::read::Decoder::with_buffer(input).map_err(
-                |source| Error::Decompress {
+            Codec::Zstd => {
+                let zstd_error = |source| Error::Decompress {
                     codec: "zstd",
                     source,
-                },
-            )?),
-            Codec::Xz => Decoder::Xz(liblzma::bufread::XzDecoder::new_multi_decoder(input)),
+                };
+                let mut d = zstd::stream::read::Decoder::with_buffer(input).map_err(zstd_error)?;
+                if crc == Crc::Skip {
+                    d.set_parameter(zstd::zstd_safe::DParameter::ForceIgnoreChecksum(true))
+                        .map_err(zstd_error)?;
+                }
+                Decoder::Zstd(d)
+            }
+            Codec::Xz => {
+                let mut flags = liblzma::stream::CONCATENATED;
+                if crc == Crc::Skip {
+                    flags |= liblzma::stream::IGNORE_CHECK;
+                }
+                let stream =
+                    liblzma::stream::Stream::new_auto_decoder(u64::MAX, flags).map_err(|e| {
+                        Error::Decompress {
+                            codec: "xz",
+                            source: e.into(),
+                        }
+                    })?;
+                Decoder::Xz(liblzma::bufread::XzDecoder::new_stream(input, stream))
+            }
             Codec::Bzip2 => Decoder::Bzip2(bzip2::bufread::MultiBzDecoder::new(input)),
         })
     }
@@ -182,8 +203,53 @@ impl<R: BufRead> Read for Decoder<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     const GZ: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+
+    fn decode(codec: Codec, bytes: &[u8], crc: Crc) -> std::io::Result<Vec<u8>> {
+        let mut d = Decoder::with_crc(codec, bytes, crc).map_err(std::io::Error::other)?;
+        let mut out = Vec::new();
+        d.read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    /// The byte positions where a flipped byte fails the codec's check but, with the check
+    /// skipped, still decodes to `data`: the stored checksum.
+    fn checksum_positions(codec: Codec, stream: &[u8], data: &[u8]) -> Vec<usize> {
+        assert_eq!(decode(codec, stream, Crc::Check).unwrap(), data);
+        assert_eq!(decode(codec, stream, Crc::Skip).unwrap(), data);
+        (0..stream.len())
+            .filter(|&i| {
+                let mut bad = stream.to_vec();
+                bad[i] ^= 0x55;
+                decode(codec, &bad, Crc::Check).is_err()
+                    && decode(codec, &bad, Crc::Skip).ok().as_deref() == Some(data)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_skipped_check_is_the_codecs_checksum_and_nothing_else() {
+        let data: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut zstd = zstd::stream::Encoder::new(Vec::new(), 3).unwrap();
+        zstd.include_checksum(true).unwrap();
+        zstd.write_all(&data).unwrap();
+        let zstd = zstd.finish().unwrap();
+        // XXH64's low 4 bytes close the frame.
+        let n = zstd.len();
+        assert_eq!(
+            checksum_positions(Codec::Zstd, &zstd, &data),
+            (n - 4..n).collect::<Vec<_>>()
+        );
+        let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 6);
+        xz.write_all(&data).unwrap();
+        let xz = xz.finish().unwrap();
+        // The block's CRC-64 (8 bytes) is the only thing a skipped check lets through.
+        let xz_check = checksum_positions(Codec::Xz, &xz, &data);
+        assert_eq!(xz_check.len(), 8, "{xz_check:?}");
+        assert!(xz_check.windows(2).all(|w| w[1] == w[0] + 1));
+    }
 
     #[test]
     fn magic_names_each_codec() {
