@@ -463,6 +463,24 @@ fn hard_link_cases() -> Vec<Case> {
             "#,
         ),
         ok(
+            "a link to a first name a newer layer deletes keeps that name's owner, mode, time and xattrs",
+            vec![
+                Layer::new()
+                    .file("a", "A", 0o600)
+                    .with_owner(5, 6)
+                    .with_mtime(123)
+                    .with_xattr("user.k", "v")
+                    .file("other", "O", 0o644)
+                    .hardlink("b", "a"),
+                Layer::new().whiteout("a"),
+            ],
+            r#"
+            / dir 0755 0:0 t=0
+            /b file 0600 5:6 t=123 data="A" xattr=user.k:76
+            /other file 0644 0:0 t=1700000000 data="O"
+            "#,
+        ),
+        ok(
             "links keep the old content when a newer layer replaces the target by a file, dir or symlink (case 5)",
             vec![
                 Layer::new()

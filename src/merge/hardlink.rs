@@ -51,9 +51,10 @@ pub(crate) enum Source {
     Delivered { node: NodeId, symlink: bool },
     /// A hidden regular file whose content is in the spool.
     Spooled { entry: Entry, spool: SpoolRef },
-    /// A hidden regular file whose content must be fetched by reading its layer again
-    /// (entry `ordinal` of the layer's stream).
-    Refetch { entry: Entry, ordinal: u64 },
+    /// A hidden regular file whose content (and header) must be fetched by reading its layer
+    /// again (entry `ordinal` of the layer's stream). Nothing else is kept until then: a layer
+    /// can hide hundreds of thousands of files that no link wants.
+    Refetch { ordinal: u64 },
     /// A hidden symlink, device, fifo or socket.
     Copy { entry: Entry },
 }

@@ -85,8 +85,9 @@ enum Hidden {
     Slot(SlotId),
     /// A regular file whose content was spooled in case a link wants it.
     Spooled(Box<(Entry, SpoolRef)>),
-    /// A regular file whose content can be fetched again by re-reading the layer.
-    Refetchable(Box<Entry>, u64),
+    /// A regular file whose header and content can be fetched again by re-reading the layer
+    /// (its entry ordinal).
+    Refetchable(u64),
     /// A symlink, device, fifo or socket.
     Other(Box<Entry>),
 }
@@ -525,8 +526,10 @@ impl Merger {
                     let r = spool.append(data, size)?;
                     keep = spool.mark();
                     if let Some(src) = links.source_mut(slot) {
-                        if let Source::Refetch { entry, .. } = src {
-                            let entry = entry.clone();
+                        if let Source::Refetch { .. } = src {
+                            // The header read again is the one read first: the layer's bytes
+                            // are proven by its digest (and the path is the link group's, set
+                            // when it is delivered).
                             *src = Source::Spooled { entry, spool: r };
                         }
                     }
@@ -864,7 +867,7 @@ impl Merger {
                 self.current.spool_keep = self.current.spool_keep.max(spool.end());
                 Hidden::Slot(self.links.slot(Source::Spooled { entry: e, spool }))
             }
-            EntryKind::File { .. } if refetchable => Hidden::Refetchable(Box::new(e), at.ordinal),
+            EntryKind::File { .. } if refetchable => Hidden::Refetchable(at.ordinal),
             EntryKind::File { size, .. } => {
                 let spool = self.spool.append(data, size)?;
                 Hidden::Spooled(Box::new((e, spool)))
@@ -939,11 +942,8 @@ impl Merger {
                     self.current.spool_keep = self.current.spool_keep.max(spool.end());
                     self.links.slot(Source::Spooled { entry, spool })
                 }
-                Hidden::Refetchable(entry, ordinal) => {
-                    let s = self.links.slot(Source::Refetch {
-                        entry: *entry,
-                        ordinal,
-                    });
+                Hidden::Refetchable(ordinal) => {
+                    let s = self.links.slot(Source::Refetch { ordinal });
                     self.current.refetch.push((ordinal, s));
                     s
                 }
