@@ -76,13 +76,16 @@ struct Slot {
 /// Items (finished or not) that may wait to be written, per allowed job in flight.
 const PENDING_PER_JOB: usize = 4;
 
-/// Bytes of decompressed fragment blocks kept for tail-dedup comparisons (at least
-/// [`FRAGMENT_CACHE_MIN`] blocks; least recently used goes). Duplicates point at the first
+/// Bytes of decompressed fragment blocks kept for tail-dedup comparisons (between
+/// [`FRAGMENT_CACHE_MIN`] and [`FRAGMENT_CACHE_MAX`] blocks; least recently used goes). Duplicates point at the first
 /// copies, which in an image of millions of small files lie spread over hundreds of blocks:
 /// with four blocks, nearly every duplicate cost a block's decompression (10M files: 234 s
 /// instead of 54 s).
 const FRAGMENT_CACHE_BYTES: usize = 8 << 20;
 const FRAGMENT_CACHE_MIN: usize = 4;
+/// The cache is searched linearly: with small blocks, more entries than this would cost more
+/// to search than a block costs to decompress.
+const FRAGMENT_CACHE_MAX: usize = 64;
 
 /// Splits files into blocks, compresses them in parallel, writes them in order.
 pub(crate) struct BlockProcessor {
@@ -365,7 +368,8 @@ impl BlockProcessor {
                 .map_err(|p| self.readback_error(index, p))?;
             out
         };
-        let blocks = (FRAGMENT_CACHE_BYTES / self.block_size).max(FRAGMENT_CACHE_MIN);
+        let blocks =
+            (FRAGMENT_CACHE_BYTES / self.block_size).clamp(FRAGMENT_CACHE_MIN, FRAGMENT_CACHE_MAX);
         if self.frag_cache.len() >= blocks {
             self.frag_cache.pop_front();
         }
