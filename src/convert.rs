@@ -171,12 +171,18 @@ pub fn open_sink(spec: &ImageSpec, options: &ConvertOptions) -> Result<Box<dyn S
         });
     }
     Ok(match spec {
-        ImageSpec::Squashfs { path } => Box::new(SquashfsSink::create(
-            path,
-            &options.squashfs,
-            options.jobs,
-            options.progress.clone(),
-        )?),
+        ImageSpec::Squashfs { path } => {
+            let spill_dir = options.temp_dir.clone().unwrap_or_else(|| output_dir(spec));
+            Box::new(
+                SquashfsSink::create(
+                    path,
+                    &options.squashfs,
+                    options.jobs,
+                    options.progress.clone(),
+                )?
+                .with_memory_limit(options.memory_limit, &spill_dir),
+            )
+        }
         ImageSpec::Tar { path } => Box::new(TarSink::create(path)?),
         ImageSpec::Dir { path } => Box::new(DirSink::create(
             path,

@@ -60,13 +60,13 @@ pub use image::{Image, ImageLocation, LayerDescriptor, Platform, Selector};
 pub use layer::DigestReader;
 pub use merge::{Merger, Resolution, Resolver};
 pub use options::{
-    Algorithm, BlockSize, Compression, ConvertOptions, Format, ImageSpec, Jobs, Ownership,
-    ProgressFn, ReadAhead, Reuse, SquashfsOptions, XzFilter,
+    Algorithm, BlockSize, Compression, ConvertOptions, Format, ImageSpec, Jobs, MemoryLimit,
+    Ownership, ProgressFn, ReadAhead, Reuse, SquashfsOptions, XzFilter,
 };
 #[cfg(feature = "async")]
 pub use packer::{convert_streaming, LayerBlob, LayerMeta, StreamingPacker};
 pub use path::{EntryPath, NAME_MAX, PATH_MAX, SHOWN_NAME_MAX};
 pub use progress::Progress;
-pub use sink::{Sink, Summary, Warning, WarningKind};
+pub use sink::{Sink, Spilled, Summary, Warning, WarningKind};
 pub use squashfs::reuse::{NotReused, ReuseReport};
 pub use verity::{VerityHash, VerityInfo, VerityOptions};

@@ -588,6 +588,70 @@ impl FromStr for ReadAhead {
     }
 }
 
+/// How much memory the per-path state of a conversion may hold (the merge's record of every
+/// path and the squashfs writer's tree) before the squashfs writer's tree spills to sorted runs
+/// in a temporary file beside the output. The output is the same either way; spilling only
+/// costs time. File data is never held in memory, so this is what grows with the number of
+/// files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MemoryLimit(u64);
+
+impl MemoryLimit {
+    /// 256 MiB: no spill below about a million files.
+    pub const DEFAULT: MemoryLimit = MemoryLimit(256 << 20);
+    /// Never spill.
+    pub const UNLIMITED: MemoryLimit = MemoryLimit(u64::MAX);
+
+    /// A limit of `bytes` (0 spills from the first entry on).
+    pub fn bytes(bytes: u64) -> MemoryLimit {
+        MemoryLimit(bytes)
+    }
+
+    /// The limit in bytes ([`u64::MAX`] when unlimited).
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl Default for MemoryLimit {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+impl FromStr for MemoryLimit {
+    type Err = Error;
+    /// Parses `268435456`, `256M`, `256MiB`, `1G`, `512K`, `unlimited`.
+    fn from_str(s: &str) -> Result<MemoryLimit> {
+        let bad = || Error::InvalidOption {
+            name: "memory limit",
+            value: s.to_owned(),
+            reason: "expected a number of bytes, optionally with K, M, G or T, or `unlimited`",
+        };
+        let t = s.trim();
+        if t.eq_ignore_ascii_case("unlimited") {
+            return Ok(MemoryLimit::UNLIMITED);
+        }
+        let (num, shift) = match t.find(|c: char| !c.is_ascii_digit()) {
+            None => (t, 0),
+            Some(i) => {
+                let shift = match t[i..].to_ascii_lowercase().as_str() {
+                    "k" | "kb" | "kib" => 10,
+                    "m" | "mb" | "mib" => 20,
+                    "g" | "gb" | "gib" => 30,
+                    "t" | "tb" | "tib" => 40,
+                    _ => return Err(bad()),
+                };
+                (&t[..i], shift)
+            }
+        };
+        let n: u64 = num.parse().map_err(|_| bad())?;
+        n.checked_mul(1u64 << shift)
+            .map(MemoryLimit)
+            .ok_or_else(bad)
+    }
+}
+
 /// Options for [`convert`](crate::convert) that apply to every format.
 #[derive(Clone, Default)]
 pub struct ConvertOptions {
@@ -608,6 +672,8 @@ pub struct ConvertOptions {
     pub cancel: CancelToken,
     /// How far decoding runs ahead of the merge. By default, [`ReadAhead::DEFAULT`].
     pub read_ahead: ReadAhead,
+    /// The memory budget of the per-path state. By default, [`MemoryLimit::DEFAULT`].
+    pub memory_limit: MemoryLimit,
 }
 
 impl ConvertOptions {
@@ -653,6 +719,12 @@ impl ConvertOptions {
         self
     }
 
+    /// Sets [`ConvertOptions::memory_limit`].
+    pub fn memory_limit(mut self, limit: MemoryLimit) -> Self {
+        self.memory_limit = limit;
+        self
+    }
+
     /// Sets [`ConvertOptions::progress`].
     pub fn progress(mut self, f: impl Fn(&Progress) + Send + Sync + 'static) -> Self {
         self.progress = Some(Arc::new(f));
@@ -676,6 +748,7 @@ impl fmt::Debug for ConvertOptions {
             .field("temp_dir", &self.temp_dir)
             .field("cancel", &self.cancel)
             .field("read_ahead", &self.read_ahead)
+            .field("memory_limit", &self.memory_limit)
             .finish()
     }
 }

@@ -84,6 +84,15 @@ pub enum Progress {
         /// Their uncompressed bytes, cumulative.
         bytes: u64,
     },
+    /// The memory budget ([`ConvertOptions::memory_limit`](crate::ConvertOptions::memory_limit))
+    /// was reached and the squashfs writer's tree went on in sorted runs on disk; sent with each
+    /// run written (the first one says the budget was reached).
+    Spilled {
+        /// Bytes written to the spill file, cumulative.
+        bytes: u64,
+        /// Runs written, cumulative.
+        runs: u32,
+    },
     /// Bytes of layer `index`'s blob downloaded so far (a registry pull or fetch). Sent about
     /// once per mebibyte and when the blob is complete (`bytes == size`).
     Download {

@@ -26,6 +26,7 @@ mod reuse;
 mod runtime;
 mod sinks;
 mod sources;
+mod spill;
 mod squashfs;
 mod squashfs_hostile;
 mod squashfs_props;

@@ -1351,6 +1351,9 @@ impl Merger {
         if self.bytes >= self.reported + (1 << 20) || self.entries.is_multiple_of(1024) {
             self.report_written();
         }
+        if self.entries.is_multiple_of(256) {
+            self.sink.merge_memory(self.tree.heap_bytes() as u64);
+        }
         Ok(())
     }
 

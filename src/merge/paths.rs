@@ -480,6 +480,14 @@ impl PathTree {
         out
     }
 
+    /// Bytes held (capacities), for the memory budget.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.nodes.capacity() * std::mem::size_of::<Node>()
+            + self.dirs.capacity() * std::mem::size_of::<DirState>()
+            + self.names.capacity()
+            + self.table.capacity() * (std::mem::size_of::<NodeId>() + 1)
+    }
+
     /// Every node id, in creation order.
     pub(crate) fn ids(&self) -> impl Iterator<Item = NodeId> {
         (0..self.nodes.len() as u32).map(NodeId)

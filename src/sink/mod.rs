@@ -38,6 +38,15 @@ pub trait Sink: Send {
     /// `Ok`, no output exists at the final path (or, for a directory, what was written is
     /// removed when the sink is dropped).
     fn finish(self: Box<Self>) -> Result<Summary>;
+
+    /// Told now and then how many bytes the merge holds for the paths it has met, so that a
+    /// sink with a memory budget counts them with its own (the squashfs sink spills its tree
+    /// when the two together pass [`ConvertOptions::memory_limit`]). By default, ignored.
+    ///
+    /// [`ConvertOptions::memory_limit`]: crate::ConvertOptions::memory_limit
+    fn merge_memory(&mut self, bytes: u64) {
+        let _ = bytes;
+    }
 }
 
 /// What a finished conversion produced.
@@ -60,6 +69,20 @@ pub struct Summary {
     /// What was reused from a previous image, when one was given
     /// ([`SquashfsOptions::reuse`](crate::SquashfsOptions::reuse)).
     pub reuse: Option<Box<crate::squashfs::reuse::ReuseReport>>,
+    /// What the memory budget made the squashfs writer spill (all zero: nothing).
+    pub spilled: Spilled,
+}
+
+/// What went to disk when the per-path state passed the memory budget
+/// ([`ConvertOptions::memory_limit`](crate::ConvertOptions::memory_limit)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Spilled {
+    /// Bytes of the squashfs writer's tree written to the spill file.
+    pub bytes: u64,
+    /// Sorted runs written.
+    pub runs: u32,
+    /// Path records written.
+    pub records: u64,
 }
 
 /// A non-fatal problem: the output lacks something the image has.

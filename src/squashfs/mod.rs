@@ -38,20 +38,22 @@ mod meta_writer;
 mod problem;
 pub mod reader;
 pub mod reuse;
+mod spill;
+mod spill_walk;
 mod superblock;
 mod table;
 mod tree;
 mod xattr_writer;
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::entry::{Entry, EntryKind};
 use crate::error::{Error, Result};
-use crate::options::{Jobs, ProgressFn, SquashfsOptions};
+use crate::options::{Jobs, MemoryLimit, ProgressFn, SquashfsOptions};
 use crate::progress::Progress;
-use crate::sink::{Sink, Summary, Warning, WarningKind};
+use crate::sink::{Sink, Spilled, Summary, Warning, WarningKind};
 
 pub use debug::debug;
 pub use problem::{BlockProblem, SquashfsBlock, SquashfsProblem, SquashfsTable};
@@ -66,6 +68,7 @@ use id_table::IdTable;
 use image_file::ImageFile;
 use meta_writer::MetaWriter;
 use reuse::Previous;
+use spill::{key_of, RecKind, Spill};
 use tree::{NodeKind, NodeMeta, Tables, Tree};
 use xattr_writer::XattrWriter;
 
@@ -75,13 +78,34 @@ pub struct SquashfsSink {
     codec: Arc<Compressor>,
     has_options_block: bool,
     blocks: BlockProcessor,
-    tree: Tree,
+    paths: Paths,
+    budget: Option<Budget>,
     xattrs: XattrWriter,
     warnings: Vec<Warning>,
     progress: Option<ProgressFn>,
     failed: bool,
     previous: Option<StopOnDrop>,
 }
+
+/// Where the per-path metadata is: in memory until the budget is reached, then spilled.
+enum Paths {
+    Memory(Tree),
+    Spilled(Box<Spill>),
+}
+
+/// The memory budget of a sink ([`SquashfsSink::with_memory_limit`]).
+struct Budget {
+    limit: u64,
+    /// Where the spill file goes.
+    dir: PathBuf,
+    /// What the merge last said it holds ([`Sink::merge_memory`]).
+    merge: u64,
+    /// Entries since the last look at the budget.
+    since_check: u32,
+}
+
+/// Entries between two looks at the budget (a look sums a few capacities).
+const BUDGET_CHECK_EVERY: u32 = 256;
 
 /// Stops indexing the previous image when the sink goes away before finishing.
 struct StopOnDrop(Arc<Previous>);
@@ -153,7 +177,8 @@ impl SquashfsSink {
             codec,
             has_options_block: comp_options.is_some(),
             blocks,
-            tree: Tree::new(),
+            paths: Paths::Memory(Tree::new()),
+            budget: None,
             xattrs: XattrWriter::default(),
             warnings: Vec::new(),
             progress,
@@ -162,12 +187,82 @@ impl SquashfsSink {
         })
     }
 
+    /// Keeps the per-path memory (this sink's and what the merge reports through
+    /// [`Sink::merge_memory`]) under `limit`: past it, the tree of paths goes on as sorted runs
+    /// in an unnamed temporary file in `spill_dir` (gone on success, error and kill alike),
+    /// merged back when the tables are written. The image is the same byte for byte.
+    pub fn with_memory_limit(mut self, limit: MemoryLimit, spill_dir: &Path) -> Self {
+        self.budget = (limit != MemoryLimit::UNLIMITED).then(|| Budget {
+            limit: limit.get(),
+            dir: spill_dir.to_path_buf(),
+            merge: 0,
+            since_check: 0,
+        });
+        self
+    }
+
     /// The memory held for the entries received so far; file data is never held, so this is
     /// what grows with the number of entries.
     pub fn memory_use(&self) -> MemoryUse {
+        let (paths, names) = match &self.paths {
+            Paths::Memory(tree) => (tree.heap_bytes(), tree.name_bytes()),
+            Paths::Spilled(spill) => (spill.heap_bytes(), 0),
+        };
         MemoryUse {
-            total: self.tree.heap_bytes() + self.blocks.heap_bytes() + self.xattrs.heap_bytes(),
-            names: self.tree.name_bytes(),
+            total: paths + self.blocks.heap_bytes() + self.xattrs.heap_bytes(),
+            names,
+        }
+    }
+
+    /// Moves the tree to a spill once the budget is passed.
+    fn look_at_budget(&mut self) -> Result<()> {
+        let Some(b) = &mut self.budget else {
+            return Ok(());
+        };
+        let look = b.since_check == 0;
+        b.since_check = (b.since_check + 1) % BUDGET_CHECK_EVERY;
+        if !look || !matches!(self.paths, Paths::Memory(_)) {
+            return Ok(());
+        }
+        let (limit, merge) = (b.limit, b.merge);
+        if merge.saturating_add(self.memory_use().total as u64) <= limit {
+            return Ok(());
+        }
+        let Some(b) = &self.budget else {
+            return Ok(());
+        };
+        // Runs of an eighth of the budget: few enough to merge with small buffers, and the
+        // buffer stays well inside the budget.
+        let run_bytes = (limit / 8).clamp(1 << 20, 64 << 20) as usize;
+        let tree = match std::mem::replace(&mut self.paths, Paths::Memory(Tree::new())) {
+            Paths::Memory(tree) => tree,
+            spilled => {
+                self.paths = spilled;
+                return Ok(());
+            }
+        };
+        let mut spill = Spill::new(
+            &b.dir,
+            run_bytes,
+            tree.node_count(),
+            NodeMeta::implicit_dir(),
+        );
+        tree.spill_into(&mut spill)?;
+        let runs = spill.stats.runs;
+        self.paths = Paths::Spilled(Box::new(spill));
+        self.report_spill(runs);
+        Ok(())
+    }
+
+    /// Sends [`Progress::Spilled`] if runs were written since `runs_before`.
+    fn report_spill(&self, runs_before: u32) {
+        if let (Paths::Spilled(s), Some(p)) = (&self.paths, &self.progress) {
+            if s.stats.runs != runs_before || runs_before == 0 {
+                p(&Progress::Spilled {
+                    bytes: s.stats.bytes,
+                    runs: s.stats.runs,
+                });
+            }
         }
     }
 
@@ -205,41 +300,85 @@ impl SquashfsSink {
                 return Err(unrepresentable("the root must be a directory"));
             }
             let meta = self.meta(entry);
-            return self.tree.set_root(meta);
+            return match &mut self.paths {
+                Paths::Memory(tree) => tree.set_root(meta),
+                Paths::Spilled(spill) => {
+                    spill.root = meta;
+                    Ok(())
+                }
+            };
         };
-        let parent = self.tree.parent_dir(&entry.path)?;
+        let parent = match &mut self.paths {
+            Paths::Memory(tree) => tree.parent_dir(&entry.path)?,
+            Paths::Spilled(_) => 0,
+        };
+        let mut link = None;
         let kind = match &entry.kind {
             EntryKind::File { size, .. } => {
-                NodeKind::File(self.blocks.add_file(*size, data, entry.path.as_bytes())?)
+                RecKind::File(self.blocks.add_file(*size, data, entry.path.as_bytes())?)
             }
-            EntryKind::Dir => NodeKind::Dir,
+            EntryKind::Dir => RecKind::Dir,
             EntryKind::Symlink { target } => {
                 if target.is_empty() || target.len() > SYMLINK_MAX {
                     return Err(unrepresentable("a symlink target must be 1 to 4096 bytes"));
                 }
-                self.tree.symlink(target)?
+                RecKind::Symlink(target.as_slice().into())
             }
             EntryKind::Hardlink { target } => {
-                let node = self.tree.link_target(&entry.path, target)?;
-                // A link shares its target's inode; its own metadata is not stored.
-                let meta = NodeMeta::implicit_dir();
-                return self
-                    .tree
-                    .insert(parent, name, NodeKind::Hardlink(node), meta);
+                link = Some(target);
+                RecKind::PendingLink
             }
-            EntryKind::CharDevice { major, minor } => NodeKind::CharDev(
+            EntryKind::CharDevice { major, minor } => RecKind::CharDev(
                 format::encode_dev(*major, *minor)
                     .ok_or_else(|| unrepresentable("device major ≥ 4096 or minor ≥ 2^20"))?,
             ),
-            EntryKind::BlockDevice { major, minor } => NodeKind::BlockDev(
+            EntryKind::BlockDevice { major, minor } => RecKind::BlockDev(
                 format::encode_dev(*major, *minor)
                     .ok_or_else(|| unrepresentable("device major ≥ 4096 or minor ≥ 2^20"))?,
             ),
-            EntryKind::Fifo => NodeKind::Fifo,
-            EntryKind::Socket => NodeKind::Socket,
+            EntryKind::Fifo => RecKind::Fifo,
+            EntryKind::Socket => RecKind::Socket,
         };
-        let meta = self.meta(entry);
-        self.tree.insert(parent, name, kind, meta)
+        // A link shares its target's inode; its own metadata is not stored.
+        let meta = match link {
+            Some(_) => NodeMeta::implicit_dir(),
+            None => self.meta(entry),
+        };
+        match &mut self.paths {
+            Paths::Memory(tree) => {
+                let kind = match (kind, link) {
+                    (_, Some(target)) => NodeKind::Hardlink(tree.link_target(&entry.path, target)?),
+                    (RecKind::Symlink(target), _) => tree.symlink(&target)?,
+                    (RecKind::File(id), _) => NodeKind::File(id),
+                    (RecKind::CharDev(d), _) => NodeKind::CharDev(d),
+                    (RecKind::BlockDev(d), _) => NodeKind::BlockDev(d),
+                    (RecKind::Fifo, _) => NodeKind::Fifo,
+                    (RecKind::Socket, _) => NodeKind::Socket,
+                    (RecKind::Dir | RecKind::Link(_) | RecKind::PendingLink, _) => NodeKind::Dir,
+                };
+                tree.insert(parent, name, kind, meta)?;
+            }
+            Paths::Spilled(spill) => {
+                if name.len() > usize::from(u8::MAX) {
+                    return Err(Error::TooLarge {
+                        what: "file name",
+                        size: name.len() as u64,
+                        limit: u64::from(u8::MAX),
+                    });
+                }
+                let runs = spill.stats.runs;
+                match link {
+                    Some(target) => spill.push_link(&entry.path, target)?,
+                    None => {
+                        spill.push(&key_of(&entry.path), &kind, &meta)?;
+                    }
+                }
+                if spill.stats.runs != runs {
+                    self.report_spill(runs);
+                }
+            }
+        }
+        self.look_at_budget()
     }
 }
 
@@ -269,7 +408,7 @@ impl Sink for SquashfsSink {
         let inode_table = image.position();
         let mut inodes = MetaWriter::new(Arc::clone(&codec));
         let mut dirs = DirWriter::new(Arc::clone(&codec));
-        let tree = sink.tree.serialize(&mut Tables {
+        let mut tables = Tables {
             image: &mut image,
             inodes: &mut inodes,
             dirs: &mut dirs,
@@ -277,7 +416,20 @@ impl Sink for SquashfsSink {
             xattrs: &mut xattrs,
             files: &files,
             block_size: u64::from(options.block_size.get()),
-        })?;
+        };
+        let mut spilled = Spilled::default();
+        let tree = match sink.paths {
+            Paths::Memory(tree) => tree.serialize(&mut tables)?,
+            Paths::Spilled(mut spill) => {
+                spill.close()?;
+                spilled = Spilled {
+                    bytes: spill.stats.bytes,
+                    runs: spill.stats.runs,
+                    records: spill.stats.records,
+                };
+                spill_walk::serialize(*spill, &mut tables)?
+            }
+        };
         image.write(&inodes.finish()?)?;
         let dir_table = image.position();
         image.write(&dirs.finish()?)?;
@@ -322,7 +474,14 @@ impl Sink for SquashfsSink {
             second_pass: false,
             verity,
             reuse,
+            spilled,
         })
+    }
+
+    fn merge_memory(&mut self, bytes: u64) {
+        if let Some(b) = &mut self.budget {
+            b.merge = bytes;
+        }
     }
 }
 

@@ -39,6 +39,7 @@ use crate::squashfs::id_table::IdTable;
 use crate::squashfs::image_file::ImageFile;
 use crate::squashfs::inode::{self, InodeBase, InodeData};
 use crate::squashfs::meta_writer::MetaWriter;
+use crate::squashfs::spill::{Canon, RecKind, Spill};
 use crate::squashfs::xattr_writer::{SetHandle, XattrWriter, NO_SET};
 
 /// The type-specific part of a node (8 bytes).
@@ -473,13 +474,7 @@ impl Tree {
     /// Marks everything under a dead node dead and returns the live non-root nodes sorted by
     /// (parent, name): each directory's children become one contiguous run.
     fn sorted_live_nodes(&mut self) -> Vec<u32> {
-        // Parents come before their children in the arena, so one pass propagates deadness.
-        for i in 1..self.nodes.len() {
-            let parent = self.nodes[i].parent as usize;
-            if self.nodes[parent].attrs & DEAD != 0 {
-                self.nodes[i].attrs |= DEAD;
-            }
-        }
+        self.propagate_dead();
         let mut order: Vec<u32> = (1..self.nodes.len() as u32)
             .filter(|&i| self.nodes[i as usize].attrs & DEAD == 0)
             .collect();
@@ -490,6 +485,17 @@ impl Tree {
                 .then_with(|| self.name(a).cmp(self.name(b)))
         });
         order
+    }
+
+    /// Marks everything under a dead node dead. Parents come before their children in the
+    /// arena, so one pass does it.
+    fn propagate_dead(&mut self) {
+        for i in 1..self.nodes.len() {
+            let parent = self.nodes[i].parent as usize;
+            if self.nodes[parent].attrs & DEAD != 0 {
+                self.nodes[i].attrs |= DEAD;
+            }
+        }
     }
 
     /// Number of live names per linked inode beyond its own (only nodes that links point at).
@@ -541,38 +547,9 @@ impl Tree {
         nlink: u32,
         files: &'a FileStore,
         block_size: u64,
-    ) -> Result<InodeData<'a>> {
-        Ok(match node.kind {
-            NodeKind::File(id) => {
-                let f = files
-                    .files
-                    .get(id as usize)
-                    .copied()
-                    .unwrap_or_else(|| crate::squashfs::block_writer::FileData::new(0));
-                let blocks = files.words(&f);
-                let mut sparse = 0u64;
-                let size = f.size();
-                for (i, &w) in blocks.iter().enumerate() {
-                    if w == 0 {
-                        sparse += block_size.min(size.saturating_sub(i as u64 * block_size));
-                    }
-                }
-                // Exact hole bytes (≤ size); the kernel's i_blocks = (size − sparse + 511) / 512
-                // is then 0 for a file that is all holes. (mksquashfs stores size − 1 there.)
-                InodeData::File {
-                    blocks_start: files.blocks_start(&f),
-                    size,
-                    sparse,
-                    nlink,
-                    fragment: f.fragment,
-                    fragment_offset: if f.fragment == NO_FRAGMENT {
-                        0
-                    } else {
-                        f.fragment_offset
-                    },
-                    blocks,
-                }
-            }
+    ) -> InodeData<'a> {
+        match node.kind {
+            NodeKind::File(id) => file_inode(files, id, nlink, block_size),
             NodeKind::Symlink { off, len } => InodeData::Symlink {
                 target: self
                     .bytes
@@ -586,7 +563,78 @@ impl Tree {
             NodeKind::Socket => InodeData::Socket { nlink },
             // Directories are written from the listing; links resolve to their target first.
             NodeKind::Dir | NodeKind::Hardlink(_) => InodeData::Fifo { nlink },
-        })
+        }
+    }
+
+    /// The metadata of node `node` as stored.
+    fn meta(&self, node: &Node) -> NodeMeta {
+        let a = self.attrs.get(node.attrs);
+        NodeMeta {
+            mode: a.mode,
+            uid: a.uid,
+            gid: a.gid,
+            mtime: node.mtime,
+            xattrs: a.xattrs,
+        }
+    }
+
+    /// The live nodes as spill records (key, node index as `seq`, kind, metadata), and the
+    /// nodes live links point at (dead ones included) as [`Canon`]s: the tree's state handed
+    /// to a [`Spill`] when the memory budget is reached.
+    pub(crate) fn spill_into(mut self, spill: &mut Spill) -> Result<()> {
+        self.propagate_dead();
+        spill.root = self.meta(&self.nodes[0]);
+        let mut key = Vec::new();
+        for i in 1..self.nodes.len() as u32 {
+            let node = self.nodes[i as usize];
+            if node.attrs & DEAD != 0 {
+                continue;
+            }
+            let kind = match node.kind {
+                NodeKind::Hardlink(t) => {
+                    let target = self.nodes[t as usize];
+                    let canon = Canon {
+                        kind: self.rec_kind(target.kind),
+                        meta: self.meta(&target),
+                    };
+                    spill.canon.entry(u64::from(t)).or_insert(canon);
+                    RecKind::Link(u64::from(t))
+                }
+                k => self.rec_kind(k),
+            };
+            key.clear();
+            self.key_into(i, &mut key);
+            spill.push_at(&key, u64::from(i), &kind, &self.meta(&node))?;
+        }
+        Ok(())
+    }
+
+    fn rec_kind(&self, kind: NodeKind) -> RecKind {
+        match kind {
+            NodeKind::Dir => RecKind::Dir,
+            NodeKind::File(id) => RecKind::File(id),
+            NodeKind::Symlink { off, len } => RecKind::Symlink(
+                self.bytes
+                    .get(off as usize..off as usize + usize::from(len))
+                    .unwrap_or(&[])
+                    .into(),
+            ),
+            NodeKind::CharDev(d) => RecKind::CharDev(d),
+            NodeKind::BlockDev(d) => RecKind::BlockDev(d),
+            NodeKind::Fifo => RecKind::Fifo,
+            NodeKind::Socket => RecKind::Socket,
+            NodeKind::Hardlink(t) => RecKind::Link(u64::from(t)),
+        }
+    }
+
+    /// Appends node `i`'s spill key (its path, components separated by NUL).
+    fn key_into(&self, i: u32, key: &mut Vec<u8>) {
+        let parent = self.nodes[i as usize].parent;
+        if parent != 0 {
+            self.key_into(parent, key);
+            key.push(0);
+        }
+        key.extend_from_slice(self.name(i));
     }
 
     fn write_inode(
@@ -597,25 +645,73 @@ impl Tree {
         t: &mut Tables<'_>,
         scratch: &mut Vec<u8>,
     ) -> Result<u64> {
-        let attrs = self.attrs.get(node.attrs);
-        let base = InodeBase {
-            permissions: attrs.mode & 0o7777,
-            uid_idx: t.ids.index(attrs.uid)?,
-            gid_idx: t.ids.index(attrs.gid)?,
-            mtime: node.mtime,
-            number,
-            xattr: t.xattrs.id_for(attrs.xattrs),
-        };
-        scratch.clear();
-        inode::encode(&base, data, scratch)?;
-        let at = t.inodes.position();
-        t.inodes.append(scratch)?;
-        if t.inodes.pending_len() >= 1 << 20 {
-            let blocks = t.inodes.take_output();
-            t.image.write(&blocks)?;
-        }
-        Ok(at.packed())
+        put_inode(&self.meta(node), number, data, t, scratch)
     }
+
+    /// Number of nodes (live or not): spill `seq`s start after them.
+    pub(crate) fn node_count(&self) -> u64 {
+        self.nodes.len() as u64
+    }
+}
+
+/// The inode fields of regular file `id` (its placement in `files`).
+pub(crate) fn file_inode(files: &FileStore, id: u32, nlink: u32, block_size: u64) -> InodeData<'_> {
+    let f = files
+        .files
+        .get(id as usize)
+        .copied()
+        .unwrap_or_else(|| crate::squashfs::block_writer::FileData::new(0));
+    let blocks = files.words(&f);
+    let mut sparse = 0u64;
+    let size = f.size();
+    for (i, &w) in blocks.iter().enumerate() {
+        if w == 0 {
+            sparse += block_size.min(size.saturating_sub(i as u64 * block_size));
+        }
+    }
+    // Exact hole bytes (≤ size); the kernel's i_blocks = (size − sparse + 511) / 512 is then 0
+    // for a file that is all holes. (mksquashfs stores size − 1 there.)
+    InodeData::File {
+        blocks_start: files.blocks_start(&f),
+        size,
+        sparse,
+        nlink,
+        fragment: f.fragment,
+        fragment_offset: if f.fragment == NO_FRAGMENT {
+            0
+        } else {
+            f.fragment_offset
+        },
+        blocks,
+    }
+}
+
+/// Appends one inode to the inode table (streaming full metadata blocks to the image);
+/// returns its packed reference.
+pub(crate) fn put_inode(
+    meta: &NodeMeta,
+    number: u32,
+    data: &InodeData<'_>,
+    t: &mut Tables<'_>,
+    scratch: &mut Vec<u8>,
+) -> Result<u64> {
+    let base = InodeBase {
+        permissions: meta.mode & 0o7777,
+        uid_idx: t.ids.index(meta.uid)?,
+        gid_idx: t.ids.index(meta.gid)?,
+        mtime: meta.mtime,
+        number,
+        xattr: t.xattrs.id_for(meta.xattrs),
+    };
+    scratch.clear();
+    inode::encode(&base, data, scratch)?;
+    let at = t.inodes.position();
+    t.inodes.append(scratch)?;
+    if t.inodes.pending_len() >= 1 << 20 {
+        let blocks = t.inodes.take_output();
+        t.image.write(&blocks)?;
+    }
+    Ok(at.packed())
 }
 
 /// The children of directory `d` in the sorted order.
@@ -675,7 +771,7 @@ impl TableWriter<'_> {
         }
         let tree = self.tree;
         let node = tree.nodes[k as usize];
-        let data = tree.inode_data(&node, self.nlink(k), t.files, t.block_size)?;
+        let data = tree.inode_data(&node, self.nlink(k), t.files, t.block_size);
         if let InodeData::File { size, .. } = data {
             self.file_bytes += size;
         }
@@ -731,7 +827,7 @@ fn name_at(bytes: &[u8], off: u32) -> &[u8] {
     &bytes[start..start + usize::from(bytes[off as usize])]
 }
 
-fn basic_type(kind: NodeKind) -> u16 {
+pub(crate) fn basic_type(kind: NodeKind) -> u16 {
     use crate::squashfs::format::inode_type;
     match kind {
         NodeKind::Dir => inode_type::DIR,

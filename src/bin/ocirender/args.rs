@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ocirender::registry::{Concurrency, Mirror, RegistryOptions};
 use ocirender::{
-    BlockSize, Compression, ConvertOptions, Format, Jobs, Ownership, Platform, ReadAhead, Reuse,
-    Selector, SquashfsOptions, VerityHash, VerityOptions, XzFilter,
+    BlockSize, Compression, ConvertOptions, Format, Jobs, MemoryLimit, Ownership, Platform,
+    ReadAhead, Reuse, Selector, SquashfsOptions, VerityHash, VerityOptions, XzFilter,
 };
 
 /// Convert OCI container images into squashfs images, tar archives or directories.
@@ -244,6 +244,12 @@ pub struct SquashfsArgs {
     /// MIB mebibytes of decoded data each). More trades memory for overlap. By default, 1:16.
     #[arg(long, value_name = "N[:MIB]|off", default_value = "1:16")]
     pub read_ahead: ReadAhead,
+    /// Memory for what is kept per path (the merge's record of every path, the squashfs
+    /// tree): past it, the squashfs tree spills to sorted runs in a temporary file beside the
+    /// output (same output, more time). SIZE is bytes with an optional K, M, G suffix, or
+    /// `unlimited`.
+    #[arg(long, value_name = "SIZE", default_value = "256M")]
+    pub memory_limit: MemoryLimit,
     /// Copy the compressed blocks that PREVIOUS (an earlier squashfs of this tool, made with
     /// the same compression settings) already holds instead of compressing them again. The
     /// output is the same as without it; PREVIOUS may be the output path itself.
@@ -384,6 +390,7 @@ impl SquashfsArgs {
         Ok(ConvertOptions::default()
             .jobs(jobs)
             .read_ahead(self.read_ahead)
+            .memory_limit(self.memory_limit)
             .ownership(if ignore_ownership {
                 Ownership::Ignore
             } else {

@@ -237,6 +237,15 @@ fn print_summary(spec: &ImageSpec, summary: &Summary, started: Instant) {
             v.hash
         );
     }
+    if summary.spilled.runs > 0 {
+        let _ = writeln!(
+            err,
+            "memory budget reached: {} path records ({}) of the squashfs tree spilled to disk in {} sorted runs",
+            summary.spilled.records,
+            HumanBytes(summary.spilled.bytes),
+            summary.spilled.runs
+        );
+    }
     if let Some(r) = summary.reuse.as_ref().filter(|r| r.refused.is_none()) {
         let total = r.blocks_reused + r.blocks_compressed;
         let saved = r

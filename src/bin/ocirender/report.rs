@@ -33,6 +33,8 @@ struct State {
     backlog: usize,
     /// Bytes of blocks copied from a previous image (`--reuse`).
     reused: u64,
+    /// Bytes of the squashfs tree spilled to disk (`--memory-limit`).
+    spilled: u64,
     last_line: Instant,
 }
 
@@ -64,6 +66,7 @@ pub fn reporter(mode: ProgressMode, quiet: bool) -> ProgressFn {
         written: 0,
         backlog: 0,
         reused: 0,
+        spilled: 0,
         last_line: now,
     }));
     Arc::new(move |event: &Progress| {
@@ -127,6 +130,15 @@ impl State {
                         self.reused_text()
                     ));
                 }
+                self.message();
+            }
+            Progress::Spilled { bytes, runs } => {
+                if *runs <= 1 {
+                    self.line(format_args!(
+                        "memory budget reached: the squashfs tree goes on in sorted runs on disk"
+                    ));
+                }
+                self.spilled = *bytes;
                 self.message();
             }
             Progress::Backlog { blocks } => self.backlog = *blocks,
@@ -207,10 +219,13 @@ impl State {
     }
 
     fn reused_text(&self) -> String {
+        let mut text = String::new();
         if self.reused > 0 {
-            format!(", {} reused", HumanBytes(self.reused))
-        } else {
-            String::new()
+            text += &format!(", {} reused", HumanBytes(self.reused));
         }
+        if self.spilled > 0 {
+            text += &format!(", {} spilled", HumanBytes(self.spilled));
+        }
+        text
     }
 }
