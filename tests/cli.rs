@@ -50,6 +50,37 @@ fn format_follows_the_extension() {
 }
 
 #[test]
+fn a_memory_limit_spills_and_says_so_without_changing_the_image() {
+    let t = tempfile::tempdir().unwrap();
+    let (a, b) = (t.path().join("a.sqfs"), t.path().join("b.sqfs"));
+    let o = run(&["convert", &example(), a.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("spilled"), "{}", stderr(&o));
+    let o = run(&[
+        "convert",
+        "--memory-limit",
+        "0",
+        "--progress",
+        "plain",
+        &example(),
+        b.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("memory budget reached"), "{err}");
+    assert!(err.contains("spilled to disk in 1 sorted run"), "{err}");
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    assert_eq!(
+        entries(t.path()),
+        [a, b],
+        "nothing else left beside the output"
+    );
+    let o = run(&["convert", "--memory-limit", "lots", &example(), "x.sqfs"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("memory limit"), "{}", stderr(&o));
+}
+
+#[test]
 fn unknown_extension_needs_a_format() {
     let t = tempfile::tempdir().unwrap();
     let out = t.path().join("x.img");

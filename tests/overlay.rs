@@ -13,8 +13,8 @@
 use crate::support::builder::{Body, Codec, ImageBuilder, Layer, LongNames};
 use crate::support::dump::DumpOptions;
 use crate::support::model;
-use crate::support::outputs::{convert_all, convert_one, diff, expand_expected};
-use ocirender::{ConvertOptions, Error, Format};
+use crate::support::outputs::{convert_all, convert_one, diff, expand_expected, open_image};
+use ocirender::{convert, ConvertOptions, Error, Format, ImageSpec, MemoryLimit};
 
 /// What a case must produce.
 enum Expect {
@@ -1055,6 +1055,52 @@ fn the_model_agrees_with_every_hand_written_case() {
 #[test]
 fn squashfs_output_matches_every_case() {
     run_format(Format::Squashfs);
+}
+
+/// The squashfs image of every case is the same byte for byte when the writer's tree spills
+/// from the first entry (`ConvertOptions::memory_limit` 0), and a failing case fails the
+/// same way.
+#[test]
+fn every_case_gives_the_same_squashfs_when_the_tree_spills() {
+    let (mut failures, mut images, mut errors) = (Vec::new(), 0, 0);
+    for case in cases() {
+        let t = tempfile::tempdir().unwrap();
+        let img = ImageBuilder::new()
+            .layers(case.layers.iter().cloned())
+            .build(t.path().join("img"));
+        let mut outcome = Vec::new();
+        for (name, limit) in [
+            ("memory.sqfs", MemoryLimit::UNLIMITED),
+            ("spilled.sqfs", MemoryLimit::bytes(0)),
+        ] {
+            let out = t.path().join(name);
+            let options = ConvertOptions::default().memory_limit(limit);
+            let r = open_image(&img).and_then(|image| {
+                convert(&image, &ImageSpec::new(Format::Squashfs, &out), &options)
+            });
+            outcome.push(match r {
+                Ok(_) => Ok(std::fs::read(&out).unwrap()),
+                Err(e) => Err(crate::support::error_text(&e)),
+            });
+        }
+        match (&outcome[0], &outcome[1]) {
+            (Ok(a), Ok(b)) if a == b => images += 1,
+            (Err(a), Err(b)) if a == b => errors += 1,
+            (Ok(_), Ok(_)) => failures.push(format!("{}: images differ", case.name)),
+            (a, b) => failures.push(format!(
+                "{}: in memory {:?}, spilled {:?}",
+                case.name,
+                a.as_ref().map(|_| "image"),
+                b.as_ref().map(|_| "image")
+            )),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    eprintln!("{images} identical images, {errors} identical errors");
+    assert!(
+        images >= 40 && errors >= 10,
+        "{images} images, {errors} errors"
+    );
 }
 
 #[test]

@@ -1,10 +1,10 @@
 //! [`PathTree`]: every path the merge has met, interned once, with its per-path state.
 //!
-//! The merge's memory is per path, so this is where it goes: one 36-byte node per path (a
-//! 16-byte directory state more for the paths used as directories), the name bytes in one
-//! shared arena, and a hash table keyed by (parent, name). A path is never stored whole. Nodes
-//! also link to their children so a subtree can be visited when a directory is replaced inside
-//! one layer.
+//! The merge's memory is per path, so this is where it goes: one 32-byte node per path (a
+//! 20-byte directory state more for the paths used as directories or with paths beneath), the
+//! name bytes in one shared arena, and a hash table keyed by (parent, name). A path is never
+//! stored whole. Directories also link to their children so a subtree can be visited when a
+//! directory is replaced inside one layer.
 
 use std::hash::BuildHasher;
 
@@ -59,12 +59,11 @@ pub(crate) enum Status {
     Link,
 }
 
-/// One path: 36 bytes. What only directories need lives in a [`DirState`] of its own, since
-/// nearly every path is a file.
+/// One path: 32 bytes. What only paths with something beneath need lives in a [`DirState`] of
+/// its own, since nearly every path is a file.
 #[derive(Clone, Debug)]
 struct Node {
     parent: NodeId,
-    first_child: NodeId,
     next_sibling: NodeId,
     name_off: u32,
     /// The entry ordinal of the path's first hiding record (see `record_layer`).
@@ -91,14 +90,13 @@ struct Node {
 }
 
 // The merge's memory is mostly nodes: keep them small.
-const _: () = assert!(std::mem::size_of::<Node>() <= 36);
+const _: () = assert!(std::mem::size_of::<Node>() <= 32);
 
 impl Node {
     /// A path met for the first time: no children, nothing delivered, nothing hidden.
     fn new(parent: NodeId, next_sibling: NodeId, name_off: u32, name_len: u8) -> Node {
         Node {
             parent,
-            first_child: NONE,
             next_sibling,
             name_off,
             record_ordinal: 0,
@@ -115,9 +113,12 @@ impl Node {
     }
 }
 
-/// What the merge keeps about a path that entries used as a directory.
+/// What the merge keeps about a path that entries used as a directory, or that has paths
+/// beneath it.
 #[derive(Clone, Debug)]
 struct DirState {
+    /// The last child interned (children are linked by `Node::next_sibling`).
+    first_child: NodeId,
     /// 1 + the oldest layer so far that used this path as a directory (0: none): see
     /// [`PathTree::touch`].
     used_layer: u16,
@@ -136,6 +137,7 @@ struct DirState {
 }
 
 const NEW_DIR: DirState = DirState {
+    first_child: NONE,
     used_layer: 0,
     prev_used_layer: 0,
     meta_layer: NO_LAYER,
@@ -225,10 +227,10 @@ impl PathTree {
         let name_len = name.len().min(u8::MAX as usize) as u8;
         let name_off = self.names.len() as u32;
         self.names.extend_from_slice(&name[..name_len as usize]);
-        let next_sibling = self.nodes[parent.index()].first_child;
+        let next_sibling = self.first_child(parent);
         self.nodes
             .push(Node::new(parent, next_sibling, name_off, name_len));
-        self.nodes[parent.index()].first_child = id;
+        self.dir_mut(parent).first_child = id;
         let h = self.hash(parent, name);
         let nodes = &self.nodes;
         let hasher = &self.hasher;
@@ -463,17 +465,21 @@ impl PathTree {
 
     /// Whether any path beneath `id` was interned.
     pub(crate) fn has_children(&self, id: NodeId) -> bool {
-        self.nodes[id.index()].first_child != NONE
+        self.first_child(id) != NONE
+    }
+
+    fn first_child(&self, id: NodeId) -> NodeId {
+        self.dir(id).map_or(NONE, |d| d.first_child)
     }
 
     /// The descendants of `id` (not `id` itself), depth first.
     pub(crate) fn descendants(&self, id: NodeId) -> Vec<NodeId> {
         let mut out = Vec::new();
-        let mut stack = vec![self.nodes[id.index()].first_child];
+        let mut stack = vec![self.first_child(id)];
         while let Some(mut c) = stack.pop() {
             while c != NONE {
                 out.push(c);
-                stack.push(self.nodes[c.index()].first_child);
+                stack.push(self.first_child(c));
                 c = self.nodes[c.index()].next_sibling;
             }
         }

@@ -20,7 +20,8 @@
 //! One component per table, each with a begin/append/end style interface: [`format`](mod@format) (records),
 //! `compressor`, `block_processor`, `block_writer`, `fragment_table`, `meta_writer`,
 //! `tree`, `inode`, `dir_writer`, `id_table`, `xattr_writer`, `table` and
-//! `superblock`. [`SquashfsReader`] reads images back (for `verify`, `ls` and the tests) and
+//! `superblock`; past the memory budget, `spill` (the tree as sorted runs on disk) and
+//! `spill_walk` (the tables written from them, the same bytes as from `tree`). [`SquashfsReader`] reads images back (for `verify`, `ls` and the tests) and
 //! [`debug`] describes one as text.
 
 mod block_processor;
@@ -300,13 +301,11 @@ impl SquashfsSink {
                 return Err(unrepresentable("the root must be a directory"));
             }
             let meta = self.meta(entry);
-            return match &mut self.paths {
-                Paths::Memory(tree) => tree.set_root(meta),
-                Paths::Spilled(spill) => {
-                    spill.root = meta;
-                    Ok(())
-                }
-            };
+            match &mut self.paths {
+                Paths::Memory(tree) => tree.set_root(meta)?,
+                Paths::Spilled(spill) => spill.root = meta,
+            }
+            return self.look_at_budget();
         };
         let parent = match &mut self.paths {
             Paths::Memory(tree) => tree.parent_dir(&entry.path)?,

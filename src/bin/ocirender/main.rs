@@ -240,10 +240,11 @@ fn print_summary(spec: &ImageSpec, summary: &Summary, started: Instant) {
     if summary.spilled.runs > 0 {
         let _ = writeln!(
             err,
-            "memory budget reached: {} path records ({}) of the squashfs tree spilled to disk in {} sorted runs",
+            "memory budget reached: {} path records ({}) of the squashfs tree spilled to disk in {} sorted run{}",
             summary.spilled.records,
             HumanBytes(summary.spilled.bytes),
-            summary.spilled.runs
+            summary.spilled.runs,
+            if summary.spilled.runs == 1 { "" } else { "s" }
         );
     }
     if let Some(r) = summary.reuse.as_ref().filter(|r| r.refused.is_none()) {
