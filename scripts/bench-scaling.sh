@@ -14,8 +14,9 @@
 # linear shows as a rising column, and plots OUT_DIR/scaling.png when matplotlib is importable.
 #
 # The memory series (`memory`): 200 MB, 4 layers, 1,000,000 and 10,000,000 files, each into
-# squashfs, tar and a directory, with peak RSS and bytes per file (OUT_DIR/memory.md). The
-# 10M image takes ~2.5 min to generate and 0.6 GB; its directory output needs 10M free inodes.
+# squashfs (with the default --memory-limit and unlimited), tar and a directory, with peak RSS,
+# bytes per file and what spilled to disk (OUT_DIR/memory.md). The 10M image takes ~2.5 min to
+# generate and 0.6 GB; its directory output needs 10M free inodes.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-/tmp/ocirender-scaling}
@@ -46,22 +47,26 @@ run() { # series files bytes layers
 
 memory() {
   local table="$out/memory.md"
-  printf '| files | output | wall s | CPU s | peak RSS MiB | RSS bytes per file |\n' > "$table"
-  printf '|---:|---|---:|---:|---:|---:|\n' >> "$table"
+  printf '| files | output | --memory-limit | wall s | CPU s | peak RSS MiB | RSS bytes per file | spilled |\n' > "$table"
+  printf '|---:|---|---|---:|---:|---:|---:|---|\n' >> "$table"
   for files in 1000000 10000000; do
     local img="$out/img-$files-200000000-4"
     [ -f "$img/index.json" ] || "$synth" "$img" "$files" 200000000 4
-    for format in squashfs tar dir; do
+    for run in squashfs:256M squashfs:unlimited tar:256M dir:256M; do
+      local format=${run%%:*} limit=${run#*:}
       local dest="$out/out.$format"
       rm -rf "$dest"
       sync
       /usr/bin/time -f "%e %U %S %M" -o "$out/t" \
-        "$bin" convert --quiet --format "$format" "$img:latest" "$dest"
+        "$bin" convert --progress none --memory-limit "$limit" --format "$format" \
+        "$img:latest" "$dest" 2> "$out/summary"
       read -r wall user sys rss < "$out/t"
       rm -rf "$dest"
-      printf '| %s | %s | %s | %s | %d | %d |\n' "$files" "$format" "$wall" \
-        "$(echo "$user + $sys" | bc)" $((rss / 1024)) $((rss * 1024 / files)) >> "$table"
-      echo "done: memory files=$files $format wall=${wall}s rss=${rss}KiB" >&2
+      local spilled
+      spilled=$(sed -n 's/^memory budget reached: \(.*\) of the squashfs tree spilled to disk in \(.*\)$/\1, \2/p' "$out/summary")
+      printf '| %s | %s | %s | %s | %s | %d | %d | %s |\n' "$files" "$format" "$limit" "$wall" \
+        "$(echo "$user + $sys" | bc)" $((rss / 1024)) $((rss * 1024 / files)) "${spilled:-—}" >> "$table"
+      echo "done: memory files=$files $format limit=$limit wall=${wall}s rss=${rss}KiB" >&2
     done
   done
   cat "$table"
