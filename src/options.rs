@@ -132,6 +132,27 @@ impl ImageSpec {
     }
 }
 
+/// A size in bytes: digits, then optionally a binary unit (`K`, `KB`, `KiB`, any case, up to
+/// the unit of `max_shift` bits: 20 allows K and M, 40 also G and T). `None` if malformed or
+/// past `u64`.
+fn parse_bytes(s: &str, max_shift: u32) -> Option<u64> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let shift = match unit.to_ascii_lowercase().as_str() {
+        "" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return None,
+    };
+    if shift > max_shift {
+        return None;
+    }
+    num.parse::<u64>().ok()?.checked_mul(1u64 << shift)
+}
+
 /// Squashfs data block size: a power of two from 4 KiB to 1 MiB.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct BlockSize(u32);
@@ -182,22 +203,8 @@ impl FromStr for BlockSize {
             value: s.to_owned(),
             reason: "expected a number of bytes, optionally with K or M",
         };
-        let t = s.trim();
-        let (num, mult) = match t.find(|c: char| !c.is_ascii_digit()) {
-            None => (t, 1u64),
-            Some(i) => {
-                let mult = match t[i..].to_ascii_lowercase().as_str() {
-                    "k" | "kb" | "kib" => 1024,
-                    "m" | "mb" | "mib" => 1024 * 1024,
-                    _ => return Err(bad()),
-                };
-                (&t[..i], mult)
-            }
-        };
-        let n: u64 = num.parse().map_err(|_| bad())?;
-        let bytes = n
-            .checked_mul(mult)
-            .filter(|&b| b <= u32::MAX as u64)
+        let bytes = parse_bytes(s, 20)
+            .filter(|&b| b <= u64::from(u32::MAX))
             .ok_or_else(bad)?;
         BlockSize::new(bytes as u32)
     }
@@ -628,27 +635,10 @@ impl FromStr for MemoryLimit {
             value: s.to_owned(),
             reason: "expected a number of bytes, optionally with K, M, G or T, or `unlimited`",
         };
-        let t = s.trim();
-        if t.eq_ignore_ascii_case("unlimited") {
+        if s.trim().eq_ignore_ascii_case("unlimited") {
             return Ok(MemoryLimit::UNLIMITED);
         }
-        let (num, shift) = match t.find(|c: char| !c.is_ascii_digit()) {
-            None => (t, 0),
-            Some(i) => {
-                let shift = match t[i..].to_ascii_lowercase().as_str() {
-                    "k" | "kb" | "kib" => 10,
-                    "m" | "mb" | "mib" => 20,
-                    "g" | "gb" | "gib" => 30,
-                    "t" | "tb" | "tib" => 40,
-                    _ => return Err(bad()),
-                };
-                (&t[..i], shift)
-            }
-        };
-        let n: u64 = num.parse().map_err(|_| bad())?;
-        n.checked_mul(1u64 << shift)
-            .map(MemoryLimit)
-            .ok_or_else(bad)
+        parse_bytes(s, 40).map(MemoryLimit).ok_or_else(bad)
     }
 }
 

@@ -17,8 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::support::builder::{ImageBuilder, Layer};
+use crate::support::dump::DumpOptions;
 use crate::support::oracle;
-use crate::support::outputs::open_image;
+use crate::support::outputs::{open_image, read_output};
 use ocirender::squashfs::SquashfsSink;
 use ocirender::{
     convert, CancelToken, ConvertOptions, Entry, EntryKind, EntryPath, Error, Format, ImageSpec,
@@ -290,6 +291,20 @@ fn a_large_image_spilled_with_a_tiny_budget_is_the_same_image() {
         oracle::without_links_and_xattrs(&by_backhand)
     );
     assert!(by_unsquashfs.0.len() as u64 >= s.entries - 1);
+    // And the same tree as the tar output of the same image (read back by GNU tar).
+    let tar = work.path().join("o.tar");
+    let image = open_image(&image_dir).unwrap();
+    convert(
+        &image,
+        &ImageSpec::new(Format::Tar, &tar),
+        &ConvertOptions::default(),
+    )
+    .unwrap();
+    let dump = |format, path: &Path| read_output(path, format).dump(DumpOptions::default());
+    assert!(
+        dump(Format::Squashfs, &spilled) == dump(Format::Tar, &tar),
+        "the spilled image and the tar output differ"
+    );
 }
 
 #[test]

@@ -75,6 +75,28 @@ struct Frame {
     subdirs: u32,
 }
 
+impl Frame {
+    /// A frame with nothing beneath it yet, at the root's place (the caller sets where).
+    fn new(kind: FrameKind, alive: bool, meta: NodeMeta, ino: u32) -> Frame {
+        Frame {
+            key_len: 0,
+            name_start: 0,
+            kill: 0,
+            hist: 0,
+            kind,
+            alive,
+            meta,
+            ino,
+            live_children: false,
+            first_beneath: u64::MAX,
+            dir_links: Vec::new(),
+            names: Vec::new(),
+            entries: Vec::new(),
+            subdirs: 0,
+        }
+    }
+}
+
 /// The walk's state; `tables` is `None` in the counting walk.
 struct Walk<'t, 'a> {
     tables: Option<&'t mut Tables<'a>>,
@@ -130,9 +152,8 @@ fn kind_type(kind: &RecKind) -> u16 {
     }
 }
 
-/// Writes the inode and directory tables of a spilled tree (`spill` closed).
+/// Writes the inode and directory tables of a spilled tree (after [`Spill::close`]).
 pub(crate) fn serialize(mut spill: Spill, t: &mut Tables<'_>) -> Result<Serialized> {
-    spill.close()?;
     let pending: Vec<(u64, EntryPath, EntryPath)> = std::mem::take(&mut spill.pending)
         .into_iter()
         .map(|p| (p.seq, p.link, p.target))
@@ -202,22 +223,8 @@ impl Walk<'_, '_> {
         self.history.clear();
         self.nondir_frames = 0;
         let root_ino = self.root_ino;
-        self.frames.push(Frame {
-            key_len: 0,
-            name_start: 0,
-            kill: 0,
-            hist: 0,
-            kind: FrameKind::Dir,
-            alive: true,
-            meta: self.root,
-            ino: root_ino,
-            live_children: false,
-            first_beneath: u64::MAX,
-            dir_links: Vec::new(),
-            names: Vec::new(),
-            entries: Vec::new(),
-            subdirs: 0,
-        });
+        self.frames
+            .push(Frame::new(FrameKind::Dir, true, self.root, root_ino));
         let mut merged = spill.merged()?;
         let mut group: Vec<Record> = Vec::new();
         let mut next = Record::empty();
@@ -395,16 +402,7 @@ impl Walk<'_, '_> {
             name_start: self.key.len() - (end - name_start),
             kill: parent_kill.max(max_nondir),
             hist,
-            kind,
-            alive,
-            meta,
-            ino,
-            live_children: false,
-            first_beneath: u64::MAX,
-            dir_links: Vec::new(),
-            names: Vec::new(),
-            entries: Vec::new(),
-            subdirs: 0,
+            ..Frame::new(kind, alive, meta, ino)
         });
         if self.counting() && recs.is_empty() {
             // A path no record names: links to it wait for what is beneath.
@@ -688,12 +686,9 @@ impl Walk<'_, '_> {
             Some(c) => match self.written.get(&c) {
                 Some(&w) => w,
                 None => {
-                    let canon = self.canon.get(&c).cloned().ok_or_else(|| {
-                        Error::io(
-                            "resolve a hard link of the spilled tree",
-                            std::path::Path::new("."),
-                            std::io::Error::other("link target lost"),
-                        )
+                    // The first walk recorded every inode a link resolved to.
+                    let canon = self.canon.get(&c).cloned().ok_or(Error::Bug {
+                        what: "a hard link of the spilled tree lost its inode",
                     })?;
                     let nlink = self.nlinks.get(&c).copied().unwrap_or(1);
                     let w = self.write_leaf(&canon.kind, &canon.meta, nlink)?;
