@@ -63,7 +63,10 @@ memory() {
       read -r wall user sys rss < "$out/t"
       rm -rf "$dest"
       local spilled
-      spilled=$(sed -n 's/^memory budget reached: \(.*\) of the squashfs tree spilled to disk in \(.*\)$/\1, \2/p' "$out/summary")
+      spilled=$(sed -n -e 's/^memory budget reached: \(.*\) of the squashfs tree spilled to disk in \(.*\)$/tree: \1, \2/p' \
+        -e "s/^memory budget reached: the merge's path table kept .* on disk (\(.*\) written)$/merge pages: \1/p" \
+        -e "s/^memory budget reached: the squashfs writer's file placements kept .* on disk (\(.*\) written)$/file pages: \1/p" \
+        "$out/summary" | paste -sd ';' | sed 's/;/; /g')
       printf '| %s | %s | %s | %s | %s | %d | %d | %s |\n' "$files" "$format" "$limit" "$wall" \
         "$(echo "$user + $sys" | bc)" $((rss / 1024)) $((rss * 1024 / files)) "${spilled:-—}" >> "$table"
       echo "done: memory files=$files $format limit=$limit wall=${wall}s rss=${rss}KiB" >&2

@@ -39,6 +39,7 @@ mod merge;
 mod options;
 #[cfg(feature = "async")]
 mod packer;
+mod pager;
 mod path;
 pub mod progress;
 #[cfg(feature = "registry")]

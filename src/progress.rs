@@ -93,6 +93,14 @@ pub enum Progress {
         /// Runs written, cumulative.
         runs: u32,
     },
+    /// The memory budget ([`ConvertOptions::memory_limit`](crate::ConvertOptions::memory_limit))
+    /// was reached and the merge's path table keeps its least recently used pages on disk;
+    /// sent with about every mebibyte of pages written (the first one says the budget was
+    /// reached).
+    Paged {
+        /// Bytes of pages written, cumulative.
+        bytes: u64,
+    },
     /// Bytes of layer `index`'s blob downloaded so far (a registry pull or fetch). Sent about
     /// once per mebibyte and when the blob is complete (`bytes == size`).
     Download {

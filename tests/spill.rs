@@ -10,6 +10,8 @@
 //!   by `unsquashfs` and `backhand` as the image's expected tree.
 //! - The spill file lives beside the output and is gone after success, error and
 //!   cancellation.
+//! - The merge's path table pages to disk under the same budget: tar and directory outputs
+//!   are the same too, and a place it cannot page to is a clear error.
 
 use std::fs;
 use std::path::Path;
@@ -277,6 +279,11 @@ fn a_large_image_spilled_with_a_tiny_budget_is_the_same_image() {
     let s = convert_to(&image_dir, &spilled, MemoryLimit::bytes(64 << 10), &temp);
     assert!(s.spilled.runs >= 5, "{:?}", s.spilled);
     assert!(s.spilled.records >= 150_000, "{:?}", s.spilled);
+    // The merge's path table went to disk as well, many times over its few resident pages.
+    assert!(s.spilled.merge_bytes >= 4 << 20, "{:?}", s.spilled);
+    // And the squashfs writer's file placements, once its tree spilled.
+    assert!(s.spilled.files_bytes > 0, "{:?}", s.spilled);
+    assert_eq!((m.spilled.merge_bytes, m.spilled.files_bytes), (0, 0));
     assert_eq!(m.entries, s.entries);
     assert!(
         fs::read(&memory).unwrap() == fs::read(&spilled).unwrap(),
@@ -305,6 +312,70 @@ fn a_large_image_spilled_with_a_tiny_budget_is_the_same_image() {
         dump(Format::Squashfs, &spilled) == dump(Format::Tar, &tar),
         "the spilled image and the tar output differ"
     );
+
+    // The tar output with the merge's table paged: the same bytes.
+    let options = ConvertOptions::default()
+        .memory_limit(MemoryLimit::bytes(0))
+        .temp_dir(&temp);
+    let paged_tar = work.path().join("paged.tar");
+    let t = convert(&image, &ImageSpec::new(Format::Tar, &paged_tar), &options).unwrap();
+    assert!(t.spilled.merge_bytes >= 4 << 20, "{:?}", t.spilled);
+    assert!(
+        fs::read(&tar).unwrap() == fs::read(&paged_tar).unwrap(),
+        "the tar output differs when the merge pages"
+    );
+    assert!(files_in(&temp).is_empty(), "{:?}", files_in(&temp));
+}
+
+#[test]
+fn the_merge_pages_where_told_and_says_so_or_fails_cleanly() {
+    let work = tempfile::tempdir().unwrap();
+    let image_dir = work.path().join("image");
+    big_image(30_000).build(&image_dir);
+    let image = open_image(&image_dir).unwrap();
+    // Reported as it happens.
+    let paged = Arc::new(AtomicBool::new(false));
+    let p = Arc::clone(&paged);
+    let options = ConvertOptions::default()
+        .memory_limit(MemoryLimit::bytes(0))
+        .progress(move |e| {
+            if let Progress::Paged { bytes } = e {
+                assert!(*bytes > 0);
+                p.store(true, Ordering::SeqCst);
+            }
+        });
+    let out = work.path().join("out").join("o.tar");
+    fs::create_dir(out.parent().unwrap()).unwrap();
+    let s = convert(&image, &ImageSpec::new(Format::Tar, &out), &options).unwrap();
+    assert!(s.spilled.merge_bytes > 0 && paged.load(Ordering::SeqCst));
+    // The page file went beside the output (no temporary directory given) and is gone.
+    assert_eq!(files_in(out.parent().unwrap()), vec!["o.tar".to_string()]);
+    // The same tar as without paging, and the same tree in a directory output.
+    let whole = work.path().join("whole.tar");
+    let options = ConvertOptions::default().memory_limit(MemoryLimit::UNLIMITED);
+    let w = convert(&image, &ImageSpec::new(Format::Tar, &whole), &options).unwrap();
+    assert_eq!(w.spilled.merge_bytes, 0);
+    assert!(fs::read(&whole).unwrap() == fs::read(&out).unwrap());
+    let dir = work.path().join("dir");
+    let options = ConvertOptions::default().memory_limit(MemoryLimit::bytes(0));
+    let d = convert(&image, &ImageSpec::new(Format::Dir, &dir), &options).unwrap();
+    assert!(d.spilled.merge_bytes > 0);
+    let dump = |format, path: &Path| read_output(path, format).dump(DumpOptions::default());
+    assert!(dump(Format::Dir, &dir) == dump(Format::Tar, &whole));
+
+    // Nowhere to page to: a clear error naming the place, and no output left.
+    let missing = work.path().join("missing");
+    let options = ConvertOptions::default()
+        .memory_limit(MemoryLimit::bytes(0))
+        .temp_dir(&missing);
+    let out = work.path().join("failed.tar");
+    let err = convert(&image, &ImageSpec::new(Format::Tar, &out), &options).unwrap_err();
+    let text = crate::support::error_text(&err);
+    assert!(
+        text.contains("page the merge's path") && text.contains("missing"),
+        "{text}"
+    );
+    assert!(!out.exists());
 }
 
 #[test]

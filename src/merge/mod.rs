@@ -45,6 +45,7 @@
 //! [`LayerState`], replaced when the next layer begins.
 
 mod hardlink;
+mod hidden;
 mod paths;
 mod resolve;
 mod spool;
@@ -65,34 +66,16 @@ use crate::progress::Progress;
 use crate::sink::{Sink, Summary};
 
 use hardlink::{Links, SlotId, Source, Waiter};
+use hidden::{Hidden, HiddenVersions};
 use paths::{NodeId, PathTree, Status, Use, ROOT};
 use resolve::Rewrite;
 pub use resolve::{Resolution, Resolver};
-use spool::{Spool, SpoolRef};
+use spool::Spool;
 use whiteout::{Barriers, Hides, Name};
 
 /// Opens a layer's decoded tar stream again, for the rare case where a hard link needs the
 /// content of a file its own layer hid and that content already went by.
 pub type Reopen<'a> = &'a mut dyn FnMut() -> Result<Box<dyn Read + Send>>;
-
-/// A version of a path in the current layer that the output does not show, kept until the
-/// layer ends in case a later entry of the same layer links to it. Entries are boxed: a layer
-/// can hide hundreds of thousands of paths, and the map should cost little per slot it has
-/// not filled.
-enum Hidden {
-    Dir,
-    /// Bound to an inode slot (spooled, copied, or a link).
-    Slot(SlotId),
-    /// A regular file whose content was spooled in case a link wants it.
-    Spooled(Box<(Entry, SpoolRef)>),
-    /// A regular file whose header and content can be fetched again by re-reading the layer
-    /// (its entry ordinal).
-    Refetchable(u64),
-    /// A symlink, device, fifo or socket.
-    Other(Box<Entry>),
-}
-
-const _: () = assert!(std::mem::size_of::<Hidden>() <= 24);
 
 /// The version of a path in the current layer that links of newer layers waiting for the path
 /// bind to when the layer ends (the last version wins, as extraction would leave it).
@@ -172,13 +155,24 @@ pub struct Merger {
     entries: u64,
     bytes: u64,
     reported: u64,
+    /// The memory the path tree may keep before its pages go to disk (`None`: no limit).
+    share: Option<usize>,
+    /// [`PathTree::paged_out`] when last reported.
+    paged_reported: u64,
+}
+
+/// The part of [`ConvertOptions::memory_limit`] the merge's path tree may hold; the rest is
+/// the sink's (the squashfs writer spills its own tree against the whole limit, counting this).
+fn merge_share(options: &ConvertOptions) -> Option<usize> {
+    let limit = options.memory_limit.get();
+    (limit != u64::MAX).then(|| usize::try_from(limit / 2).unwrap_or(usize::MAX))
 }
 
 /// What the merge keeps about the layer it is reading; replaced when the next layer begins.
 #[derive(Default)]
 struct LayerState {
     /// Hidden versions of the layer, by path.
-    hidden: HashMap<NodeId, Hidden>,
+    hidden: HiddenVersions,
     /// Links of newer layers waiting for paths the layer has.
     waiting: HashMap<NodeId, Waiting>,
     /// Symlinks of the layer at paths newer entries need as directories: an error unless a
@@ -224,9 +218,10 @@ impl Merger {
     /// at its next entry or read of data (dropping the merger then drops the sink, which
     /// removes its partial output).
     pub fn new(sink: Box<dyn Sink>, layers: usize, options: &ConvertOptions) -> Merger {
+        let dir = options.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
         Merger {
             sink,
-            tree: PathTree::new(),
+            tree: PathTree::new(dir),
             barriers: Barriers::default(),
             links: Links::default(),
             spool: Spool::in_dir(options.temp_dir.clone()),
@@ -242,6 +237,8 @@ impl Merger {
             entries: 0,
             bytes: 0,
             reported: 0,
+            share: merge_share(options),
+            paged_reported: 0,
         }
     }
 
@@ -402,12 +399,7 @@ impl Merger {
             if self.current.bad_links.is_empty() && self.current.waiters.is_empty() {
                 Vec::new()
             } else {
-                (self.current.hidden.values())
-                    .filter_map(|h| match h {
-                        Hidden::Slot(s) => Some(*s),
-                        _ => None,
-                    })
-                    .collect()
+                self.current.hidden.slots().collect()
             };
         self.current.hidden.clear();
         let mut symlinks = std::mem::take(&mut self.current.symlinks);
@@ -554,7 +546,51 @@ impl Merger {
     }
 
     /// One entry of layer `layer`, the `ordinal`-th of its stream: the rulebook's entry point.
+    /// Applies one entry ([`Merger::apply`]), then keeps the path tree within its share of the
+    /// memory budget. A failure to page the tree outranks whatever the entry made of the pages
+    /// that could not be read.
     fn entry(
+        &mut self,
+        layer: u32,
+        ordinal: u64,
+        refetchable: bool,
+        e: Entry,
+        data: &mut dyn Read,
+    ) -> Result<()> {
+        let r = self.apply(layer, ordinal, refetchable, e, data);
+        if let Some(e) = self.tree.take_error() {
+            return Err(e);
+        }
+        if ordinal.is_multiple_of(256) {
+            self.look_at_budget();
+        }
+        r
+    }
+
+    /// Bytes of the merge's state that grows with the image (for the memory budget).
+    fn heap_bytes(&self) -> usize {
+        self.tree.heap_bytes() + self.others_bytes()
+    }
+
+    /// The part of [`Merger::heap_bytes`] that the path tree cannot page.
+    fn others_bytes(&self) -> usize {
+        self.barriers.heap_bytes() + self.current.hidden.heap_bytes()
+    }
+
+    fn look_at_budget(&mut self) {
+        if let Some(share) = self.share {
+            self.tree.fit(share, self.others_bytes());
+        }
+        let paged = self.tree.paged_out();
+        if paged >= self.paged_reported + (1 << 20) || (paged > 0 && self.paged_reported == 0) {
+            self.paged_reported = paged;
+            if let Some(p) = &self.progress {
+                p(&Progress::Paged { bytes: paged });
+            }
+        }
+    }
+
+    fn apply(
         &mut self,
         layer: u32,
         ordinal: u64,
@@ -1000,6 +1036,7 @@ impl Merger {
             Some(Hidden::Other(e)) => matches!(e.kind, EntryKind::Symlink { .. }),
             Some(&Hidden::Slot(s)) => maybe_symlink(s),
             Some(_) => false,
+            None if self.current.hidden.has_file(p) => false,
             None => match self.tree.status(p) {
                 (Status::Symlink, by) => by == layer,
                 (Status::Link, by) if by == layer => {
@@ -1162,6 +1199,9 @@ impl Merger {
                 // A symlink this layer put there (hidden by a newer layer), or a link to one,
                 // is not replaced by a directory: extraction would write through it.
                 match self.current.hidden.get(&p) {
+                    None if self.current.hidden.has_file(p) => {
+                        self.current.hidden.insert(p, Hidden::Dir);
+                    }
                     None => {}
                     Some(Hidden::Other(e)) if matches!(e.kind, EntryKind::Symlink { .. }) => {
                         return Err(self.written_through_error(node, layer, p));
@@ -1352,7 +1392,7 @@ impl Merger {
             self.report_written();
         }
         if self.entries.is_multiple_of(256) {
-            self.sink.merge_memory(self.tree.heap_bytes() as u64);
+            self.sink.merge_memory(self.heap_bytes() as u64);
         }
         Ok(())
     }
@@ -1387,11 +1427,17 @@ impl Merger {
         for (root, members) in self.links.groups(&self.tree)? {
             self.deliver_group(root, &members)?;
         }
+        if let Some(e) = self.tree.take_error() {
+            return Err(e);
+        }
         self.report_written();
         self.cancel.check()?;
+        let paged = self.tree.paged_out();
         // The merge's per-path state is dropped before the sink finishes: the squashfs sink
         // builds its tables then, and the two need not be held at once.
-        self.into_sink().finish()
+        let mut summary = self.into_sink().finish()?;
+        summary.spilled.merge_bytes = paged;
+        Ok(summary)
     }
 
     fn into_sink(self) -> Box<dyn Sink> {

@@ -5,11 +5,19 @@
 //! name bytes in one shared arena, and a hash table keyed by (parent, name). A path is never
 //! stored whole. Directories also link to their children so a subtree can be visited when a
 //! directory is replaced inside one layer.
+//!
+//! Nodes and names, the bulk, are held by [`Pager`]s: once the merge's share of the memory
+//! budget is spent ([`PathTree::fit`]), their least recently used pages wait on disk. What stays
+//! in memory whatever the budget is about 10 bytes a path: the hash table (4-byte ids), and each
+//! node's 32-bit hash so that the table can grow without reading every node back.
 
 use std::hash::BuildHasher;
+use std::path::PathBuf;
 
 use hashbrown::HashTable;
 
+use crate::error::Error;
+use crate::pager::{Pager, Record};
 use crate::path::EntryPath;
 
 /// A node of the [`PathTree`]: one path the merge has met. The root is node 0.
@@ -61,7 +69,7 @@ pub(crate) enum Status {
 
 /// One path: 32 bytes. What only paths with something beneath need lives in a [`DirState`] of
 /// its own, since nearly every path is a file.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 struct Node {
     parent: NodeId,
     next_sibling: NodeId,
@@ -92,9 +100,72 @@ struct Node {
 // The merge's memory is mostly nodes: keep them small.
 const _: () = assert!(std::mem::size_of::<Node>() <= 32);
 
+impl Status {
+    fn from_u8(b: u8) -> Status {
+        [
+            Status::Unseen,
+            Status::Implicit,
+            Status::Dir,
+            Status::Symlink,
+            Status::Other,
+            Status::Link,
+        ]
+        .get(usize::from(b))
+        .copied()
+        .unwrap_or(Status::Unseen)
+    }
+}
+
+impl Record for Node {
+    const PAGE_SHIFT: u32 = 12;
+    const SIZE: usize = 32;
+    /// A detached leaf: walks up (no parent) and across (no sibling) stop at it.
+    const LOST: Node = Node::new(NONE, NONE, 0, 0);
+
+    fn encode(items: &[Node], out: &mut Vec<u8>) {
+        for n in items {
+            for w in [
+                n.parent.0,
+                n.next_sibling.0,
+                n.name_off,
+                n.record_ordinal,
+                n.dir,
+            ] {
+                out.extend_from_slice(&w.to_le_bytes());
+            }
+            for h in [n.status_layer, n.hide_self, n.hide_children, n.record_layer] {
+                out.extend_from_slice(&h.to_le_bytes());
+            }
+            out.extend_from_slice(&[n.name_len, n.status as u8, n.record_tag, n.flags]);
+        }
+    }
+
+    fn decode(bytes: &[u8], items: &mut [Node]) {
+        for (n, b) in items.iter_mut().zip(bytes.chunks_exact(Node::SIZE)) {
+            let w = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+            let h = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
+            *n = Node {
+                parent: NodeId(w(0)),
+                next_sibling: NodeId(w(4)),
+                name_off: w(8),
+                record_ordinal: w(12),
+                dir: w(16),
+                status_layer: h(20),
+                hide_self: h(22),
+                hide_children: h(24),
+                record_layer: h(26),
+                name_len: b[28],
+                status: Status::from_u8(b[29]),
+                record_tag: b[30],
+                flags: b[31],
+            };
+        }
+    }
+}
+
 impl Node {
     /// A path met for the first time: no children, nothing delivered, nothing hidden.
-    fn new(parent: NodeId, next_sibling: NodeId, name_off: u32, name_len: u8) -> Node {
+    const fn new(parent: NodeId, next_sibling: NodeId, name_off: u32, name_len: u8) -> Node {
         Node {
             parent,
             next_sibling,
@@ -162,39 +233,76 @@ pub(crate) enum Use {
 
 /// The interned paths and their state.
 pub(crate) struct PathTree {
-    nodes: Vec<Node>,
+    nodes: Pager<Node>,
     dirs: Vec<DirState>,
-    names: Vec<u8>,
-    table: HashTable<NodeId>,
+    names: Pager<u8>,
+    /// Each node's hash: the table grows (rehashing every entry) without reading nodes back.
+    hashes: Vec<u32>,
+    /// The (parent, name) table in shards, by the top bits of the hash: each grows on its own,
+    /// so growing never holds two copies of the whole table at once.
+    tables: Vec<HashTable<NodeId>>,
     hasher: hashbrown::DefaultHashBuilder,
 }
 
+const SHARD_BITS: u32 = 6;
+
+fn shard(hash: u32) -> usize {
+    (hash >> (32 - SHARD_BITS)) as usize
+}
+
+/// What the table is given for a stored 32-bit hash: the low bits (the bucket) stay those of
+/// the hash, the top seven (the tag compared before any node is read) mix all of its bits.
+fn spread(hash: u32) -> u64 {
+    u64::from(hash).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
 impl PathTree {
-    pub(crate) fn new() -> PathTree {
+    /// An empty tree (the root alone) whose pages, if the budget sends them to disk, go to a
+    /// temporary file in `dir`.
+    pub(crate) fn new(dir: PathBuf) -> PathTree {
+        let mut nodes = Pager::new(dir.clone(), "page the merge's path nodes out to");
+        nodes.push(Node::new(NONE, NONE, 0, 0));
         PathTree {
-            nodes: vec![Node::new(NONE, NONE, 0, 0)],
+            nodes,
             dirs: Vec::new(),
-            names: Vec::new(),
-            table: HashTable::new(),
+            names: Pager::new(dir, "page the merge's path names out to"),
+            hashes: vec![0],
+            tables: (0..1 << SHARD_BITS).map(|_| HashTable::new()).collect(),
             hasher: hashbrown::DefaultHashBuilder::default(),
         }
     }
 
-    fn hash(&self, parent: NodeId, name: &[u8]) -> u64 {
-        self.hasher.hash_one((parent, name))
+    fn hash(&self, parent: NodeId, name: &[u8]) -> u32 {
+        self.hasher.hash_one((parent, name)) as u32
     }
 
-    fn name_of(&self, id: NodeId) -> &[u8] {
-        let n = &self.nodes[id.index()];
-        &self.names[n.name_off as usize..n.name_off as usize + n.name_len as usize]
+    fn node(&self, id: NodeId) -> Node {
+        self.nodes.get(id.index())
+    }
+
+    fn node_mut(&mut self, id: NodeId) -> &mut Node {
+        self.nodes.get_mut(id.index())
+    }
+
+    /// Calls `f` with the name of `n`.
+    fn with_name<R>(&self, n: &Node, f: impl FnOnce(&[u8]) -> R) -> R {
+        self.names
+            .with_slice(n.name_off as usize, usize::from(n.name_len), f)
     }
 
     /// The child `name` of `parent`, if it was ever interned.
     pub(crate) fn child(&self, parent: NodeId, name: &[u8]) -> Option<NodeId> {
         let h = self.hash(parent, name);
-        self.table
-            .find(h, |&id| {
-                self.nodes[id.index()].parent == parent && self.name_of(id) == name
+        self.tables[shard(h)]
+            .find(spread(h), |&id| {
+                // The stored hash first: a node read is a page read when the tree is paged.
+                if self.hashes[id.index()] != h {
+                    return false;
+                }
+                let n = self.node(id);
+                n.parent == parent
+                    && usize::from(n.name_len) == name.len()
+                    && self.with_name(&n, |nm| nm == name)
             })
             .copied()
     }
@@ -224,28 +332,26 @@ impl PathTree {
     fn add(&mut self, parent: NodeId, name: &[u8]) -> NodeId {
         let id = NodeId(self.nodes.len() as u32);
         // EntryPath guarantees components of at most NAME_MAX (255) bytes.
-        let name_len = name.len().min(u8::MAX as usize) as u8;
-        let name_off = self.names.len() as u32;
-        self.names.extend_from_slice(&name[..name_len as usize]);
+        let name = &name[..name.len().min(u8::MAX as usize)];
+        // A name never straddles two pages of the arena.
+        if self.names.room() < name.len() {
+            self.names.skip_to_next_page();
+        }
+        let name_off = self.names.push_slice(name) as u32;
         let next_sibling = self.first_child(parent);
         self.nodes
-            .push(Node::new(parent, next_sibling, name_off, name_len));
+            .push(Node::new(parent, next_sibling, name_off, name.len() as u8));
         self.dir_mut(parent).first_child = id;
         let h = self.hash(parent, name);
-        let nodes = &self.nodes;
-        let hasher = &self.hasher;
-        let names = &self.names;
-        self.table.insert_unique(h, id, |&other| {
-            let n = &nodes[other.index()];
-            let nm = &names[n.name_off as usize..n.name_off as usize + n.name_len as usize];
-            hasher.hash_one((n.parent, nm))
-        });
+        self.hashes.push(h);
+        let hashes = &self.hashes;
+        self.tables[shard(h)].insert_unique(spread(h), id, |&other| spread(hashes[other.index()]));
         id
     }
 
     /// The parent of `id` (`None` for the root).
     pub(crate) fn parent(&self, id: NodeId) -> Option<NodeId> {
-        let p = self.nodes[id.index()].parent;
+        let p = self.node(id).parent;
         (p != NONE).then_some(p)
     }
 
@@ -267,7 +373,7 @@ impl PathTree {
             if !bytes.is_empty() {
                 bytes.push(b'/');
             }
-            bytes.extend_from_slice(self.name_of(c));
+            self.with_name(&self.node(c), |name| bytes.extend_from_slice(name));
         }
         // Components were validated when first interned, so this cannot fail; fall back to the
         // root rather than panic if it ever did.
@@ -276,13 +382,13 @@ impl PathTree {
 
     /// The status of `id` and the layer that set it.
     pub(crate) fn status(&self, id: NodeId) -> (Status, u32) {
-        let n = &self.nodes[id.index()];
+        let n = self.node(id);
         (n.status, u32::from(n.status_layer))
     }
 
     /// The first hiding record stored at `id`: (layer, ordinal, tag).
     pub(crate) fn first_record(&self, id: NodeId) -> Option<(u32, u32, u8)> {
-        let n = &self.nodes[id.index()];
+        let n = self.node(id);
         (n.record_layer != 0).then(|| {
             let layer = u32::from(n.record_layer) - 1;
             (layer, n.record_ordinal, n.record_tag)
@@ -291,25 +397,29 @@ impl PathTree {
 
     /// Stores the first hiding record at `id` (see [`PathTree::first_record`]).
     pub(crate) fn set_first_record(&mut self, id: NodeId, layer: u32, ordinal: u32, tag: u8) {
-        let n = &mut self.nodes[id.index()];
+        let n = self.node_mut(id);
         n.record_layer = stored(layer) + 1;
         n.record_ordinal = ordinal;
         n.record_tag = tag;
     }
 
     fn dir(&self, id: NodeId) -> Option<&DirState> {
-        self.dirs.get(self.nodes[id.index()].dir as usize)
+        self.dirs.get(self.node(id).dir as usize)
     }
 
     /// The directory state of `id`, made on first use.
     fn dir_mut(&mut self, id: NodeId) -> &mut DirState {
-        let n = &mut self.nodes[id.index()];
+        let dirs = self.dirs.len() as u32;
+        let n = self.node_mut(id);
         if n.dir == NO_DIR {
             // Fewer directories than nodes, and nodes are numbered in 32 bits.
-            n.dir = self.dirs.len() as u32;
+            n.dir = dirs;
+        }
+        let d = n.dir as usize;
+        if d == self.dirs.len() {
             self.dirs.push(NEW_DIR);
         }
-        &mut self.dirs[n.dir as usize]
+        &mut self.dirs[d]
     }
 
     /// The layer whose directory entry described the directory at `id`, if one did.
@@ -396,20 +506,20 @@ impl PathTree {
     }
 
     pub(crate) fn set_status(&mut self, id: NodeId, status: Status, layer: u32) {
-        let n = &mut self.nodes[id.index()];
+        let n = self.node_mut(id);
         n.status = status;
         n.status_layer = stored(layer);
     }
 
     /// Records that layer `layer` hides `id` and everything beneath it from older layers.
     pub(crate) fn hide_self(&mut self, id: NodeId, layer: u32) {
-        let n = &mut self.nodes[id.index()];
+        let n = self.node_mut(id);
         n.hide_self = n.hide_self.max(stored(layer) + 1);
     }
 
     /// Records that layer `layer` hides everything beneath `id` from older layers.
     pub(crate) fn hide_children(&mut self, id: NodeId, layer: u32) {
-        let n = &mut self.nodes[id.index()];
+        let n = self.node_mut(id);
         n.hide_children = n.hide_children.max(stored(layer) + 1);
     }
 
@@ -418,13 +528,13 @@ impl PathTree {
     /// non-directory.
     pub(crate) fn hidden(&self, id: NodeId, layer: u32) -> bool {
         let layer = stored(layer) + 1;
-        let n = &self.nodes[id.index()];
+        let n = self.node(id);
         if n.hide_self > layer {
             return true;
         }
         let mut cur = n.parent;
         while cur != NONE {
-            let a = &self.nodes[cur.index()];
+            let a = self.node(cur);
             if a.hide_self > layer || a.hide_children > layer {
                 return true;
             }
@@ -438,7 +548,7 @@ impl PathTree {
     pub(crate) fn any_hiding(&self, id: NodeId) -> bool {
         let mut cur = id;
         loop {
-            let n = &self.nodes[cur.index()];
+            let n = self.node(cur);
             if n.hide_self != 0 || (cur != id && n.hide_children != 0) {
                 return true;
             }
@@ -452,14 +562,14 @@ impl PathTree {
     /// Records that a whiteout, an opaque marker or a hard link's target names a path in the
     /// directory `id` (see [`PathTree::named_beneath`]).
     pub(crate) fn mark_named_in(&mut self, id: NodeId) {
-        self.nodes[id.index()].flags |= NAMED_IN;
+        self.node_mut(id).flags |= NAMED_IN;
     }
 
     /// Whether a whiteout, opaque marker or hard link's target met so far names a path in `id`
     /// or beneath it: if `id` turns out to be a symlink of an older layer, the name went
     /// through it.
     pub(crate) fn named_beneath(&self, id: NodeId) -> bool {
-        let named = |n: NodeId| self.nodes[n.index()].flags & NAMED_IN != 0;
+        let named = |n: NodeId| self.node(n).flags & NAMED_IN != 0;
         named(id) || (self.has_children(id) && self.descendants(id).into_iter().any(named))
     }
 
@@ -480,18 +590,54 @@ impl PathTree {
             while c != NONE {
                 out.push(c);
                 stack.push(self.first_child(c));
-                c = self.nodes[c.index()].next_sibling;
+                c = self.node(c).next_sibling;
             }
         }
         out
     }
 
-    /// Bytes held (capacities), for the memory budget.
+    /// Bytes held in memory (capacities), for the memory budget.
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.nodes.capacity() * std::mem::size_of::<Node>()
-            + self.dirs.capacity() * std::mem::size_of::<DirState>()
-            + self.names.capacity()
-            + self.table.capacity() * (std::mem::size_of::<NodeId>() + 1)
+        self.fixed_bytes() + self.nodes.heap_bytes() + self.names.heap_bytes()
+    }
+
+    /// Bytes held in memory that no page holds (vectors by length: the pages of their unused
+    /// capacity are never touched).
+    fn fixed_bytes(&self) -> usize {
+        self.dirs.len() * std::mem::size_of::<DirState>()
+            + self.hashes.len() * 4
+            + self
+                .tables
+                .iter()
+                .map(HashTable::allocation_size)
+                .sum::<usize>()
+    }
+
+    /// Keeps the tree, with `others` bytes the merge holds besides, within `share` bytes of
+    /// memory as far as paging can: nodes and names keep pages in proportion to their sizes,
+    /// with at least an eighth of `share` for pages however large the parts that cannot page
+    /// have grown.
+    pub(crate) fn fit(&mut self, share: usize, others: usize) {
+        let pages = share
+            .saturating_sub(self.fixed_bytes() + others)
+            .max(share / 8);
+        let (n, m) = (self.nodes.total_bytes(), self.names.total_bytes());
+        let for_nodes = (pages as u128 * n as u128 / (n + m).max(1) as u128) as usize;
+        self.nodes.set_limit(for_nodes);
+        self.names.set_limit(pages - for_nodes);
+    }
+
+    /// Bytes of nodes and names written to disk so far.
+    pub(crate) fn paged_out(&self) -> u64 {
+        self.nodes.paged_out() + self.names.paged_out()
+    }
+
+    /// The first I/O error of paging since the last call: lookups since it may have read lost
+    /// pages, so the merge must stop with it.
+    pub(crate) fn take_error(&mut self) -> Option<Error> {
+        let nodes = self.nodes.take_error();
+        let names = self.names.take_error();
+        nodes.or(names)
     }
 
     /// Every node id, in creation order.
@@ -516,7 +662,7 @@ mod tests {
 
     #[test]
     fn interns_once_and_rebuilds_paths() {
-        let mut t = PathTree::new();
+        let mut t = PathTree::new(std::env::temp_dir());
         let a = t.intern(&p("a/b/c"));
         assert_eq!(t.intern(&p("./a/b/c/")), a);
         assert_eq!(t.path(a), p("a/b/c"));
@@ -531,7 +677,7 @@ mod tests {
 
     #[test]
     fn hiding_is_by_newer_layers_only() {
-        let mut t = PathTree::new();
+        let mut t = PathTree::new(std::env::temp_dir());
         let d = t.intern(&p("d"));
         let x = t.intern(&p("d/x"));
         t.hide_children(d, 3);

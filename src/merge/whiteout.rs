@@ -21,6 +21,7 @@
 //! keeps the full history for the one question that needs a layer range: did anything hide a
 //! hard link's target between the target's layer and the link's?
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use crate::error::{Error, Result};
@@ -111,10 +112,32 @@ impl Hides {
 /// [`PathTree`] node, and only the rest (paths several entries touch) are kept here.
 #[derive(Default)]
 pub(crate) struct Barriers {
-    more: HashMap<NodeId, Vec<Record>>,
+    /// Where each path's further records are in `chain`: its first and its last.
+    more: HashMap<NodeId, (u32, u32)>,
+    /// The further records, each linked to the next of its path: 16 bytes a record, where a
+    /// vector per path cost a hundred (a path several layers rewrite has one per layer).
+    chain: Vec<Chained>,
 }
 
+/// A [`Record`] in [`Barriers::chain`].
+#[derive(Clone, Copy)]
+struct Chained {
+    ordinal: u64,
+    /// Index of the path's next record, or [`END`].
+    next: u32,
+    /// The layer (the merge refuses more than `u16` can number).
+    layer: u16,
+    tag: u8,
+}
+
+const END: u32 = u32::MAX;
+
 impl Barriers {
+    /// Bytes held, for the memory budget.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.more.capacity() * (1 + 4 + 8) + self.chain.capacity() * std::mem::size_of::<Chained>()
+    }
+
     /// Records that entry `ordinal` of `layer` hides `hides` of `node`.
     pub(crate) fn record(
         &mut self,
@@ -134,10 +157,22 @@ impl Barriers {
                 return;
             }
         }
-        self.more
-            .entry(node)
-            .or_default()
-            .push((layer, ordinal, hides));
+        let i = self.chain.len() as u32;
+        self.chain.push(Chained {
+            ordinal,
+            next: END,
+            layer: u16::try_from(layer).unwrap_or(u16::MAX),
+            tag: hides.tag(),
+        });
+        match self.more.entry(node) {
+            Entry::Occupied(mut o) => {
+                let last = std::mem::replace(&mut o.get_mut().1, i);
+                self.chain[last as usize].next = i;
+            }
+            Entry::Vacant(v) => {
+                v.insert((i, i));
+            }
+        }
     }
 
     /// The records of `node`, in the order they were made.
@@ -145,9 +180,13 @@ impl Barriers {
         let first = tree
             .first_record(node)
             .map(|(layer, ord, tag)| (layer, u64::from(ord), Hides::from_tag(tag)));
-        first
-            .into_iter()
-            .chain(self.more.get(&node).into_iter().flatten().copied())
+        let mut next = self.more.get(&node).map_or(END, |&(first, _)| first);
+        let more = std::iter::from_fn(move || {
+            let c = self.chain.get(next as usize)?;
+            next = c.next;
+            Some((u32::from(c.layer), c.ordinal, Hides::from_tag(c.tag)))
+        });
+        first.into_iter().chain(more)
     }
 
     /// Whether the version of `node` that entry `target_ord` of layer `older` wrote was gone
@@ -287,7 +326,7 @@ mod tests {
 
     #[test]
     fn range_questions() {
-        let mut t = PathTree::new();
+        let mut t = PathTree::new(std::env::temp_dir());
         let mut b = Barriers::default();
         let d = t.intern(&p("d"));
         let x = t.intern(&p("d/x"));

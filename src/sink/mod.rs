@@ -69,7 +69,7 @@ pub struct Summary {
     /// What was reused from a previous image, when one was given
     /// ([`SquashfsOptions::reuse`](crate::SquashfsOptions::reuse)).
     pub reuse: Option<Box<crate::squashfs::reuse::ReuseReport>>,
-    /// What the memory budget made the squashfs writer spill (all zero: nothing).
+    /// What the memory budget sent to disk (all zero: nothing).
     pub spilled: Spilled,
 }
 
@@ -83,6 +83,12 @@ pub struct Spilled {
     pub runs: u32,
     /// Path records written.
     pub records: u64,
+    /// Bytes of the merge's path table paged out to disk, in all (pages written again after
+    /// coming back and changing count again).
+    pub merge_bytes: u64,
+    /// Bytes of the squashfs writer's file placements paged out to disk, in all (they page
+    /// once the tree spills).
+    pub files_bytes: u64,
 }
 
 /// A non-fatal problem: the output lacks something the image has.

@@ -500,6 +500,12 @@ impl BlockProcessor {
         }
     }
 
+    /// From now on keeps at most `bytes` of file placements in memory, the rest in a
+    /// temporary file in `dir`.
+    pub(crate) fn page_files(&mut self, bytes: usize, dir: std::path::PathBuf) {
+        self.writer.page_files(bytes, dir);
+    }
+
     /// Bytes held for files and fragments (memory accounting).
     pub(crate) fn heap_bytes(&self) -> usize {
         self.writer.heap_bytes() + self.frags.heap_bytes()

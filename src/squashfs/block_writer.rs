@@ -15,7 +15,10 @@
 //! the earlier blocks. This works because nothing else is written between a file's blocks and
 //! its end marker.
 
+use std::path::PathBuf;
+
 use crate::error::{Error, Result};
+use crate::pager::{Pager, Record};
 use crate::squashfs::format::{data_block_word, FragmentEntry, NO_FRAGMENT};
 use crate::squashfs::image_file::ImageFile;
 use crate::squashfs::known::KnownFiles;
@@ -43,6 +46,44 @@ fn whole(h: [u32; 2]) -> u64 {
     u64::from(h[0]) | (u64::from(h[1]) << 32)
 }
 
+impl Record for FileData {
+    const PAGE_SHIFT: u32 = 12;
+    const SIZE: usize = 20;
+    const LOST: FileData = FileData {
+        size: [0, 0],
+        words_off: 0,
+        fragment: NO_FRAGMENT,
+        fragment_offset: 0,
+    };
+
+    fn encode(items: &[FileData], out: &mut Vec<u8>) {
+        for f in items {
+            let words = [
+                f.size[0],
+                f.size[1],
+                f.words_off,
+                f.fragment,
+                f.fragment_offset,
+            ];
+            for w in words {
+                out.extend_from_slice(&w.to_le_bytes());
+            }
+        }
+    }
+
+    fn decode(bytes: &[u8], items: &mut [FileData]) {
+        for (f, b) in items.iter_mut().zip(bytes.chunks_exact(FileData::SIZE)) {
+            let w = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+            *f = FileData {
+                size: [w(0), w(4)],
+                words_off: w(8),
+                fragment: w(12),
+                fragment_offset: w(16),
+            };
+        }
+    }
+}
+
 impl FileData {
     /// A file of `size` bytes whose blocks are not written yet.
     pub(crate) fn new(size: u64) -> FileData {
@@ -61,10 +102,10 @@ impl FileData {
 }
 
 /// Every file's block placement; handed to the tree when the inode table is written.
-#[derive(Debug)]
 pub(crate) struct FileStore {
-    /// One entry per file, by file id.
-    pub files: Vec<FileData>,
+    /// One entry per file, by file id: 20 bytes a file, paged to disk once the memory budget
+    /// is passed ([`BlockWriter::page_files`]).
+    files: Pager<FileData>,
     /// Size words of all files, each file's a contiguous slice after the two words (low,
     /// high) of the offset where its blocks start.
     pub words: Vec<u32>,
@@ -73,6 +114,22 @@ pub(crate) struct FileStore {
 }
 
 impl FileStore {
+    /// The placement of file `id`.
+    pub(crate) fn file(&self, id: u32) -> Option<FileData> {
+        ((id as usize) < self.files.len()).then(|| self.files.get(id as usize))
+    }
+
+    /// Bytes of placements written to the temporary file, in all.
+    pub(crate) fn paged_out(&self) -> u64 {
+        self.files.paged_out()
+    }
+
+    /// The first I/O error of paging the placements, if one happened: placements read since
+    /// may be wrong, so the image must not be finished.
+    pub(crate) fn take_error(&mut self) -> Option<Error> {
+        self.files.take_error()
+    }
+
     /// The number of data blocks (size words) of a file of `size` bytes: the tail goes to a
     /// fragment when fragments are on, else it is a short last block.
     pub(crate) fn block_count(&self, size: u64) -> usize {
@@ -161,7 +218,10 @@ impl BlockWriter {
         BlockWriter {
             out,
             store: FileStore {
-                files: Vec::new(),
+                files: Pager::new(
+                    std::env::temp_dir(),
+                    "page the squashfs writer's file placements out to",
+                ),
                 words: Vec::new(),
                 block_size,
                 fragments,
@@ -176,18 +236,24 @@ impl BlockWriter {
 
     /// Registers a new file of `size` bytes; returns its id.
     pub(crate) fn add_file(&mut self, size: u64) -> u32 {
-        self.store.files.push(FileData::new(size));
-        (self.store.files.len() - 1) as u32
+        self.store.files.push(FileData::new(size)) as u32
     }
 
     /// The placement of `file` (complete once its end was processed).
     pub(crate) fn file_mut(&mut self, file: u32) -> Option<&mut FileData> {
-        self.store.files.get_mut(file as usize)
+        ((file as usize) < self.store.files.len()).then(|| self.store.files.get_mut(file as usize))
     }
 
     /// The placement of `file`.
-    pub(crate) fn file(&self, file: u32) -> Option<&FileData> {
-        self.store.files.get(file as usize)
+    pub(crate) fn file(&self, file: u32) -> Option<FileData> {
+        self.store.file(file)
+    }
+
+    /// From now on keeps at most `bytes` of file placements in memory, the rest in a
+    /// temporary file in `dir`.
+    pub(crate) fn page_files(&mut self, bytes: usize, dir: PathBuf) {
+        self.store.files.set_dir(dir);
+        self.store.files.set_limit(bytes);
     }
 
     /// The image (for fragment read-back).
@@ -228,7 +294,14 @@ impl BlockWriter {
             let h = cur.hash ^ (words_len as u64).wrapping_mul(0xff51_afd7_ed55_8ccd);
             (h ^ (h >> 32)) as u32
         };
-        let mut placed = self.store.files[file as usize];
+        if let Some(e) = self.store.take_error() {
+            return Err(e);
+        }
+        let Some(mut placed) = self.store.file(file) else {
+            return Err(Error::Bug {
+                what: "a file ended that was never added",
+            });
+        };
         placed.words_off = u32::try_from(cur.words_off).map_err(|_| Error::TooLarge {
             what: "number of data blocks",
             size: cur.words_off as u64,
@@ -240,19 +313,21 @@ impl BlockWriter {
                 self.out.rewind(cur.start)?;
                 // The copy's start and size words go; it shares the earlier file's.
                 self.store.words.truncate(cur.words_off - 2);
-                self.store.files[file as usize].words_off = earlier.words_off;
+                self.store.files.get_mut(file as usize).words_off = earlier.words_off;
                 return Ok(());
             }
             self.known.insert(hash, file);
         }
-        self.store.files[file as usize] = placed;
+        *self.store.files.get_mut(file as usize) = placed;
         Ok(())
     }
 
     /// An earlier file whose stored blocks equal `new`'s, byte for byte.
     fn find_duplicate(&mut self, new: &FileData, hash: u32) -> Result<Option<FileData>> {
         for file in self.known.candidates(hash) {
-            let old = self.store.files[file as usize];
+            let Some(old) = self.store.file(file) else {
+                continue;
+            };
             if self.same_blocks(&old, new)? {
                 return Ok(Some(old));
             }
@@ -293,9 +368,7 @@ impl BlockWriter {
 
     /// Bytes held per file (memory accounting).
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.store.files.capacity() * std::mem::size_of::<FileData>()
-            + self.store.words.capacity() * 4
-            + self.known.heap_bytes()
+        self.store.files.heap_bytes() + self.store.words.capacity() * 4 + self.known.heap_bytes()
     }
 
     /// The image and every file's placement.
@@ -328,9 +401,9 @@ mod tests {
         w.end_file(b).unwrap();
         assert_eq!(w.image().position(), after_a, "second copy rewound");
         let (_, store) = w.finish();
-        assert_eq!(store.blocks_start(&store.files[a as usize]), 96);
-        assert_eq!(store.blocks_start(&store.files[b as usize]), 96);
-        assert_eq!(store.words(&store.files[b as usize]), [4, 0]);
+        assert_eq!(store.blocks_start(&store.file(a).unwrap()), 96);
+        assert_eq!(store.blocks_start(&store.file(b).unwrap()), 96);
+        assert_eq!(store.words(&store.file(b).unwrap()), [4, 0]);
         assert_eq!(
             store.words.len(),
             4,
@@ -351,7 +424,7 @@ mod tests {
         w.end_file(b).unwrap();
         assert_eq!(w.image().position(), 96 + 2 * 4096);
         let (_, store) = w.finish();
-        assert_eq!(store.blocks_start(&store.files[b as usize]), 96 + 4096);
+        assert_eq!(store.blocks_start(&store.file(b).unwrap()), 96 + 4096);
     }
 
     #[test]

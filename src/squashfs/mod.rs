@@ -249,6 +249,12 @@ impl SquashfsSink {
             NodeMeta::implicit_dir(),
         );
         tree.spill_into(&mut spill)?;
+        // The file placements (20 bytes a file) are the other part that grows with the
+        // image: past the budget they keep a sixteenth of it in memory and page the rest.
+        self.blocks.page_files(
+            usize::try_from(limit / 16).unwrap_or(usize::MAX),
+            b.dir.clone(),
+        );
         let runs = spill.stats.runs;
         self.paths = Paths::Spilled(Box::new(spill));
         self.report_spill(runs);
@@ -400,7 +406,7 @@ impl Sink for SquashfsSink {
         let options = sink.options;
         let mut xattrs = sink.xattrs;
         let mut ids = IdTable::default();
-        let (mut image, files, frags) = sink.blocks.finish()?;
+        let (mut image, mut files, frags) = sink.blocks.finish()?;
         let mut warnings = sink.warnings;
         let reuse = reuse_report(sink.previous.as_ref(), &mut warnings)?;
 
@@ -425,10 +431,16 @@ impl Sink for SquashfsSink {
                     bytes: spill.stats.bytes,
                     runs: spill.stats.runs,
                     records: spill.stats.records,
+                    merge_bytes: 0,
+                    files_bytes: 0,
                 };
                 spill_walk::serialize(*spill, &mut tables)?
             }
         };
+        if let Some(e) = files.take_error() {
+            return Err(e);
+        }
+        spilled.files_bytes = files.paged_out();
         image.write(&inodes.finish()?)?;
         let dir_table = image.position();
         image.write(&dirs.finish()?)?;

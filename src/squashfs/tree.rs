@@ -657,9 +657,7 @@ impl Tree {
 /// The inode fields of regular file `id` (its placement in `files`).
 pub(crate) fn file_inode(files: &FileStore, id: u32, nlink: u32, block_size: u64) -> InodeData<'_> {
     let f = files
-        .files
-        .get(id as usize)
-        .copied()
+        .file(id)
         .unwrap_or_else(|| crate::squashfs::block_writer::FileData::new(0));
     let blocks = files.words(&f);
     let mut sparse = 0u64;

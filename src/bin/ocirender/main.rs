@@ -247,6 +247,20 @@ fn print_summary(spec: &ImageSpec, summary: &Summary, started: Instant) {
             if summary.spilled.runs == 1 { "" } else { "s" }
         );
     }
+    if summary.spilled.files_bytes > 0 {
+        let _ = writeln!(
+            err,
+            "memory budget reached: the squashfs writer's file placements kept their least used pages on disk ({} written)",
+            HumanBytes(summary.spilled.files_bytes)
+        );
+    }
+    if summary.spilled.merge_bytes > 0 {
+        let _ = writeln!(
+            err,
+            "memory budget reached: the merge's path table kept its least used pages on disk ({} written)",
+            HumanBytes(summary.spilled.merge_bytes)
+        );
+    }
     if let Some(r) = summary.reuse.as_ref().filter(|r| r.refused.is_none()) {
         let total = r.blocks_reused + r.blocks_compressed;
         let saved = r

@@ -35,6 +35,8 @@ struct State {
     reused: u64,
     /// Bytes of the squashfs tree spilled to disk (`--memory-limit`).
     spilled: u64,
+    /// Bytes of the merge's path table paged out to disk (`--memory-limit`).
+    paged: u64,
     last_line: Instant,
 }
 
@@ -67,6 +69,7 @@ pub fn reporter(mode: ProgressMode, quiet: bool) -> ProgressFn {
         backlog: 0,
         reused: 0,
         spilled: 0,
+        paged: 0,
         last_line: now,
     }));
     Arc::new(move |event: &Progress| {
@@ -139,6 +142,15 @@ impl State {
                     ));
                 }
                 self.spilled = *bytes;
+                self.message();
+            }
+            Progress::Paged { bytes } => {
+                if self.paged == 0 {
+                    self.line(format_args!(
+                        "memory budget reached: the merge's path table keeps its least used pages on disk"
+                    ));
+                }
+                self.paged = *bytes;
                 self.message();
             }
             Progress::Backlog { blocks } => self.backlog = *blocks,
@@ -223,8 +235,8 @@ impl State {
         if self.reused > 0 {
             text += &format!(", {} reused", HumanBytes(self.reused));
         }
-        if self.spilled > 0 {
-            text += &format!(", {} spilled", HumanBytes(self.spilled));
+        if self.spilled + self.paged > 0 {
+            text += &format!(", {} spilled", HumanBytes(self.spilled + self.paged));
         }
         text
     }
