@@ -676,6 +676,44 @@ mod tests {
     }
 
     #[test]
+    fn a_paged_tree_answers_as_one_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut paged, mut whole) = (
+            PathTree::new(dir.path().into()),
+            PathTree::new(dir.path().into()),
+        );
+        paged.fit(0, 0);
+        let path = |i: usize| p(&format!("d{}/e{}/name-{i}", i % 37, i % 11));
+        let mut ids = Vec::new();
+        for i in 0..40_000 {
+            let (a, b) = (paged.intern(&path(i)), whole.intern(&path(i)));
+            assert_eq!(a, b);
+            if i % 3 == 0 {
+                paged.set_status(a, Status::Other, 2);
+                paged.hide_self(a, 1);
+            }
+            ids.push(a);
+        }
+        assert!(paged.paged_out() > 0 && whole.paged_out() == 0);
+        assert!(paged.heap_bytes() < whole.heap_bytes());
+        // Read back in another order than written: names, parents, changes all kept.
+        for (i, &id) in ids.iter().enumerate().rev() {
+            assert_eq!(paged.path(id), path(i));
+            assert_eq!(paged.find(&path(i)), Some(id));
+            let want = if i % 3 == 0 {
+                Status::Other
+            } else {
+                Status::Unseen
+            };
+            assert_eq!(paged.status(id).0, want);
+            assert_eq!(paged.hidden(id, 0), i % 3 == 0);
+        }
+        let d = paged.find(&p("d5")).unwrap();
+        assert_eq!(paged.descendants(d), whole.descendants(d));
+        assert!(paged.take_error().is_none());
+    }
+
+    #[test]
     fn hiding_is_by_newer_layers_only() {
         let mut t = PathTree::new(std::env::temp_dir());
         let d = t.intern(&p("d"));

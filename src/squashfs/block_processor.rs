@@ -300,7 +300,7 @@ impl BlockProcessor {
         if with_fragment {
             let mut tail = self.sized_buffer(tail_len as usize);
             read_full(reader, &mut tail, path)?;
-            let at = self.add_tail(&tail, file)?;
+            let at = self.add_tail(&tail)?;
             self.recycle(tail);
             if let Some(f) = self.writer.file_mut(file) {
                 f.fragment = at.fragment;
@@ -312,16 +312,10 @@ impl BlockProcessor {
     }
 
     /// Places `file`'s tail in a fragment block, sharing an equal earlier tail's place.
-    fn add_tail(&mut self, tail: &[u8], file: u32) -> Result<TailRef> {
+    fn add_tail(&mut self, tail: &[u8]) -> Result<TailRef> {
         let hash = FragmentTable::tail_hash(tail);
         for earlier in self.frags.candidates(hash) {
-            let Some(f) = self.writer.file(earlier) else {
-                continue;
-            };
-            let at = TailRef {
-                fragment: f.fragment,
-                offset: f.fragment_offset,
-            };
+            let at = earlier;
             // Equal bytes at that place are all that matters, whatever the earlier tail's length.
             if self.fragment_holds(at, tail)? {
                 return Ok(at);
@@ -330,7 +324,7 @@ impl BlockProcessor {
         if !self.frags.fits(tail) {
             self.flush_fragment()?;
         }
-        Ok(self.frags.append(tail, hash, file))
+        Ok(self.frags.append(tail, hash))
     }
 
     /// Whether the fragment bytes at `at` equal `tail`.

@@ -244,11 +244,6 @@ impl BlockWriter {
         ((file as usize) < self.store.files.len()).then(|| self.store.files.get_mut(file as usize))
     }
 
-    /// The placement of `file`.
-    pub(crate) fn file(&self, file: u32) -> Option<FileData> {
-        self.store.file(file)
-    }
-
     /// From now on keeps at most `bytes` of file placements in memory, the rest in a
     /// temporary file in `dir`.
     pub(crate) fn page_files(&mut self, bytes: usize, dir: PathBuf) {

@@ -19,8 +19,8 @@
 use crate::squashfs::format::FragmentEntry;
 use crate::squashfs::known::KnownFiles;
 
-/// Where a tail was placed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Where a tail was placed (ordered as placed: block, then offset).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct TailRef {
     /// Fragment block index.
     pub fragment: u32,
@@ -38,7 +38,7 @@ pub(crate) struct FragmentTable {
     current_index: u32,
     /// Entries of written blocks, by index.
     entries: Vec<FragmentEntry>,
-    known: KnownFiles,
+    known: KnownFiles<TailRef>,
     dedup: bool,
 }
 
@@ -61,8 +61,8 @@ impl FragmentTable {
         (h ^ (h >> 32)) as u32
     }
 
-    /// The files whose tails have this hash, oldest first (candidates to compare).
-    pub(crate) fn candidates(&self, hash: u32) -> Vec<u32> {
+    /// Where the tails with this hash lie, oldest first (candidates to compare).
+    pub(crate) fn candidates(&self, hash: u32) -> Vec<TailRef> {
         if !self.dedup {
             return Vec::new();
         }
@@ -79,16 +79,16 @@ impl FragmentTable {
         self.current.len() + tail.len() <= self.block_size
     }
 
-    /// Appends `file`'s tail (which must fit) and remembers it for dedup; the caller records
+    /// Appends a file's tail (which must fit) and remembers it for dedup; the caller records
     /// the returned location in the file's placement.
-    pub(crate) fn append(&mut self, tail: &[u8], hash: u32, file: u32) -> TailRef {
+    pub(crate) fn append(&mut self, tail: &[u8], hash: u32) -> TailRef {
         let at = TailRef {
             fragment: self.current_index,
             offset: self.current.len() as u32,
         };
         self.current.extend_from_slice(tail);
         if self.dedup {
-            self.known.insert(hash, file);
+            self.known.insert(hash, at);
         }
         at
     }
@@ -146,7 +146,7 @@ mod tests {
     #[test]
     fn tails_pack_until_the_block_is_full() {
         let mut t = FragmentTable::new(4096, true);
-        let a = t.append(&[1; 3000], 1, 0);
+        let a = t.append(&[1; 3000], 1);
         assert_eq!(
             a,
             TailRef {
@@ -158,7 +158,7 @@ mod tests {
         assert!(!t.fits(&[2; 1097]));
         let (i, block) = t.take_block(Vec::new()).unwrap();
         assert_eq!((i, block.len()), (0, 3000));
-        let b = t.append(&[2; 10], 2, 1);
+        let b = t.append(&[2; 10], 2);
         assert_eq!(
             b,
             TailRef {
@@ -171,12 +171,13 @@ mod tests {
     }
 
     #[test]
-    fn candidates_are_the_files_with_an_equal_hash_oldest_first() {
+    fn candidates_are_the_places_of_tails_with_an_equal_hash_oldest_first() {
         let mut t = FragmentTable::new(4096, true);
-        t.append(b"abcd", 7, 5);
-        t.append(b"abc", 7, 2);
-        t.append(b"xyz", 8, 3);
-        assert_eq!(t.candidates(7), vec![2, 5]);
+        let first = t.append(b"abcd", 7);
+        let second = t.append(b"abc", 7);
+        t.append(b"xyz", 8);
+        assert_eq!(t.candidates(7), vec![first, second]);
+        assert_eq!(second.offset, 4);
         assert!(t.candidates(9).is_empty());
         let off = FragmentTable::new(4096, false);
         assert!(off.candidates(7).is_empty(), "dedup off remembers nothing");
