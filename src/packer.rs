@@ -155,6 +155,11 @@ impl StreamingPacker {
         options.cancel.check()?;
         let token = options.cancel.clone();
         options.progress = with_channel(options.progress.take(), progress);
+        // Spools, spills and pages go beside the output unless told otherwise (a minimal
+        // container may have no /tmp), as with `convert`.
+        if options.temp_dir.is_none() {
+            options.temp_dir = Some(output_dir(&spec));
+        }
         let sink = open_sink(&spec, &options)?;
         let total = metas.len();
         // Before any thread starts: a layer's decoder may report reading before the merge
