@@ -64,8 +64,9 @@ memory() {
       rm -rf "$dest"
       local spilled
       spilled=$(sed -n -e 's/^memory budget reached: \(.*\) of the squashfs tree spilled to disk in \(.*\)$/tree: \1, \2/p' \
-        -e "s/^memory budget reached: the merge's path table kept .* on disk (\(.*\) written)$/merge pages: \1/p" \
+        -e "s/^memory budget reached: the merge's path table and hiding records kept .* on disk (\(.*\) written)$/merge pages: \1/p" \
         -e "s/^memory budget reached: the squashfs writer's file placements kept .* on disk (\(.*\) written)$/file pages: \1/p" \
+        -e "s/^memory budget reached: the squashfs export table kept .* on disk (\(.*\) written)$/export pages: \1/p" \
         "$out/summary" | paste -sd ';' | sed 's/;/; /g')
       printf '| %s | %s | %s | %s | %s | %d | %d | %s |\n' "$files" "$format" "$limit" "$wall" \
         "$(echo "$user + $sys" | bc)" $((rss / 1024)) $((rss * 1024 / files)) "${spilled:-—}" >> "$table"

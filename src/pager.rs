@@ -51,6 +51,24 @@ impl Record for u8 {
     }
 }
 
+impl Record for u64 {
+    const PAGE_SHIFT: u32 = 13;
+    const SIZE: usize = 8;
+    const LOST: u64 = 0;
+
+    fn encode(items: &[u64], out: &mut Vec<u8>) {
+        for v in items {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    fn decode(bytes: &[u8], items: &mut [u64]) {
+        for (v, b) in items.iter_mut().zip(bytes.chunks_exact(8)) {
+            *v = u64::from_le_bytes(b.try_into().unwrap_or_default());
+        }
+    }
+}
+
 /// Pages kept in memory whatever the limit: the page being written and the ones being read
 /// alongside it (an entry's path and its ancestors), so that a tiny budget pages, not thrashes.
 const MIN_PAGES: usize = 4;
@@ -154,10 +172,27 @@ impl<T: Record> Pager<T> {
     /// Appends `items`, which fit in what is left of the last page ([`Pager::room`]); returns
     /// the index of the first.
     pub(crate) fn push_slice(&mut self, items: &[T]) -> usize {
-        let p = self.inner.get_mut();
-        let start = p.len;
+        let start = self.len();
         debug_assert!(items.len() <= Self::PER_PAGE - (start & Self::MASK));
-        if start & Self::MASK == 0 {
+        let p = self.grow(items.len());
+        let o = start & Self::MASK;
+        p.items(start >> T::PAGE_SHIFT, true)[o..o + items.len()].copy_from_slice(items);
+        start
+    }
+
+    /// Appends [`Record::LOST`] records up to `len` records in all (a table filled at random).
+    pub(crate) fn resize(&mut self, len: usize) {
+        while self.len() < len {
+            let n = self.room().min(len - self.len());
+            self.grow(n);
+        }
+    }
+
+    /// Counts `n` more records, which fit in the last page or start a new one (made of
+    /// [`Record::LOST`]).
+    fn grow(&mut self, n: usize) -> &mut Pages<T> {
+        let p = self.inner.get_mut();
+        if p.len & Self::MASK == 0 {
             p.make_room(usize::MAX);
             let index = p.pages.len() as u32;
             p.pages.push(Page {
@@ -167,10 +202,8 @@ impl<T: Record> Pager<T> {
             });
             p.resident.push(index);
         }
-        let o = start & Self::MASK;
-        p.items(start >> T::PAGE_SHIFT, true)[o..o + items.len()].copy_from_slice(items);
-        p.len += items.len();
-        start
+        p.len += n;
+        p
     }
 
     /// Records that still fit in the last page.

@@ -155,9 +155,9 @@ pub struct Merger {
     entries: u64,
     bytes: u64,
     reported: u64,
-    /// The memory the path tree may keep before its pages go to disk (`None`: no limit).
+    /// The memory the path tree and hiding records may keep before its pages go to disk (`None`: no limit).
     share: Option<usize>,
-    /// [`PathTree::paged_out`] when last reported.
+    /// [`Merger::paged_out`] when last reported.
     paged_reported: u64,
 }
 
@@ -221,8 +221,8 @@ impl Merger {
         let dir = options.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
         Merger {
             sink,
-            tree: PathTree::new(dir),
-            barriers: Barriers::default(),
+            tree: PathTree::new(dir.clone()),
+            barriers: Barriers::new(dir),
             links: Links::default(),
             spool: Spool::in_dir(options.temp_dir.clone()),
             layers,
@@ -558,7 +558,7 @@ impl Merger {
         data: &mut dyn Read,
     ) -> Result<()> {
         let r = self.apply(layer, ordinal, refetchable, e, data);
-        if let Some(e) = self.tree.take_error() {
+        if let Some(e) = self.paging_error() {
             return Err(e);
         }
         if ordinal.is_multiple_of(256) {
@@ -569,25 +569,42 @@ impl Merger {
 
     /// Bytes of the merge's state that grows with the image (for the memory budget).
     fn heap_bytes(&self) -> usize {
-        self.tree.heap_bytes() + self.others_bytes()
+        self.tree.heap_bytes() + self.barriers.heap_bytes() + self.current.hidden.heap_bytes()
     }
 
-    /// The part of [`Merger::heap_bytes`] that the path tree cannot page.
-    fn others_bytes(&self) -> usize {
-        self.barriers.heap_bytes() + self.current.hidden.heap_bytes()
-    }
-
+    /// Keeps the path tree and the hiding records within the merge's share of the budget as
+    /// far as paging can: what cannot page comes first, the rest is shared by size, with at
+    /// least an eighth of the share for pages however large the unpageable part has grown.
     fn look_at_budget(&mut self) {
         if let Some(share) = self.share {
-            self.tree.fit(share, self.others_bytes());
+            let fixed = self.tree.fixed_bytes()
+                + self.barriers.fixed_bytes()
+                + self.current.hidden.heap_bytes();
+            let pages = share.saturating_sub(fixed).max(share / 8);
+            let (t, c) = (self.tree.paged_total(), self.barriers.paged_total());
+            let for_chain = (pages as u128 * c as u128 / (t + c).max(1) as u128) as usize;
+            self.barriers.set_page_limit(for_chain);
+            self.tree.set_page_limit(pages - for_chain);
         }
-        let paged = self.tree.paged_out();
+        let paged = self.paged_out();
         if paged >= self.paged_reported + (1 << 20) || (paged > 0 && self.paged_reported == 0) {
             self.paged_reported = paged;
             if let Some(p) = &self.progress {
                 p(&Progress::Paged { bytes: paged });
             }
         }
+    }
+
+    /// Bytes of the merge's pages written to disk so far.
+    fn paged_out(&self) -> u64 {
+        self.tree.paged_out() + self.barriers.paged_out()
+    }
+
+    /// The first I/O error of paging: lookups since may have read lost pages.
+    fn paging_error(&mut self) -> Option<Error> {
+        let tree = self.tree.take_error();
+        let chain = self.barriers.take_error();
+        tree.or(chain)
     }
 
     fn apply(
@@ -1427,12 +1444,12 @@ impl Merger {
         for (root, members) in self.links.groups(&self.tree)? {
             self.deliver_group(root, &members)?;
         }
-        if let Some(e) = self.tree.take_error() {
+        if let Some(e) = self.paging_error() {
             return Err(e);
         }
         self.report_written();
         self.cancel.check()?;
-        let paged = self.tree.paged_out();
+        let paged = self.paged_out();
         // The merge's per-path state is dropped before the sink finishes: the squashfs sink
         // builds its tables then, and the two need not be held at once.
         let mut summary = self.into_sink().finish()?;

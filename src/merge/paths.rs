@@ -603,7 +603,8 @@ impl PathTree {
 
     /// Bytes held in memory that no page holds (vectors by length: the pages of their unused
     /// capacity are never touched).
-    fn fixed_bytes(&self) -> usize {
+    /// Bytes held that cannot page (the lookup table, the hashes, directory states).
+    pub(crate) fn fixed_bytes(&self) -> usize {
         self.dirs.len() * std::mem::size_of::<DirState>()
             + self.hashes.len() * 4
             + self
@@ -613,18 +614,18 @@ impl PathTree {
                 .sum::<usize>()
     }
 
-    /// Keeps the tree, with `others` bytes the merge holds besides, within `share` bytes of
-    /// memory as far as paging can: nodes and names keep pages in proportion to their sizes,
-    /// with at least an eighth of `share` for pages however large the parts that cannot page
-    /// have grown.
-    pub(crate) fn fit(&mut self, share: usize, others: usize) {
-        let pages = share
-            .saturating_sub(self.fixed_bytes() + others)
-            .max(share / 8);
+    /// Bytes of nodes and names, in memory or paged out.
+    pub(crate) fn paged_total(&self) -> usize {
+        self.nodes.total_bytes() + self.names.total_bytes()
+    }
+
+    /// Keeps at most `bytes` of nodes and names in memory (and at least a few pages of each),
+    /// shared in proportion to their sizes.
+    pub(crate) fn set_page_limit(&mut self, bytes: usize) {
         let (n, m) = (self.nodes.total_bytes(), self.names.total_bytes());
-        let for_nodes = (pages as u128 * n as u128 / (n + m).max(1) as u128) as usize;
+        let for_nodes = (bytes as u128 * n as u128 / (n + m).max(1) as u128) as usize;
         self.nodes.set_limit(for_nodes);
-        self.names.set_limit(pages - for_nodes);
+        self.names.set_limit(bytes - for_nodes);
     }
 
     /// Bytes of nodes and names written to disk so far.
@@ -682,7 +683,7 @@ mod tests {
             PathTree::new(dir.path().into()),
             PathTree::new(dir.path().into()),
         );
-        paged.fit(0, 0);
+        paged.set_page_limit(0);
         let path = |i: usize| p(&format!("d{}/e{}/name-{i}", i % 37, i % 11));
         let mut ids = Vec::new();
         for i in 0..40_000 {

@@ -21,11 +21,12 @@
 //! keeps the full history for the one question that needs a layer range: did anything hide a
 //! hard link's target between the target's layer and the link's?
 
-use std::collections::hash_map::Entry;
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 use crate::error::{Error, Result};
 use crate::merge::paths::{NodeId, PathTree};
+use crate::pager::{self, Pager};
 use crate::path::EntryPath;
 
 const PREFIX: &[u8] = b".wh.";
@@ -110,21 +111,22 @@ impl Hides {
 /// Every hiding record, by path, for layer-range questions. Every non-directory entry makes
 /// one, so nearly every path has exactly one: that first record lives in the path's
 /// [`PathTree`] node, and only the rest (paths several entries touch) are kept here.
-#[derive(Default)]
 pub(crate) struct Barriers {
-    /// Where each path's further records are in `chain`: its first and its last.
-    more: HashMap<NodeId, (u32, u32)>,
-    /// The further records, each linked to the next of its path: 16 bytes a record, where a
-    /// vector per path cost a hundred (a path several layers rewrite has one per layer).
-    chain: Vec<Chained>,
+    /// Where each path's newest further record is in `chain`.
+    more: HashMap<NodeId, u32>,
+    /// The further records, each linked to the one its path made before: 16 bytes a record,
+    /// where a vector per path cost a hundred (a path several layers rewrite has one per
+    /// layer). Appended to only, never changed, and read back only for hard links and
+    /// replaced directories, so past the memory budget it pages to disk as the path tree does.
+    chain: Pager<Chained>,
 }
 
 /// A [`Record`] in [`Barriers::chain`].
 #[derive(Clone, Copy)]
 struct Chained {
     ordinal: u64,
-    /// Index of the path's next record, or [`END`].
-    next: u32,
+    /// Index of the path's record made before this one, or [`END`].
+    before: u32,
     /// The layer (the merge refuses more than `u16` can number).
     layer: u16,
     tag: u8,
@@ -132,10 +134,75 @@ struct Chained {
 
 const END: u32 = u32::MAX;
 
+impl pager::Record for Chained {
+    const PAGE_SHIFT: u32 = 12;
+    const SIZE: usize = 15;
+    const LOST: Chained = Chained {
+        ordinal: 0,
+        before: END,
+        layer: 0,
+        tag: 0,
+    };
+
+    fn encode(items: &[Chained], out: &mut Vec<u8>) {
+        for c in items {
+            out.extend_from_slice(&c.ordinal.to_le_bytes());
+            out.extend_from_slice(&c.before.to_le_bytes());
+            out.extend_from_slice(&c.layer.to_le_bytes());
+            out.push(c.tag);
+        }
+    }
+
+    fn decode(bytes: &[u8], items: &mut [Chained]) {
+        for (c, b) in items.iter_mut().zip(bytes.chunks_exact(Self::SIZE)) {
+            let (ordinal, rest) = b.split_at(8);
+            *c = Chained {
+                ordinal: u64::from_le_bytes(ordinal.try_into().unwrap_or_default()),
+                before: u32::from_le_bytes(rest[..4].try_into().unwrap_or_default()),
+                layer: u16::from_le_bytes(rest[4..6].try_into().unwrap_or_default()),
+                tag: rest[6],
+            };
+        }
+    }
+}
+
 impl Barriers {
+    /// No records; pages, once told to keep fewer in memory, go to a file in `dir`.
+    pub(crate) fn new(dir: PathBuf) -> Barriers {
+        Barriers {
+            more: HashMap::new(),
+            chain: Pager::new(dir, "page the merge's hiding records out to"),
+        }
+    }
+
     /// Bytes held, for the memory budget.
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.more.capacity() * (1 + 4 + 8) + self.chain.capacity() * std::mem::size_of::<Chained>()
+        self.fixed_bytes() + self.chain.heap_bytes()
+    }
+
+    /// Bytes held that cannot page (the index of paths with further records).
+    pub(crate) fn fixed_bytes(&self) -> usize {
+        self.more.capacity() * (1 + 4 + 4)
+    }
+
+    /// Bytes of records, in memory or paged out.
+    pub(crate) fn paged_total(&self) -> usize {
+        self.chain.total_bytes()
+    }
+
+    /// Keeps at most `bytes` of records in memory (and at least a few pages).
+    pub(crate) fn set_page_limit(&mut self, bytes: usize) {
+        self.chain.set_limit(bytes);
+    }
+
+    /// Bytes of records written to disk so far.
+    pub(crate) fn paged_out(&self) -> u64 {
+        self.chain.paged_out()
+    }
+
+    /// The first I/O error of paging since the last call (see [`PathTree::take_error`]).
+    pub(crate) fn take_error(&mut self) -> Option<Error> {
+        self.chain.take_error()
     }
 
     /// Records that entry `ordinal` of `layer` hides `hides` of `node`.
@@ -157,33 +224,30 @@ impl Barriers {
                 return;
             }
         }
-        let i = self.chain.len() as u32;
-        self.chain.push(Chained {
+        let before = self.more.get(&node).copied().unwrap_or(END);
+        let i = self.chain.push(Chained {
             ordinal,
-            next: END,
+            before,
             layer: u16::try_from(layer).unwrap_or(u16::MAX),
             tag: hides.tag(),
         });
-        match self.more.entry(node) {
-            Entry::Occupied(mut o) => {
-                let last = std::mem::replace(&mut o.get_mut().1, i);
-                self.chain[last as usize].next = i;
-            }
-            Entry::Vacant(v) => {
-                v.insert((i, i));
-            }
-        }
+        // One record per entry at most: far fewer than `END`.
+        self.more.insert(node, u32::try_from(i).unwrap_or(END));
     }
 
-    /// The records of `node`, in the order they were made.
+    /// The records of `node`: its first, then the further ones newest first (every question
+    /// asks only whether any record matches).
     fn records<'a>(&'a self, tree: &PathTree, node: NodeId) -> impl Iterator<Item = Record> + 'a {
         let first = tree
             .first_record(node)
             .map(|(layer, ord, tag)| (layer, u64::from(ord), Hides::from_tag(tag)));
-        let mut next = self.more.get(&node).map_or(END, |&(first, _)| first);
+        let mut next = self.more.get(&node).copied().unwrap_or(END);
         let more = std::iter::from_fn(move || {
-            let c = self.chain.get(next as usize)?;
-            next = c.next;
+            if next == END || next as usize >= self.chain.len() {
+                return None;
+            }
+            let c = self.chain.get(next as usize);
+            next = c.before;
             Some((u32::from(c.layer), c.ordinal, Hides::from_tag(c.tag)))
         });
         first.into_iter().chain(more)
@@ -327,7 +391,7 @@ mod tests {
     #[test]
     fn range_questions() {
         let mut t = PathTree::new(std::env::temp_dir());
-        let mut b = Barriers::default();
+        let mut b = Barriers::new(std::env::temp_dir());
         let d = t.intern(&p("d"));
         let x = t.intern(&p("d/x"));
         b.record(&mut t, x, 4, 0, Hides::Whiteout);
@@ -354,5 +418,57 @@ mod tests {
         assert!(!b.hides_between(&t, y, (5, 8), (6, 3)));
         assert!(b.nondir_after(&t, e, 4));
         assert!(!b.nondir_after(&t, e, 6));
+    }
+
+    #[test]
+    fn paged_records_answer_as_records_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut t1, mut b1) = (
+            PathTree::new(dir.path().into()),
+            Barriers::new(dir.path().into()),
+        );
+        let (mut t2, mut b2) = (
+            PathTree::new(dir.path().into()),
+            Barriers::new(dir.path().into()),
+        );
+        b2.set_page_limit(0);
+        let mut rng = 0x9e37_79b9_u64;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let mut nodes = Vec::new();
+        for i in 0..16_000 {
+            let path = p(&format!("d{}/f{i}", i % 50));
+            let (n1, n2) = (t1.intern(&path), t2.intern(&path));
+            for _ in 0..1 + next(6) {
+                let (layer, ord) = (next(20) as u32, next(1 << 20));
+                let hides = Hides::from_tag(next(3) as u8);
+                b1.record(&mut t1, n1, layer, ord, hides);
+                b2.record(&mut t2, n2, layer, ord, hides);
+            }
+            nodes.push((n1, n2));
+        }
+        assert!(b2.paged_out() > 0 && b1.paged_out() == 0);
+        for _ in 0..20_000 {
+            let (n1, n2) = nodes[next(nodes.len() as u64) as usize];
+            let (older, newer) = (next(20) as u32, next(20) as u32);
+            let (o1, o2) = (next(1 << 20), next(1 << 20));
+            assert_eq!(
+                b1.hides_between(&t1, n1, (older, o1), (newer, o2)),
+                b2.hides_between(&t2, n2, (older, o1), (newer, o2))
+            );
+            assert_eq!(
+                b1.removed_between(&t1, n1, older, (newer, o2)),
+                b2.removed_between(&t2, n2, older, (newer, o2))
+            );
+            assert_eq!(
+                b1.nondir_after(&t1, n1, older),
+                b2.nondir_after(&t2, n2, older)
+            );
+        }
+        assert!(b2.take_error().is_none());
     }
 }

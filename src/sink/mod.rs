@@ -83,12 +83,15 @@ pub struct Spilled {
     pub runs: u32,
     /// Path records written.
     pub records: u64,
-    /// Bytes of the merge's path table paged out to disk, in all (pages written again after
-    /// coming back and changing count again).
+    /// Bytes of the merge's path table and hiding records paged out to disk, in all (pages
+    /// written again after coming back and changing count again).
     pub merge_bytes: u64,
-    /// Bytes of the squashfs writer's file placements paged out to disk, in all (they page
-    /// once the tree spills).
+    /// Bytes of the squashfs writer's file placements and places of fragment tails paged out
+    /// to disk, in all (they page once the tree spills).
     pub files_bytes: u64,
+    /// Bytes of the squashfs export table paged out to disk while the inode table was written
+    /// (it keeps a sixteenth of the budget in memory).
+    pub export_bytes: u64,
 }
 
 /// A non-fatal problem: the output lacks something the image has.

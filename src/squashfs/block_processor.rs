@@ -314,7 +314,11 @@ impl BlockProcessor {
     /// Places `file`'s tail in a fragment block, sharing an equal earlier tail's place.
     fn add_tail(&mut self, tail: &[u8]) -> Result<TailRef> {
         let hash = FragmentTable::tail_hash(tail);
-        for earlier in self.frags.candidates(hash) {
+        let candidates = self.frags.candidates(hash);
+        if let Some(e) = self.frags.take_error() {
+            return Err(e);
+        }
+        for earlier in candidates {
             let at = earlier;
             // Equal bytes at that place are all that matters, whatever the earlier tail's length.
             if self.fragment_holds(at, tail)? {
@@ -324,7 +328,11 @@ impl BlockProcessor {
         if !self.frags.fits(tail) {
             self.flush_fragment()?;
         }
-        Ok(self.frags.append(tail, hash))
+        let at = self.frags.append(tail, hash);
+        match self.frags.take_error() {
+            Some(e) => Err(e),
+            None => Ok(at),
+        }
     }
 
     /// Whether the fragment bytes at `at` equal `tail`.
@@ -494,9 +502,10 @@ impl BlockProcessor {
         }
     }
 
-    /// From now on keeps at most `bytes` of file placements in memory, the rest in a
-    /// temporary file in `dir`.
+    /// From now on keeps at most `bytes` of file placements in memory, and half as much of
+    /// the places of fragment tails, the rest in temporary files in `dir`.
     pub(crate) fn page_files(&mut self, bytes: usize, dir: std::path::PathBuf) {
+        self.frags.page_places(bytes / 2, dir.clone());
         self.writer.page_files(bytes, dir);
     }
 

@@ -11,13 +11,14 @@
 //! that tails were given index `i` for (blocks are submitted and written in index order); only
 //! files with `size % block_size != 0` get a fragment (the caller's rule).
 //!
-//! Tail dedup: every placed tail is remembered by a 32-bit hash and its file. A tail equal to
+//! Tail dedup: every placed tail is remembered by a 32-bit hash and its place. A tail equal to
 //! an earlier one gets the earlier location, after a byte comparison against the fragment
 //! block's content — from memory when the block is still being filled, otherwise read back
 //! from the image and decompressed (a few recently read blocks are cached).
 
+use crate::error::Error;
 use crate::squashfs::format::FragmentEntry;
-use crate::squashfs::known::KnownFiles;
+use crate::squashfs::known::KnownTails;
 
 /// Where a tail was placed (ordered as placed: block, then offset).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -38,7 +39,7 @@ pub(crate) struct FragmentTable {
     current_index: u32,
     /// Entries of written blocks, by index.
     entries: Vec<FragmentEntry>,
-    known: KnownFiles<TailRef>,
+    known: KnownTails,
     dedup: bool,
 }
 
@@ -50,7 +51,7 @@ impl FragmentTable {
             current: Vec::new(),
             current_index: 0,
             entries: Vec::new(),
-            known: KnownFiles::default(),
+            known: KnownTails::default(),
             dedup,
         }
     }
@@ -115,6 +116,22 @@ impl FragmentTable {
     /// The entry of a written block.
     pub(crate) fn entry(&self, index: u32) -> Option<FragmentEntry> {
         self.entries.get(index as usize).copied()
+    }
+
+    /// From now on keeps at most `bytes` of the tails' places in memory, the rest in a file in
+    /// `dir`.
+    pub(crate) fn page_places(&mut self, bytes: usize, dir: std::path::PathBuf) {
+        self.known.page(bytes, dir);
+    }
+
+    /// Bytes of tail places written to disk.
+    pub(crate) fn paged_out(&self) -> u64 {
+        self.known.paged_out()
+    }
+
+    /// The first I/O error of paging the tails' places since the last call.
+    pub(crate) fn take_error(&mut self) -> Option<Error> {
+        self.known.take_error()
     }
 
     /// Bytes held for dedup and entries (memory accounting).

@@ -133,9 +133,9 @@ pub(crate) struct Spill {
     dir: PathBuf,
     file: Option<File>,
     runs: Vec<Run>,
-    /// Encoded records not yet written, and their offsets.
+    /// Encoded records not yet written, and their offsets (a run is far below 4 GiB).
     buf: Vec<u8>,
-    offs: Vec<usize>,
+    offs: Vec<u32>,
     run_bytes: usize,
     next_seq: u64,
     /// The root's metadata (the root is never a record).
@@ -149,6 +149,13 @@ pub(crate) struct Spill {
 
 /// Largest key (a path is far shorter; this only bounds what a damaged file could claim).
 const KEY_MAX: usize = 1 << 20;
+
+/// Room kept past a run's mark for the record that crosses it: a long path with a symlink
+/// target fits; a longer record grows the buffer once.
+const RECORD_SLACK: usize = 64 << 10;
+
+/// Bytes of sorted records gathered before each write of a run.
+const STAGING: usize = 256 << 10;
 
 impl Spill {
     /// A spill writing runs of about `run_bytes` into a file in `dir`; records get `seq`s from
@@ -172,7 +179,7 @@ impl Spill {
     /// Bytes held in memory.
     pub(crate) fn heap_bytes(&self) -> usize {
         self.buf.capacity()
-            + self.offs.capacity() * 8
+            + self.offs.capacity() * 4
             + self.canon.capacity() * (std::mem::size_of::<(u64, Canon)>() + 1)
             + self.pending.capacity() * std::mem::size_of::<PendingLink>()
     }
@@ -199,7 +206,12 @@ impl Spill {
         kind: &RecKind,
         meta: &NodeMeta,
     ) -> Result<()> {
-        self.offs.push(self.buf.len());
+        if self.buf.capacity() == 0 {
+            // Reserved once, with room for the record that crosses the mark: growing by
+            // doubling would leave a buffer of twice the run.
+            self.buf.reserve_exact(self.run_bytes + RECORD_SLACK);
+        }
+        self.offs.push(self.buf.len() as u32);
         encode(&mut self.buf, key, seq, kind, meta);
         if self.buf.len() >= self.run_bytes {
             self.write_run()?;
@@ -238,22 +250,32 @@ impl Spill {
         }
         let buf = &self.buf;
         self.offs.sort_unstable_by(|&a, &b| {
-            let (ka, sa) = key_seq(buf, a);
-            let (kb, sb) = key_seq(buf, b);
+            let (ka, sa) = key_seq(buf, a as usize);
+            let (kb, sb) = key_seq(buf, b as usize);
             ka.cmp(kb).then(sa.cmp(&sb))
         });
         let start = self.runs.last().map_or(0, |r| r.0 + r.1);
-        let mut out = Vec::with_capacity(self.buf.len());
-        for &o in &self.offs {
-            out.extend_from_slice(&buf[o..o + record_len(buf, o)]);
-        }
         let file = self
             .file
             .as_ref()
             .ok_or_else(|| self.io_err(io::Error::other("no file")))?;
-        file.write_all_at(&out, start).map_err(|e| self.io_err(e))?;
-        self.runs.push((start, out.len() as u64));
-        self.stats.bytes += out.len() as u64;
+        // Through a small staging buffer: a sorted copy of the whole run would double what the
+        // run holds in memory just when the buffer is full.
+        let mut out = Vec::with_capacity(STAGING);
+        let mut at = start;
+        for &o in &self.offs {
+            let o = o as usize;
+            out.extend_from_slice(&buf[o..o + record_len(buf, o)]);
+            if out.len() >= STAGING {
+                file.write_all_at(&out, at).map_err(|e| self.io_err(e))?;
+                at += out.len() as u64;
+                out.clear();
+            }
+        }
+        file.write_all_at(&out, at).map_err(|e| self.io_err(e))?;
+        at += out.len() as u64;
+        self.runs.push((start, at - start));
+        self.stats.bytes += at - start;
         self.stats.runs += 1;
         self.stats.records += self.offs.len() as u64;
         self.buf.clear();

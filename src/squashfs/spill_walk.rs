@@ -23,6 +23,7 @@ use hashbrown::{HashMap, HashSet};
 
 use crate::error::{Error, Result};
 use crate::path::EntryPath;
+use crate::squashfs::export::ExportTable;
 use crate::squashfs::format::{inode_type, MetaRef, DIR_HEADER_MAX};
 use crate::squashfs::inode::InodeData;
 use crate::squashfs::spill::{Canon, RecKind, Record, Spill};
@@ -128,7 +129,7 @@ struct Walk<'t, 'a> {
     link_canon: HashMap<u64, u64>,
     nlinks: HashMap<u64, u32>,
     written: HashMap<u64, (u32, u64, u16)>,
-    export: Vec<u64>,
+    export: ExportTable,
     newest_mtime: u32,
     file_bytes: u64,
     scratch: Vec<u8>,
@@ -187,7 +188,7 @@ pub(crate) fn serialize(mut spill: Spill, t: &mut Tables<'_>) -> Result<Serializ
         link_canon: HashMap::new(),
         nlinks: HashMap::new(),
         written: HashMap::new(),
-        export: Vec::new(),
+        export: ExportTable::new(0, None),
         newest_mtime: 0,
         file_bytes: 0,
         scratch: Vec::new(),
@@ -200,12 +201,15 @@ pub(crate) fn serialize(mut spill: Spill, t: &mut Tables<'_>) -> Result<Serializ
     w.inodes = 0;
     w.entries = 0;
     w.implicit_next = 0;
-    w.export = vec![0; inode_count as usize];
+    w.export = ExportTable::new(
+        inode_count,
+        w.tables.as_ref().and_then(|t| t.export_paging.as_ref()),
+    );
     w.run(&spill)?;
     Ok(Serialized {
         root: MetaRef::unpack(w.root_ref),
         inode_count,
-        export: std::mem::take(&mut w.export),
+        export: std::mem::replace(&mut w.export, ExportTable::new(0, None)),
         newest_mtime: w.newest_mtime,
         entries: w.entries + 1,
         file_bytes: w.file_bytes,
@@ -513,12 +517,7 @@ impl Walk<'_, '_> {
     }
 
     fn set_export(&mut self, ino: u32, r: u64) {
-        if let Some(slot) = (ino as usize)
-            .checked_sub(1)
-            .and_then(|i| self.export.get_mut(i))
-        {
-            *slot = r;
-        }
+        self.export.set(ino, r);
     }
 
     /// The range of frame `j`'s records in `history`.

@@ -23,20 +23,24 @@ use crate::squashfs::format::{Le, METADATA_SIZE};
 use crate::squashfs::image_file::ImageFile;
 use crate::squashfs::meta_writer::MetaWriter;
 
+/// Writes one metadata block of `chunk` (at most 8 KiB) at the position; returns where.
+fn write_block(out: &mut ImageFile, codec: &Arc<Compressor>, chunk: &[u8]) -> Result<u64> {
+    let at = out.position();
+    let mut block = MetaWriter::new(Arc::clone(codec));
+    block.append(chunk)?;
+    out.write(&block.finish()?)?;
+    Ok(at)
+}
+
 /// Writes `entries` as metadata blocks at the position and returns the blocks' offsets.
 pub(crate) fn write_metablocks(
     out: &mut ImageFile,
     codec: &Arc<Compressor>,
     entries: &[u8],
 ) -> Result<Vec<u64>> {
-    let mut locations = Vec::with_capacity(entries.len().div_ceil(METADATA_SIZE));
-    for chunk in entries.chunks(METADATA_SIZE) {
-        locations.push(out.position());
-        let mut block = MetaWriter::new(Arc::clone(codec));
-        block.append(chunk)?;
-        out.write(&block.finish()?)?;
-    }
-    Ok(locations)
+    (entries.chunks(METADATA_SIZE))
+        .map(|chunk| write_block(out, codec, chunk))
+        .collect()
 }
 
 /// Writes the location list; returns its offset.
@@ -57,6 +61,44 @@ pub(crate) fn write_lookup_table(
     codec: &Arc<Compressor>,
     entries: &[u8],
 ) -> Result<u64> {
-    let locations = write_metablocks(out, codec, entries)?;
-    write_locations(out, &locations)
+    let mut table = LookupWriter::default();
+    table.push(out, codec, entries)?;
+    table.finish(out, codec)
+}
+
+/// A lookup table whose entries arrive in pieces (the export table of ten million inodes is
+/// 80 MB: it is written as it is read, never gathered): each block is written once full.
+#[derive(Default)]
+pub(crate) struct LookupWriter {
+    block: Vec<u8>,
+    locations: Vec<u64>,
+}
+
+impl LookupWriter {
+    /// Appends entry bytes, writing each metadata block as it fills.
+    pub(crate) fn push(
+        &mut self,
+        out: &mut ImageFile,
+        codec: &Arc<Compressor>,
+        mut bytes: &[u8],
+    ) -> Result<()> {
+        while !bytes.is_empty() {
+            let take = (METADATA_SIZE - self.block.len()).min(bytes.len());
+            self.block.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            if self.block.len() == METADATA_SIZE {
+                self.locations.push(write_block(out, codec, &self.block)?);
+                self.block.clear();
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the last, shorter block and the list; returns the list's offset.
+    pub(crate) fn finish(mut self, out: &mut ImageFile, codec: &Arc<Compressor>) -> Result<u64> {
+        if !self.block.is_empty() {
+            self.locations.push(write_block(out, codec, &self.block)?);
+        }
+        write_locations(out, &self.locations)
+    }
 }

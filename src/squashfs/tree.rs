@@ -34,6 +34,7 @@ use crate::error::{Error, Result};
 use crate::path::EntryPath;
 use crate::squashfs::block_writer::FileStore;
 use crate::squashfs::dir_writer::DirWriter;
+use crate::squashfs::export::{ExportTable, Paging};
 use crate::squashfs::format::{MetaRef, NO_FRAGMENT};
 use crate::squashfs::id_table::IdTable;
 use crate::squashfs::image_file::ImageFile;
@@ -189,7 +190,7 @@ pub(crate) struct Serialized {
     /// Number of inodes (N).
     pub inode_count: u32,
     /// Packed inode refs by inode number − 1.
-    pub export: Vec<u64>,
+    pub export: ExportTable,
     /// The newest mtime of any inode.
     pub newest_mtime: u32,
     /// Live paths, the root included.
@@ -214,6 +215,8 @@ pub(crate) struct Tables<'a> {
     pub files: &'a FileStore,
     /// Data block size.
     pub block_size: u64,
+    /// Where the export table pages to past the budget (`None`: no budget).
+    pub export_paging: Option<Paging>,
 }
 
 impl Tree {
@@ -452,13 +455,10 @@ impl Tree {
             file_bytes: 0,
         };
         w.write(t)?;
-        let mut export = vec![0u64; inode_count as usize];
+        let mut export = ExportTable::new(inode_count, t.export_paging.as_ref());
         for (k, &r) in w.refs.iter().enumerate() {
-            let slot = (ino[k] as usize)
-                .checked_sub(1)
-                .and_then(|i| export.get_mut(i));
-            if let (true, Some(slot)) = (r != UNWRITTEN, slot) {
-                *slot = r;
+            if r != UNWRITTEN {
+                export.set(ino[k], r);
             }
         }
         Ok(Serialized {

@@ -4,6 +4,7 @@
 //! (which remove their partial output first: [`signals`]), and a closed standard output
 //! (`ocirender convert img - | head`) is not a failure.
 
+mod allocator;
 mod args;
 mod listing;
 mod login;
@@ -26,6 +27,7 @@ use ocirender::Summary;
 use signals::{Interrupted, Signals};
 
 fn main() -> ExitCode {
+    allocator::tune();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -254,10 +256,17 @@ fn print_summary(spec: &ImageSpec, summary: &Summary, started: Instant) {
             HumanBytes(summary.spilled.files_bytes)
         );
     }
+    if summary.spilled.export_bytes > 0 {
+        let _ = writeln!(
+            err,
+            "memory budget reached: the squashfs export table kept its least used pages on disk ({} written)",
+            HumanBytes(summary.spilled.export_bytes)
+        );
+    }
     if summary.spilled.merge_bytes > 0 {
         let _ = writeln!(
             err,
-            "memory budget reached: the merge's path table kept its least used pages on disk ({} written)",
+            "memory budget reached: the merge's path table and hiding records kept their least used pages on disk ({} written)",
             HumanBytes(summary.spilled.merge_bytes)
         );
     }
