@@ -589,9 +589,9 @@ fn files_around_block_boundaries_for_4k_and_1m_blocks() {
 #[test]
 fn duplicate_tails_find_first_copies_in_blocks_long_written() {
     // Tails of 300 KiB in 1 MiB blocks, three to a fragment block: 36 first copies fill 12
-    // blocks, more than the cache of decompressed fragment blocks holds (8 MiB), and the
-    // duplicates come in a scrambled order, twice over, so first copies are read back from
-    // the image, evicted, and read back again.
+    // blocks, and the duplicates come in a scrambled order, twice over, so first copies are
+    // compared long after their blocks were handed to the compressors (from the writer's
+    // store of written fragment blocks, in any order and more than once).
     let bs = 1usize << 20;
     let distinct: Vec<Vec<u8>> = (0..36).map(|i| content(300 << 10, 500 + i)).collect();
     let mut inputs: Vec<_> = (distinct.iter().enumerate())

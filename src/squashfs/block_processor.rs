@@ -33,12 +33,12 @@ use crossbeam_channel::{Receiver, Sender};
 use crate::error::{Error, Result};
 use crate::options::{Jobs, ProgressFn, SquashfsOptions};
 use crate::progress::Progress;
-use crate::squashfs::block_writer::{stored_len, Block, BlockWriter, FileStore};
-use crate::squashfs::compressor::{self, Compressor};
+use crate::squashfs::block_writer::{Block, BlockWriter, FileStore};
+use crate::squashfs::compressor::Compressor;
 use crate::squashfs::fragment_table::{FragmentTable, TailRef};
 use crate::squashfs::image_file::ImageFile;
-use crate::squashfs::problem::{BlockProblem, SquashfsBlock, SquashfsProblem};
 use crate::squashfs::reuse::{block_hash, Found, Previous};
+use crate::squashfs::tail_store::TailStore;
 
 /// What a job's result is for.
 #[derive(Clone, Copy, Debug)]
@@ -76,17 +76,6 @@ struct Slot {
 /// Items (finished or not) that may wait to be written, per allowed job in flight.
 const PENDING_PER_JOB: usize = 4;
 
-/// Bytes of decompressed fragment blocks kept for tail-dedup comparisons (between
-/// [`FRAGMENT_CACHE_MIN`] and [`FRAGMENT_CACHE_MAX`] blocks; least recently used goes). Duplicates point at the first
-/// copies, which in an image of millions of small files lie spread over hundreds of blocks:
-/// with four blocks, nearly every duplicate cost a block's decompression (10M files: 234 s
-/// instead of 54 s).
-const FRAGMENT_CACHE_BYTES: usize = 8 << 20;
-const FRAGMENT_CACHE_MIN: usize = 4;
-/// The cache is searched linearly: with small blocks, more entries than this would cost more
-/// to search than a block costs to decompress.
-const FRAGMENT_CACHE_MAX: usize = 64;
-
 /// Splits files into blocks, compresses them in parallel, writes them in order.
 pub(crate) struct BlockProcessor {
     block_size: usize,
@@ -103,7 +92,8 @@ pub(crate) struct BlockProcessor {
     free: Vec<Vec<u8>>,
     writer: BlockWriter,
     frags: FragmentTable,
-    frag_cache: VecDeque<(u32, Vec<u8>)>,
+    /// Written fragment blocks, for tail dedup's comparisons.
+    tails: TailStore,
     progress: Option<ProgressFn>,
     submitted: u64,
     previous: Option<Arc<Previous>>,
@@ -199,6 +189,7 @@ impl BlockProcessor {
     /// it holds them.
     pub(crate) fn new(
         out: ImageFile,
+        dir: PathBuf,
         codec: Arc<Compressor>,
         options: &SquashfsOptions,
         jobs: Jobs,
@@ -233,7 +224,7 @@ impl BlockProcessor {
             free: Vec::new(),
             writer: BlockWriter::new(out, block_size as u64, fragments, dedup),
             frags: FragmentTable::new(block_size, dedup),
-            frag_cache: VecDeque::new(),
+            tails: TailStore::new(dir, block_size),
             progress,
             submitted: 0,
             previous,
@@ -337,62 +328,24 @@ impl BlockProcessor {
 
     /// Whether the fragment bytes at `at` equal `tail`.
     fn fragment_holds(&mut self, at: TailRef, tail: &[u8]) -> Result<bool> {
-        let range = at.offset as usize..at.offset as usize + tail.len();
         if let Some(block) = self.frags.in_memory(at.fragment) {
+            let range = at.offset as usize..at.offset as usize + tail.len();
             return Ok(block.get(range) == Some(tail));
         }
-        let block = self.fragment_content(at.fragment)?;
-        Ok(block.get(range) == Some(tail))
+        self.tails.holds(at, tail)
     }
 
-    /// The uncompressed content of a fragment block already handed to the pipeline.
-    fn fragment_content(&mut self, index: u32) -> Result<&[u8]> {
-        if let Some(pos) = self.frag_cache.iter().position(|(i, _)| *i == index) {
-            if let Some(hit) = self.frag_cache.remove(pos) {
-                self.frag_cache.push_back(hit);
-            }
-            return Ok(self.frag_cache.back().map(|(_, c)| &c[..]).unwrap_or(&[]));
-        }
-        while self.frags.entry(index).is_none() {
-            if self.in_flight == 0 && self.pending.is_empty() {
-                return Err(self.readback_error(index, BlockProblem::NeverWritten));
-            }
-            self.receive_one()?;
-        }
-        let entry = self.frags.entry(index).unwrap_or_default();
-        let mut stored = vec![0u8; stored_len(entry.size) as usize];
-        self.writer.image().read_at(entry.start, &mut stored)?;
-        let content = if entry.size & crate::squashfs::format::DATA_RAW != 0 {
-            stored
-        } else {
-            let mut out = Vec::new();
-            compressor::decompress(self.codec.id(), &stored, &mut out, self.block_size)
-                .map_err(|p| self.readback_error(index, p))?;
-            out
-        };
-        let blocks =
-            (FRAGMENT_CACHE_BYTES / self.block_size).clamp(FRAGMENT_CACHE_MIN, FRAGMENT_CACHE_MAX);
-        if self.frag_cache.len() >= blocks {
-            self.frag_cache.pop_front();
-        }
-        self.frag_cache.push_back((index, content));
-        Ok(self.frag_cache.back().map(|(_, c)| &c[..]).unwrap_or(&[]))
+    /// Moves the temporary file of fragment blocks, if not made yet, to `dir`.
+    pub(crate) fn set_temp_dir(&mut self, dir: PathBuf) {
+        self.tails.set_dir(dir);
     }
 
-    fn readback_error(&mut self, index: u32, problem: BlockProblem) -> Error {
-        Error::BadSquashfs {
-            path: self.writer.image().target().to_path_buf(),
-            problem: SquashfsProblem::BadBlock {
-                block: SquashfsBlock::FragmentReadBack { index },
-                problem,
-            },
-        }
-    }
-
-    /// Submits the fragment block being filled, if any.
     fn flush_fragment(&mut self) -> Result<()> {
         let fresh = self.buffer();
         if let Some((index, block)) = self.frags.take_block(fresh) {
+            if self.frags.dedups() {
+                self.tails.keep(index, &block)?;
+            }
             self.submit(Work::Fragment { index }, block)?;
         }
         Ok(())

@@ -251,7 +251,8 @@ impl BlockWriter {
         self.store.files.set_limit(bytes);
     }
 
-    /// The image (for fragment read-back).
+    /// The image (tests look at its position).
+    #[cfg(test)]
     pub(crate) fn image(&mut self) -> &mut ImageFile {
         &mut self.out
     }

@@ -75,6 +75,11 @@ impl FragmentTable {
         (fragment == self.current_index && !self.current.is_empty()).then_some(&self.current[..])
     }
 
+    /// Whether tails are deduplicated.
+    pub(crate) fn dedups(&self) -> bool {
+        self.dedup
+    }
+
     /// Whether `tail` fits in the block being filled.
     pub(crate) fn fits(&self, tail: &[u8]) -> bool {
         self.current.len() + tail.len() <= self.block_size
@@ -111,11 +116,6 @@ impl FragmentTable {
     pub(crate) fn record(&mut self, index: u32, entry: FragmentEntry) {
         debug_assert_eq!(index as usize, self.entries.len());
         self.entries.push(entry);
-    }
-
-    /// The entry of a written block.
-    pub(crate) fn entry(&self, index: u32) -> Option<FragmentEntry> {
-        self.entries.get(index as usize).copied()
     }
 
     /// From now on keeps at most `bytes` of the tails' places in memory, the rest in a file in

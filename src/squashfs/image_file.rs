@@ -59,11 +59,6 @@ impl ImageFile {
         output_error(&self.target, source)
     }
 
-    /// The final path (for messages).
-    pub(crate) fn target(&self) -> &Path {
-        &self.target
-    }
-
     /// Offset of the next byte written.
     pub(crate) fn position(&self) -> u64 {
         self.buf_start + self.buf.len() as u64

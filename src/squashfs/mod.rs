@@ -43,6 +43,7 @@ pub mod reuse;
 mod spill;
 mod spill_walk;
 mod superblock;
+mod tail_store;
 mod table;
 mod tree;
 mod xattr_writer;
@@ -166,8 +167,13 @@ impl SquashfsSink {
                 .bytes(opts);
             image.write(&block)?;
         }
+        let beside = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
         let blocks = BlockProcessor::new(
             image,
+            beside,
             Arc::clone(&codec),
             options,
             jobs,
@@ -194,6 +200,7 @@ impl SquashfsSink {
     /// in an unnamed temporary file in `spill_dir` (gone on success, error and kill alike),
     /// merged back when the tables are written. The image is the same byte for byte.
     pub fn with_memory_limit(mut self, limit: MemoryLimit, spill_dir: &Path) -> Self {
+        self.blocks.set_temp_dir(spill_dir.to_path_buf());
         self.budget = (limit != MemoryLimit::UNLIMITED).then(|| Budget {
             limit: limit.get(),
             dir: spill_dir.to_path_buf(),

@@ -300,11 +300,6 @@ pub enum SquashfsBlock {
         /// Its index in the fragment table.
         index: u32,
     },
-    /// A fragment block the writer reads back from its own output to deduplicate a tail.
-    FragmentReadBack {
-        /// Its index in the fragment table.
-        index: u32,
-    },
 }
 
 impl fmt::Display for SquashfsBlock {
@@ -313,9 +308,6 @@ impl fmt::Display for SquashfsBlock {
             SquashfsBlock::Metadata { at } => write!(f, "metadata block at {at}"),
             SquashfsBlock::Data { at } => write!(f, "data block at {at}"),
             SquashfsBlock::Fragment { index } => write!(f, "fragment block {index}"),
-            SquashfsBlock::FragmentReadBack { index } => {
-                write!(f, "fragment block {index}, read back for dedup")
-            }
         }
     }
 }
@@ -370,9 +362,6 @@ pub enum BlockProblem {
     /// A read runs past the last block of its metadata stream.
     #[error("read past the end of its stream")]
     PastStreamEnd,
-    /// The writer was asked for a fragment block it never wrote (a bug, not a bad image).
-    #[error("never written")]
-    NeverWritten,
 }
 
 /// The message for [`BlockProblem::UnsupportedCompressor`].
