@@ -14,7 +14,9 @@
 //!   content (spooled) or the kept non-regular entry (copied); the rest link to it.
 //! - [`Source::Pending`] left at the end: the target never existed, an error.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+use hashbrown::{HashMap, HashSet};
 
 use crate::entry::{Entry, EntryKind, Metadata};
 use crate::error::{Error, Result};

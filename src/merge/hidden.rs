@@ -6,7 +6,7 @@
 //! which the entry ordinal is all there is to keep. Those go in a map of 8-byte values; the
 //! rest keep a full [`Hidden`].
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 
 use super::hardlink::SlotId;
 use super::paths::NodeId;

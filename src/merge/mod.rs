@@ -53,8 +53,9 @@ mod spool;
 mod tests;
 mod whiteout;
 
-use std::collections::{HashMap, HashSet};
 use std::io::{self, Read};
+
+use hashbrown::{HashMap, HashSet};
 
 use crate::cancel::CancelToken;
 use crate::digest::Digest;

@@ -21,7 +21,7 @@
 //! keeps the full history for the one question that needs a layer range: did anything hide a
 //! hard link's target between the target's layer and the link's?
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};

@@ -43,8 +43,8 @@ pub mod reuse;
 mod spill;
 mod spill_walk;
 mod superblock;
-mod tail_store;
 mod table;
+mod tail_store;
 mod tree;
 mod xattr_writer;
 

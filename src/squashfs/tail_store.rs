@@ -95,9 +95,15 @@ mod tests {
         s.keep(2, &[7; 4096]).unwrap();
         assert!(s.holds(at(0, 6), b"world").unwrap());
         assert!(!s.holds(at(0, 6), b"worle").unwrap());
-        assert!(!s.holds(at(0, 6), b"world!").unwrap(), "past the block's end");
+        assert!(
+            !s.holds(at(0, 6), b"world!").unwrap(),
+            "past the block's end"
+        );
         assert!(s.holds(at(2, 4000), &[7; 96]).unwrap());
-        assert!(!s.holds(at(2, 4000), &[7; 97]).unwrap(), "past the block size");
+        assert!(
+            !s.holds(at(2, 4000), &[7; 97]).unwrap(),
+            "past the block size"
+        );
         assert!(!s.holds(at(1, 0), b"x").unwrap(), "a hole");
         assert!(!s.holds(at(9, 0), b"x").unwrap(), "beyond the file");
         assert!(!s.holds(at(u32::MAX, 0), b"x").unwrap(), "a lost place");
