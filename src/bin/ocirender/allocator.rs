@@ -5,8 +5,9 @@
 //! threshold starts at 128 KiB but rises to the size of every mapped block freed (up to
 //! 32 MiB), so once a conversion has grown and freed a few large tables (hash table shards,
 //! a doubled vector), the pages and buffers of the memory budget come from the heaps, and
-//! what they free when the merge ends stays resident: at ten million files, 396 MiB of peak
-//! RSS for a heap of about 360 (BENCHMARKS.md). A fixed threshold keeps large blocks mapped.
+//! what they free stays resident for the next phase to add to: at ten million files, 387 MiB
+//! of peak RSS, and 356 with the threshold fixed (BENCHMARKS.md). A fixed threshold keeps
+//! large blocks mapped.
 
 /// Blocks from this size on are mapped and unmapped on their own: above the data block and
 /// the pages of the path table (128 KiB), below the hash table shards and spill buffers.
