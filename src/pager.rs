@@ -106,6 +106,19 @@ struct Page<T> {
     dirty: bool,
 }
 
+/// A summary, not the records (a pager may hold millions).
+impl<T: Record> std::fmt::Debug for Pager<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let p = self.inner.borrow();
+        f.debug_struct("Pager")
+            .field("what", &p.what)
+            .field("len", &p.len)
+            .field("resident_pages", &p.resident.len())
+            .field("written", &p.written)
+            .finish()
+    }
+}
+
 impl<T: Record> Pager<T> {
     const PER_PAGE: usize = 1 << T::PAGE_SHIFT;
     const MASK: usize = Self::PER_PAGE - 1;

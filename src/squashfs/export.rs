@@ -24,17 +24,9 @@ pub(crate) struct Paging {
 }
 
 /// Inode references by inode number − 1 (0 until set).
+#[derive(Debug)]
 pub(crate) struct ExportTable {
     refs: Pager<u64>,
-}
-
-impl std::fmt::Debug for ExportTable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ExportTable")
-            .field("inodes", &self.refs.len())
-            .field("paged_out", &self.refs.paged_out())
-            .finish()
-    }
 }
 
 impl ExportTable {

@@ -78,6 +78,7 @@ impl<V: Copy + Ord> KnownFiles<V> {
 /// budget. A place is read only for a candidate whose whole hash matched (nearly always an
 /// equal tail, whose fragment block is read then anyway). Ten million tiny files leave about
 /// four million distinct tails: 109 MB as (hash, place) entries, 60 MB and the pages so.
+#[derive(Debug)]
 pub(crate) struct KnownTails {
     tables: Vec<HashTable<u32>>,
     hashes: Vec<u32>,
@@ -106,15 +107,6 @@ impl Record for TailRef {
                 offset: u32::from_le_bytes(b[4..].try_into().unwrap_or_default()),
             };
         }
-    }
-}
-
-impl std::fmt::Debug for KnownTails {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KnownTails")
-            .field("tails", &self.hashes.len())
-            .field("paged_out", &self.places.paged_out())
-            .finish()
     }
 }
 
